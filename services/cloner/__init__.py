@@ -1,0 +1,1 @@
+"""vcfad cloner service."""

@@ -1,0 +1,1 @@
+"""vcfad detector service."""

@@ -1,0 +1,9 @@
+"""`vcfad` sub-commands of the detector."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add this package's sub-commands (filled in by the detector work)."""

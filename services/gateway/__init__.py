@@ -1,0 +1,1 @@
+"""vcfad gateway service."""

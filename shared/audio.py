@@ -1,0 +1,283 @@
+"""The one audio value type of vcfad and its loader.
+
+Every part of vcfad (detector, cloner, data builder, services) passes speech around as an
+:class:`Audio`: mono float32 samples in [-1, 1] plus their sample rate. Operations return a new
+value, so calls chain::
+
+    audio = load_audio("clip.mp3").resample(16_000).trim_silence().normalize_loudness()
+
+:func:`load_audio` reads any :data:`AudioFile` (path, bytes or binary file object; WAV, FLAC,
+MP3, OGG) and applies a :class:`LoadPolicy` (target rate, trimming, loudness, duration limits).
+Bad input raises a subclass of :class:`AudioError` whose message names what is wrong.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, TypeAlias
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+Seconds: TypeAlias = float
+Hertz: TypeAlias = int
+Decibels: TypeAlias = float
+
+#: Anything :func:`load_audio` accepts: a path, the encoded bytes, or a binary file object.
+AudioFile: TypeAlias = str | Path | bytes | BinaryIO
+
+MODEL_SAMPLE_RATE_HZ: Hertz = 16_000
+
+
+class AudioError(ValueError):
+    """Audio input that vcfad cannot use; the message says why, for the user."""
+
+
+class UnreadableAudioError(AudioError):
+    """Not audio, an unsupported container, or a corrupt file."""
+
+
+class SilentAudioError(AudioError):
+    """No samples, or no signal above the silence floor."""
+
+
+class AudioTooShortError(AudioError):
+    """Less speech than the configured minimum."""
+
+
+class AudioTooLongError(AudioError):
+    """Longer than the configured maximum."""
+
+
+@dataclass(frozen=True, slots=True)
+class Audio:
+    """Mono speech: float32 ``samples`` in [-1, 1] at ``sample_rate_hz``."""
+
+    samples: np.ndarray
+    sample_rate_hz: Hertz
+
+    def __post_init__(self) -> None:
+        samples = np.asarray(self.samples, dtype=np.float32)
+        if samples.ndim != 1:
+            raise ValueError(f"Audio holds mono samples (1-D); got shape {samples.shape}")
+        if self.sample_rate_hz <= 0:
+            raise ValueError(f"sample_rate_hz must be positive; got {self.sample_rate_hz}")
+        object.__setattr__(self, "samples", samples)
+
+    # -- properties -------------------------------------------------------------------------
+    @property
+    def duration_s(self) -> Seconds:
+        return len(self.samples) / self.sample_rate_hz
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.samples)
+
+    def rms_dbfs(self) -> Decibels:
+        """Root-mean-square level in dB relative to full scale (−inf for digital silence)."""
+        if self.num_samples == 0:
+            return float("-inf")
+        rms = float(np.sqrt(np.mean(np.square(self.samples, dtype=np.float64))))
+        return 20.0 * np.log10(rms) if rms > 0 else float("-inf")
+
+    # -- transforms (each returns a new Audio) ------------------------------------------------
+    def resample(self, sample_rate_hz: Hertz) -> Audio:
+        if sample_rate_hz == self.sample_rate_hz or self.num_samples == 0:
+            return Audio(self.samples, sample_rate_hz)
+        resampled = soxr.resample(self.samples, self.sample_rate_hz, sample_rate_hz, quality="HQ")
+        return Audio(resampled.astype(np.float32), sample_rate_hz)
+
+    def trim_silence(self, top_db: Decibels = 40.0, frame_s: Seconds = 0.025) -> Audio:
+        """Drop leading and trailing frames quieter than ``top_db`` below the loudest frame."""
+        start, end = self._active_span(top_db, frame_s)
+        return Audio(self.samples[start:end], self.sample_rate_hz)
+
+    def normalize_loudness(self, target_dbfs: Decibels = -23.0, peak_limit: float = 0.99) -> Audio:
+        """Scale so the active (non-silent) part sits at ``target_dbfs`` RMS, without clipping.
+
+        Measured on active frames only, so a clip with long pauses is not boosted more than a
+        dense one: both classes of the detector are normalised the same way.
+        """
+        active = self._active_samples()
+        if active.size == 0:
+            return self
+        rms = float(np.sqrt(np.mean(np.square(active, dtype=np.float64))))
+        if rms <= 0:
+            return self
+        gain = 10.0 ** (target_dbfs / 20.0) / rms
+        peak = float(np.max(np.abs(self.samples))) * gain
+        if peak > peak_limit:
+            gain *= peak_limit / peak
+        return Audio(self.samples * np.float32(gain), self.sample_rate_hz)
+
+    def crop(self, start_s: Seconds, duration_s: Seconds) -> Audio:
+        start = max(0, round(start_s * self.sample_rate_hz))
+        stop = start + round(duration_s * self.sample_rate_hz)
+        return Audio(self.samples[start:stop], self.sample_rate_hz)
+
+    def pad_to(self, duration_s: Seconds) -> Audio:
+        """Zero-pad at the end up to ``duration_s`` (never shortens)."""
+        missing = round(duration_s * self.sample_rate_hz) - self.num_samples
+        if missing <= 0:
+            return self
+        return Audio(np.pad(self.samples, (0, missing)), self.sample_rate_hz)
+
+    def concat(self, *others: Audio, gap_s: Seconds = 0.0) -> Audio:
+        """Join clips (resampled to this rate) with ``gap_s`` of silence between them."""
+        gap = np.zeros(round(gap_s * self.sample_rate_hz), dtype=np.float32)
+        parts = [self.samples]
+        for other in others:
+            parts += [gap, other.resample(self.sample_rate_hz).samples]
+        return Audio(np.concatenate(parts), self.sample_rate_hz)
+
+    def windows(self, window_s: Seconds, hop_s: Seconds) -> Iterator[tuple[Seconds, Audio]]:
+        """Yield ``(start_s, window)``; the last window is kept if at least half full."""
+        window = round(window_s * self.sample_rate_hz)
+        hop = round(hop_s * self.sample_rate_hz)
+        if self.num_samples <= window:
+            yield 0.0, self
+            return
+        for start in range(0, self.num_samples - window // 2, hop):
+            yield start / self.sample_rate_hz, Audio(self.samples[start : start + window], self.sample_rate_hz)
+            if start + window >= self.num_samples:
+                return
+
+    # -- output ---------------------------------------------------------------------------------
+    def write(self, path: str | Path, subtype: str = "PCM_16") -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, np.clip(self.samples, -1.0, 1.0), self.sample_rate_hz, subtype=subtype)
+        return path
+
+    def to_wav_bytes(self, subtype: str = "PCM_16") -> bytes:
+        buffer = io.BytesIO()
+        sf.write(buffer, np.clip(self.samples, -1.0, 1.0), self.sample_rate_hz, format="WAV", subtype=subtype)
+        return buffer.getvalue()
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _frame_db(self, frame_s: Seconds) -> tuple[np.ndarray, int]:
+        frame = max(1, round(frame_s * self.sample_rate_hz))
+        count = self.num_samples // frame
+        if count == 0:
+            return np.array([self.rms_dbfs()]), max(frame, self.num_samples)
+        frames = self.samples[: count * frame].reshape(count, frame).astype(np.float64)
+        power = np.mean(frames**2, axis=1)
+        return 10.0 * np.log10(np.maximum(power, 1e-20)), frame
+
+    def _active_span(self, top_db: Decibels, frame_s: Seconds) -> tuple[int, int]:
+        if self.num_samples == 0:
+            return 0, 0
+        frame_db, frame = self._frame_db(frame_s)
+        active = np.flatnonzero(frame_db > frame_db.max() - top_db)
+        start = int(active[0]) * frame
+        end = min(self.num_samples, (int(active[-1]) + 1) * frame)
+        return start, end
+
+    def _active_samples(self, top_db: Decibels = 40.0, frame_s: Seconds = 0.025) -> np.ndarray:
+        frame_db, frame = self._frame_db(frame_s)
+        count = len(frame_db)
+        if count * frame > self.num_samples:  # shorter than one frame
+            return self.samples
+        frames = self.samples[: count * frame].reshape(count, frame)
+        return frames[frame_db > frame_db.max() - top_db].reshape(-1)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadPolicy:
+    """How :func:`load_audio` prepares input; one policy is shared by training and serving."""
+
+    sample_rate_hz: Hertz = MODEL_SAMPLE_RATE_HZ
+    trim_silence: bool = True
+    trim_top_db: Decibels = 40.0
+    normalize_loudness: bool = True
+    target_dbfs: Decibels = -23.0
+    #: Below this RMS level (dBFS) the whole clip counts as silence.
+    silence_floor_dbfs: Decibels = -60.0
+    min_duration_s: Seconds = 0.5
+    max_duration_s: Seconds = 600.0
+
+
+def _describe(source: AudioFile) -> str:
+    if isinstance(source, str | Path):
+        return str(source)
+    return getattr(source, "name", None) or "uploaded audio"
+
+
+def decode_audio(source: AudioFile) -> Audio:
+    """Decode ``source`` to mono float32 at its own sample rate (no other processing).
+
+    Raises
+    ------
+    UnreadableAudioError
+        The file is missing, not audio, or corrupt.
+    """
+    name = _describe(source)
+    if isinstance(source, str | Path):
+        path = Path(source)
+        if not path.exists():
+            raise UnreadableAudioError(f"{name}: no such file")
+        if path.is_dir():
+            raise UnreadableAudioError(f"{name}: is a folder, not an audio file")
+        opened: str | BinaryIO = str(path)
+    elif isinstance(source, bytes | bytearray):
+        if not source:
+            raise SilentAudioError(f"{name}: the upload is empty (0 bytes)")
+        opened = io.BytesIO(source)
+    else:
+        opened = source
+    try:
+        data, sample_rate_hz = sf.read(opened, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
+        raise UnreadableAudioError(
+            f"{name}: not a readable audio file (WAV, FLAC, MP3 or OGG expected): {error}"
+        ) from None
+    if not np.all(np.isfinite(data)):
+        raise UnreadableAudioError(f"{name}: the audio holds NaN or infinite samples (corrupt file)")
+    return Audio(data.mean(axis=1), int(sample_rate_hz))
+
+
+def load_audio(source: AudioFile, policy: LoadPolicy | None = None) -> Audio:
+    """Read ``source`` and prepare it by ``policy``: mono, resampled, trimmed, normalised.
+
+    Parameters
+    ----------
+    source
+        A path, encoded bytes, or a binary file object holding WAV, FLAC, MP3 or OGG.
+    policy
+        Target rate, trimming, loudness and duration limits; :class:`LoadPolicy` defaults if None.
+
+    Raises
+    ------
+    UnreadableAudioError, SilentAudioError, AudioTooShortError, AudioTooLongError
+        With a message naming the input and what is wrong with it.
+    """
+    policy = policy or LoadPolicy()
+    name = _describe(source)
+    audio = decode_audio(source)
+    if audio.num_samples == 0:
+        raise SilentAudioError(f"{name}: the file holds no samples")
+    # Check the limit before resampling, so a huge upload is refused cheaply.
+    if audio.duration_s > policy.max_duration_s:
+        raise AudioTooLongError(
+            f"{name}: {audio.duration_s:.1f} s is longer than the maximum of {policy.max_duration_s:g} s"
+        )
+    if audio.rms_dbfs() < policy.silence_floor_dbfs:
+        raise SilentAudioError(
+            f"{name}: the recording is silent (level {audio.rms_dbfs():.0f} dBFS, "
+            f"floor {policy.silence_floor_dbfs:g} dBFS)"
+        )
+    audio = audio.resample(policy.sample_rate_hz)
+    if policy.trim_silence:
+        audio = audio.trim_silence(policy.trim_top_db)
+    if audio.duration_s < policy.min_duration_s:
+        raise AudioTooShortError(
+            f"{name}: {audio.duration_s:.2f} s of sound after trimming silence; "
+            f"at least {policy.min_duration_s:g} s is needed"
+        )
+    if policy.normalize_loudness:
+        audio = audio.normalize_loudness(policy.target_dbfs)
+    return audio
