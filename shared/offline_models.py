@@ -27,7 +27,8 @@ def cache_dir() -> Path:
 def package_dir(module: str) -> Path:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise MissingModelError(f"the package providing `{module}` is not installed (pip install {module.replace('_', '-')})")
+        package = module.replace("_", "-")
+        raise MissingModelError(f"the package providing `{module}` is not installed (pip install {package})")
     return Path(next(iter(spec.submodule_search_locations)))
 
 

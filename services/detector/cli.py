@@ -1,9 +1,108 @@
-"""`vcfad` sub-commands of the detector."""
+"""`vcfad detect`, `vcfad train-detector`, `vcfad eval-detector`."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def resolve_model(name_or_dir: str) -> Path:
+    """A shipped model name (``default``, ``seed-baseline``) or a model folder."""
+    from services.detector.inference import default_model_dir
+
+    candidate = Path(name_or_dir)
+    if (candidate / "model.json").is_file():
+        return candidate
+    shipped = default_model_dir(name_or_dir)
+    if (shipped / "model.json").is_file():
+        return shipped
+    raise FileNotFoundError(f"--model {name_or_dir!r}: neither a shipped model name nor a model folder")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add this package's sub-commands (filled in by the detector work)."""
+    detect = subparsers.add_parser(
+        "detect",
+        help="score recordings: probability that each is synthetic",
+        description="Score recordings with the fake-audio detector. Models are loaded once for all paths.",
+    )
+    detect.add_argument("paths", nargs="+", metavar="PATH", help="audio files (WAV, FLAC, MP3, OGG)")
+    detect.add_argument("--json", action="store_true", help="one JSON object per input and line")
+    detect.add_argument("--timeline", action="store_true", help="also score 2 s windows every 0.5 s")
+    detect.add_argument("--model", default="default", help="shipped model name or model folder (default: default)")
+    detect.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
+    detect.set_defaults(handler=_detect)
+
+    train = subparsers.add_parser("train-detector", help="train a detector model from a dataset manifest")
+    train.add_argument("--manifest", required=True, type=Path, help="manifest.tsv from `vcfad data build`")
+    train.add_argument("--kind", choices=("whisper-probe", "seed-baseline"), default="whisper-probe")
+    train.add_argument("--out", required=True, type=Path, help="model folder to write")
+    train.add_argument("--name", help="model name (default: the folder's name)")
+    train.set_defaults(handler=_train)
+
+    evaluate = subparsers.add_parser(
+        "eval-detector", help="EER, F1, false alarms, per-system EER and a DET curve on a manifest"
+    )
+    evaluate.add_argument("--manifest", required=True, type=Path)
+    evaluate.add_argument(
+        "--model", action="append", help="model name or folder; repeat to compare (default: seed-baseline and default)"
+    )
+    evaluate.add_argument("--split", help="evaluate only this split of the manifest (e.g. test)")
+    evaluate.add_argument("--out", type=Path, help="folder for report.json, report.md and det.png")
+    evaluate.add_argument("--threads", type=int, default=2)
+    evaluate.set_defaults(handler=_evaluate)
+
+
+def _detect(args: argparse.Namespace) -> int:
+    from services.detector.inference import Detector
+    from shared.audio import AudioError
+
+    detector = Detector.from_model_dir(resolve_model(args.model), threads=args.threads)
+    failures = 0
+    for path in args.paths:
+        try:
+            detection = detector.detect(path, timeline=args.timeline)
+        except AudioError as error:
+            failures += 1
+            if args.json:
+                print(json.dumps({"path": path, "error": str(error)}), flush=True)
+            else:
+                print(f"{path}\terror: {error}", file=sys.stderr, flush=True)
+            continue
+        if args.json:
+            record = {"path": path, "score": round(detection.score, 6), "label": detection.label}
+            if detection.timeline is not None:
+                record["timeline"] = [
+                    {"start_s": w.start_s, "end_s": w.end_s, "score": round(w.score, 6)} for w in detection.timeline
+                ]
+            print(json.dumps(record), flush=True)
+            continue
+        print(f"{path}\t{detection.label}\tscore {detection.score:.3f} (threshold {detection.threshold:.3f})")
+        for window in detection.timeline or []:
+            bar = "#" * round(window.score * 40)
+            print(f"  {window.start_s:7.2f}–{window.end_s:7.2f} s  {window.score:.3f}  {bar}")
+    return 1 if failures else 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from services.detector.training import train_seed_baseline, train_whisper_probe
+
+    name = args.name or args.out.name
+    trainer = train_whisper_probe if args.kind == "whisper-probe" else train_seed_baseline
+    result = trainer(args.manifest, args.out, name=name)
+    print(f"{name}: dev EER {100 * result.dev_eer:.2f} %, threshold {result.threshold:.4f} -> {result.model_dir}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from services.detector.evaluation import evaluate, markdown
+    from services.detector.inference import Detector
+
+    names = args.model or ["seed-baseline", "default"]
+    detectors = [Detector.from_model_dir(resolve_model(name), threads=args.threads) for name in names]
+    summaries = evaluate(detectors, args.manifest, args.out, split=args.split)
+    print(markdown(summaries, args.manifest))
+    if args.out:
+        print(f"reports: {args.out}/report.json, report.md, det.png")
+    return 0

@@ -1,0 +1,161 @@
+"""`vcfad eval-detector`: EER, F1, accuracy, false alarms, per-system EER, DET curve, JSON + Markdown.
+
+Each model is scored through :class:`~services.detector.inference.Detector` (the ONNX graph the
+service runs) at its own shipped threshold: nothing is tuned on the evaluated manifest.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from services.detector.inference import Detector
+from services.detector.manifest import ManifestRow, read_manifest
+from services.detector.metrics import binary_report, det_curve, equal_error_rate
+from shared.audio import AudioError
+
+
+@dataclass
+class ModelScores:
+    model: str
+    threshold: float
+    rows: list[ManifestRow]
+    scores: np.ndarray
+    failed: list[tuple[str, str]]
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([row.is_fake for row in self.rows], dtype=int)
+
+
+def score_manifest(detector: Detector, rows: Sequence[ManifestRow]) -> ModelScores:
+    kept, scores, failed = [], [], []
+    for row in tqdm(rows, desc=f"scoring with {detector.name}", unit="clip", leave=False):
+        try:
+            scores.append(detector.detect(row.path).score)
+            kept.append(row)
+        except AudioError as error:
+            failed.append((str(row.path), str(error)))
+    return ModelScores(detector.name, detector.threshold, kept, np.array(scores), failed)
+
+
+def summarise(result: ModelScores) -> dict:
+    labels, scores = result.labels, result.scores
+    report = binary_report(labels, scores, result.threshold).as_dict()
+    real = labels == 0
+    per_system = {}
+    by_system: dict[str, list[int]] = defaultdict(list)
+    for index, row in enumerate(result.rows):
+        by_system[row.system].append(index)
+    for system, indices in sorted(by_system.items()):
+        indices_array = np.array(indices)
+        system_scores = scores[indices_array]
+        is_fake = result.rows[indices[0]].is_fake
+        entry: dict[str, float | int | str] = {"label": "spoof" if is_fake else "bonafide", "count": len(indices)}
+        if is_fake:
+            mask = real.copy()
+            mask[indices_array] = True
+            entry["eer_vs_all_real"] = equal_error_rate(labels[mask], scores[mask])[0]
+            entry["miss_rate"] = float(np.mean(system_scores < result.threshold))
+        else:
+            entry["false_alarm_rate"] = float(np.mean(system_scores >= result.threshold))
+        entry["mean_score"] = float(np.mean(system_scores))
+        per_system[system] = entry
+    return {
+        "model": result.model,
+        "overall": report,
+        "per_system": per_system,
+        "failed": [{"path": path, "error": error} for path, error in result.failed],
+    }
+
+
+def plot_det(results: Sequence[ModelScores], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+    from scipy.stats import norm
+
+    figure, axes = pyplot.subplots(figsize=(5.5, 5.0))
+    ticks = np.array([0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6])
+    for result in results:
+        false_alarm, miss = det_curve(result.labels, result.scores)
+        eer = equal_error_rate(result.labels, result.scores)[0]
+        clip = np.clip
+        axes.plot(
+            norm.ppf(clip(false_alarm, 1e-3, 1 - 1e-3)),
+            norm.ppf(clip(miss, 1e-3, 1 - 1e-3)),
+            label=f"{result.model} (EER {100 * eer:.1f} %)",
+        )
+    axes.set_xticks(norm.ppf(ticks), [f"{100 * t:g}" for t in ticks])
+    axes.set_yticks(norm.ppf(ticks), [f"{100 * t:g}" for t in ticks])
+    axes.set_xlim(norm.ppf(0.005), norm.ppf(0.7))
+    axes.set_ylim(norm.ppf(0.005), norm.ppf(0.7))
+    axes.set_xlabel("false-alarm rate (real called fake), %")
+    axes.set_ylabel("miss rate (fake called real), %")
+    axes.set_title(title)
+    axes.grid(True, alpha=0.3)
+    axes.legend(loc="upper right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    pyplot.close(figure)
+
+
+def markdown(summaries: Sequence[dict], manifest: Path) -> str:
+    lines = [
+        f"Manifest: `{manifest}`",
+        "",
+        "| model | clips | EER | F1 (fake +) | accuracy | false-alarm rate | miss rate | threshold |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for summary in summaries:
+        o = summary["overall"]
+        lines.append(
+            f"| {summary['model']} | {o['count']} | {100 * o['eer']:.1f} % | {o['f1']:.3f} | "
+            f"{100 * o['accuracy']:.1f} % | {100 * o['false_alarm_rate']:.1f} % | {100 * o['miss_rate']:.1f} % | "
+            f"{o['threshold']:.3f} |"
+        )
+    systems = sorted({system for summary in summaries for system in summary["per_system"]})
+    lines += ["", "Per system (fakes: EER against all real clips / miss rate; real: false-alarm rate):", ""]
+    lines.append("| system | " + " | ".join(summary["model"] for summary in summaries) + " |")
+    lines.append("|---|" + "---|" * len(summaries))
+    for system in systems:
+        cells = []
+        for summary in summaries:
+            entry = summary["per_system"].get(system)
+            if entry is None:
+                cells.append("–")
+            elif entry["label"] == "spoof":
+                cells.append(f"EER {100 * entry['eer_vs_all_real']:.1f} % / miss {100 * entry['miss_rate']:.1f} %")
+            else:
+                cells.append(f"false alarms {100 * entry['false_alarm_rate']:.1f} %")
+        count = next(s["per_system"][system]["count"] for s in summaries if system in s["per_system"])
+        lines.append(f"| {system} ({count}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def evaluate(
+    detectors: Sequence[Detector], manifest: Path, out_dir: Path | None = None, split: str | None = None
+) -> list[dict]:
+    """Score ``manifest`` (optionally one split of it) with each detector; write reports to ``out_dir``."""
+    rows = read_manifest(manifest)
+    if split:
+        rows = [row for row in rows if row.split == split]
+        if not rows:
+            raise ValueError(f"{manifest}: no rows in split {split!r}")
+    results = [score_manifest(detector, rows) for detector in detectors]
+    summaries = [summarise(result) for result in results]
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        report = {"manifest": str(manifest), "split": split, "models": summaries}
+        (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        (out_dir / "report.md").write_text(markdown(summaries, manifest))
+        plot_det(results, out_dir / "det.png", title=f"DET: {Path(manifest).parent.name}")
+    return summaries

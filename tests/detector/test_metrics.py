@@ -1,0 +1,60 @@
+"""EER and the fixed-threshold report against brute-force definitions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.detector.metrics import binary_report, equal_error_rate
+
+
+def brute_force_eer(labels: np.ndarray, scores: np.ndarray) -> float:
+    best = (2.0, 1.0)
+    for threshold in np.unique(np.r_[scores, np.inf]):
+        false_alarm = np.mean(scores[labels == 0] >= threshold)
+        miss = np.mean(scores[labels == 1] < threshold)
+        gap = abs(false_alarm - miss)
+        if gap < best[0]:
+            best = (gap, (false_alarm + miss) / 2)
+    return best[1]
+
+
+def test_gaussian_classes_match_theory():
+    rng = np.random.default_rng(1)
+    labels = np.r_[np.zeros(20_000), np.ones(20_000)].astype(int)
+    scores = np.r_[rng.normal(0, 1, 20_000), rng.normal(2, 1, 20_000)]
+    eer, threshold = equal_error_rate(labels, scores)
+    assert eer == pytest.approx(0.1587, abs=0.006)  # Phi(-1)
+    assert threshold == pytest.approx(1.0, abs=0.05)
+
+
+def test_perfect_and_inverted():
+    assert equal_error_rate(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.8, 0.9]))[0] == 0.0
+    assert equal_error_rate(np.array([0, 0, 1, 1]), np.array([0.9, 0.8, 0.2, 0.1]))[0] == 1.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.floats(0, 1)), min_size=4, max_size=60))
+def test_eer_close_to_brute_force(pairs):
+    labels = np.array([int(fake) for fake, _ in pairs])
+    scores = np.array([score for _, score in pairs])
+    if labels.min() == labels.max():
+        assert np.isnan(equal_error_rate(labels, scores)[0])
+        return
+    eer, _ = equal_error_rate(labels, scores)
+    assert 0.0 <= eer <= 1.0
+    # Interpolation may sit between two ROC points; the brute force takes the nearest one.
+    step = 1.0 / min(np.sum(labels == 0), np.sum(labels == 1))
+    assert abs(eer - brute_force_eer(labels, scores)) <= step + 1e-9
+
+
+def test_binary_report_counts():
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    scores = np.array([0.1, 0.6, 0.2, 0.7, 0.4, 0.9])
+    report = binary_report(labels, scores, threshold=0.5)
+    assert report.false_alarm_rate == pytest.approx(1 / 3)
+    assert report.miss_rate == pytest.approx(1 / 3)
+    assert report.f1 == pytest.approx(2 / 3)
+    assert report.accuracy == pytest.approx(4 / 6)
