@@ -22,5 +22,18 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
+# The stack on localhost in the background (Redis if none answers, detector, worker, gateway);
+# returns once /readyz is green. `make down` stops exactly what `make up` started.
+up: $(STAMP)
+	bash scripts/up.sh
+
+down:
+	bash scripts/down.sh
+
+# Install, bring the stack up, then detect a sample, clone a voice and detect the clone.
+demo: $(STAMP)
+	bash scripts/up.sh
+	$(PY) scripts/demo.py
+
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

@@ -16,6 +16,7 @@ from shared.audio import AudioError
 #: Modules that add sub-commands; each has ``register(subparsers: argparse._SubParsersAction)``.
 COMMAND_MODULES = (
     "services.detector.cli",
+    "services.detector.dataset.cli",
     "services.cloner.cli",
 )
 

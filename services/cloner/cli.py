@@ -1,9 +1,188 @@
-"""`vcfad` sub-commands of the cloner."""
+"""`vcfad` sub-commands of the cloner: ``clone``, ``eval-clone``, ``models``.
+
+Heavy imports (torch, onnxruntime, the models) happen inside the handlers.
+"""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+from services.cloner.backends import BACKENDS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add this package's sub-commands (filled in by the cloner work)."""
+    """Add ``clone``, ``eval-clone`` and ``models``."""
+    clone = subparsers.add_parser(
+        "clone",
+        help="speak text in the voice of reference recordings",
+        description=(
+            "Clone a voice. One job: --reference A.wav [--reference B.wav ...] --text '...' --output out.wav. "
+            "Many jobs: --batch PLAN.tsv --output-dir DIR, where PLAN has the columns id, reference, text; "
+            "reference is one or more paths joined by '|', absolute or relative to the plan's folder."
+        ),
+    )
+    clone.add_argument("--reference", action="append", type=Path, help="a reference recording (repeatable)")
+    clone.add_argument("--text", help="the text to speak")
+    clone.add_argument("--output", type=Path, help="output WAV (single job)")
+    clone.add_argument("--batch", type=Path, help="a TSV plan with columns id, reference, text")
+    clone.add_argument("--output-dir", type=Path, help="where a batch writes <id>.wav")
+    clone.add_argument("--backend", choices=BACKENDS, help="synthesis backend (default: settings)")
+    clone.add_argument("--quiet", action="store_true", help="no progress lines")
+    clone.set_defaults(handler=_clone)
+
+    evaluate = subparsers.add_parser(
+        "eval-clone",
+        help="the four-technique cloning evaluation (WER + speaker similarity)",
+        description="Short/long reference × short/long text on LibriSpeech test-other; writes Markdown + JSON.",
+    )
+    evaluate.add_argument("--data", type=Path, default=None, help="shared data folder (default ../shared/data)")
+    evaluate.add_argument("--backend", action="append", choices=BACKENDS, help="backend(s) to evaluate")
+    evaluate.add_argument("--asr-model", default="base", help="WER judge: base or tiny.en (offline)")
+    evaluate.add_argument("--second-asr-model", default="tiny.en", help="second recogniser ('' = none)")
+    evaluate.add_argument("--speakers", type=int, default=10, help="how many test-other speakers")
+    evaluate.add_argument("--output", type=Path, default=Path("docs/clone-eval"), help="report path stem")
+    evaluate.add_argument("--work-dir", type=Path, default=Path("var/clone-eval"), help="generated audio")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.set_defaults(handler=_eval_clone)
+
+    models = subparsers.add_parser("models", help="download optional model checkpoints")
+    models_sub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    download = models_sub.add_parser("download", help="fetch checkpoints (needs network)")
+    download.add_argument("name", choices=["sv2tts"], help="sv2tts = RTVC encoder/synthesizer/vocoder")
+    download.add_argument("--dest", type=Path, default=None, help="target folder (default: vcfad cache)")
+    download.set_defaults(handler=_models_download)
+
+
+def _settings(backend: str | None):
+    from services.cloner.config import ClonerSettings
+
+    settings = ClonerSettings()
+    if backend:
+        settings = settings.model_copy(update={"backend": backend})
+    return settings
+
+
+def _printer(quiet: bool):
+    if quiet:
+        return None
+    last = [""]
+
+    def report(fraction: float, stage: str) -> None:
+        if stage != last[0]:
+            last[0] = stage
+            print(f"  [{fraction:4.0%}] {stage}", file=sys.stderr)
+
+    return report
+
+
+def read_plan(path: Path) -> list[tuple[str, list[Path], str]]:
+    """Rows ``(id, reference paths, text)`` of a batch plan (paths resolved against its folder)."""
+    from vcfad.cli import CLIError
+
+    if not path.is_file():
+        raise CLIError(f"{path}: no such plan file")
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle, delimiter="\t")
+        missing = {"id", "reference", "text"} - set(reader.fieldnames or [])
+        if missing:
+            raise CLIError(f"{path}: the plan lacks the column(s) {', '.join(sorted(missing))}")
+        rows = []
+        seen: set[str] = set()
+        for line, row in enumerate(reader, start=2):
+            job_id = (row["id"] or "").strip()
+            if not job_id or "/" in job_id or job_id in {".", ".."}:
+                raise CLIError(f"{path}:{line}: bad id {job_id!r}")
+            if job_id in seen:
+                raise CLIError(f"{path}:{line}: the id {job_id!r} appears twice")
+            seen.add(job_id)
+            references = [
+                p if p.is_absolute() else path.parent / p
+                for p in (Path(part.strip()) for part in (row["reference"] or "").split("|") if part.strip())
+            ]
+            if not references:
+                raise CLIError(f"{path}:{line}: no reference path")
+            rows.append((job_id, references, row["text"] or ""))
+    return rows
+
+
+def _clone(args: argparse.Namespace) -> int:
+    from vcfad.cli import CLIError
+
+    single = args.reference or args.text is not None or args.output
+    if args.batch and single:
+        raise CLIError("use either --batch/--output-dir or --reference/--text/--output, not both")
+    if args.batch:
+        if not args.output_dir:
+            raise CLIError("--batch needs --output-dir")
+        plan = read_plan(args.batch)
+    else:
+        if not args.reference or args.text is None or not args.output:
+            raise CLIError("a single clone needs --reference, --text and --output (or use --batch)")
+        plan = [("", list(args.reference), args.text)]
+        # Cheap checks before the models load (seconds): a typo should fail at once.
+        for reference in args.reference:
+            if not reference.is_file():
+                raise CLIError(f"{reference}: no such file")
+        if not args.text.strip():
+            raise CLIError("the text is empty; give the sentence(s) to speak")
+
+    from services.cloner.pipeline import CloneInputError, Cloner
+
+    started = time.perf_counter()
+    cloner = Cloner.from_settings(_settings(args.backend))
+    print(f"loaded backend {cloner.backend_name} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    failures = 0
+    for job_id, references, text in plan:
+        output = args.output if not args.batch else args.output_dir / f"{job_id}.wav"
+        started = time.perf_counter()
+        try:
+            audio = cloner.clone([str(r) for r in references], text, progress=_printer(args.quiet))
+        except CloneInputError as error:
+            if not args.batch:
+                raise CLIError(str(error)) from None
+            print(f"{job_id}: error: {error}", file=sys.stderr)
+            failures += 1
+            continue
+        except ValueError as error:  # AudioError included
+            if not args.batch:
+                raise
+            print(f"{job_id}: error: {error}", file=sys.stderr)
+            failures += 1
+            continue
+        audio.write(output)
+        elapsed = time.perf_counter() - started
+        print(f"{output}: {audio.duration_s:.2f} s of speech in {elapsed:.1f} s", file=sys.stderr)
+    if failures:
+        print(f"{failures} of {len(plan)} job(s) failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _eval_clone(args: argparse.Namespace) -> int:
+    from services.cloner.evaluation import EvalConfig, run_evaluation
+
+    config = EvalConfig(
+        data_dir=args.data,
+        backends=tuple(args.backend or ("kokoro-ge2e", "piper")),
+        asr_model=args.asr_model,
+        second_asr_model=args.second_asr_model or None,
+        speakers=args.speakers,
+        output_stem=args.output,
+        work_dir=args.work_dir,
+        seed=args.seed,
+    )
+    run_evaluation(config)
+    return 0
+
+
+def _models_download(args: argparse.Namespace) -> int:
+    from services.cloner.sv2tts.download import download_sv2tts
+
+    paths = download_sv2tts(args.dest)
+    for path in paths:
+        print(path)
+    return 0

@@ -44,7 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate = subparsers.add_parser(
         "eval-detector", help="EER, F1, false alarms, per-system EER and a DET curve on a manifest"
     )
-    evaluate.add_argument("--manifest", required=True, type=Path)
+    evaluate.add_argument(
+        "--manifest", required=True, type=Path, action="append", help="manifest TSV; repeat to pool several"
+    )
     evaluate.add_argument(
         "--model", action="append", help="model name or folder; repeat to compare (default: seed-baseline and default)"
     )
@@ -102,7 +104,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     names = args.model or ["seed-baseline", "default"]
     detectors = [Detector.from_model_dir(resolve_model(name), threads=args.threads) for name in names]
     summaries = evaluate(detectors, args.manifest, args.out, split=args.split)
-    print(markdown(summaries, args.manifest))
+    print(markdown(summaries, [str(manifest) for manifest in args.manifest]))
     if args.out:
         print(f"reports: {args.out}/report.json, report.md, det.png")
     return 0

@@ -107,9 +107,9 @@ def plot_det(results: Sequence[ModelScores], path: Path, title: str) -> None:
     pyplot.close(figure)
 
 
-def markdown(summaries: Sequence[dict], manifest: Path) -> str:
+def markdown(summaries: Sequence[dict], manifests: Sequence[str]) -> str:
     lines = [
-        f"Manifest: `{manifest}`",
+        "Manifests: " + ", ".join(f"`{manifest}`" for manifest in manifests),
         "",
         "| model | clips | EER | F1 (fake +) | accuracy | false-alarm rate | miss rate | threshold |",
         "|---|---|---|---|---|---|---|---|",
@@ -141,21 +141,25 @@ def markdown(summaries: Sequence[dict], manifest: Path) -> str:
 
 
 def evaluate(
-    detectors: Sequence[Detector], manifest: Path, out_dir: Path | None = None, split: str | None = None
+    detectors: Sequence[Detector],
+    manifests: Sequence[Path],
+    out_dir: Path | None = None,
+    split: str | None = None,
 ) -> list[dict]:
-    """Score ``manifest`` (optionally one split of it) with each detector; write reports to ``out_dir``."""
-    rows = read_manifest(manifest)
+    """Score the rows of ``manifests`` (optionally one split) with each detector; write reports to ``out_dir``."""
+    rows = [row for manifest in manifests for row in read_manifest(manifest)]
     if split:
         rows = [row for row in rows if row.split == split]
         if not rows:
-            raise ValueError(f"{manifest}: no rows in split {split!r}")
+            raise ValueError(f"{', '.join(map(str, manifests))}: no rows in split {split!r}")
     results = [score_manifest(detector, rows) for detector in detectors]
     summaries = [summarise(result) for result in results]
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        report = {"manifest": str(manifest), "split": split, "models": summaries}
+        names = [str(manifest) for manifest in manifests]
+        report = {"manifests": names, "split": split, "models": summaries}
         (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-        (out_dir / "report.md").write_text(markdown(summaries, manifest))
-        plot_det(results, out_dir / "det.png", title=f"DET: {Path(manifest).parent.name}")
+        (out_dir / "report.md").write_text(markdown(summaries, names))
+        plot_det(results, out_dir / "det.png", title=f"DET: {' + '.join(Path(m).parent.name for m in manifests)}")
     return summaries

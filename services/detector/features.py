@@ -66,9 +66,13 @@ class WhisperLayerFeatures:
     callers score long recordings window by window.
     """
 
-    def __init__(self, model_name: str = "base", model_dir: Path | None = None) -> None:
+    def __init__(self, model_name: str = "base", num_layers: int | None = None, model_dir: Path | None = None) -> None:
         self.model_name = model_name
-        self.encoder = WhisperEncoder.from_ct2(model_dir or whisper_model_dir(model_name))
+        self.encoder = WhisperEncoder.from_ct2(model_dir or whisper_model_dir(model_name), num_layers=num_layers)
+
+    @property
+    def cache_id(self) -> str:
+        return f"whisper-{self.model_name}-l{self.encoder.num_layers}-meanstd"
 
     @torch.inference_mode()
     def __call__(self, audio: Audio) -> np.ndarray:

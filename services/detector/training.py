@@ -28,16 +28,15 @@ TRAINING_LOAD_POLICY = LoadPolicy(min_duration_s=0.3)
 
 
 class FeatureCache:
-    """Per-clip feature arrays on disk, keyed by the file's path, size and mtime and the extractor."""
+    """Per-clip feature arrays on disk, keyed by the extractor and the file's content (so moved or
+    rebuilt-but-identical clips are not recomputed)."""
 
     def __init__(self, extractor_id: str, root: Path | None = None) -> None:
         self.root = (root or cache_dir() / "features") / extractor_id
         self.root.mkdir(parents=True, exist_ok=True)
 
     def _key(self, path: Path) -> Path:
-        stat = path.stat()
-        digest = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
-        return self.root / f"{digest}.npy"
+        return self.root / f"{hashlib.sha1(path.read_bytes()).hexdigest()}.npy"
 
     def features(
         self, rows: Sequence[ManifestRow], extract: Callable, description: str = "features"
@@ -172,13 +171,14 @@ def train_whisper_probe(
     from services.detector.features import WhisperLayerFeatures
 
     train, dev = _split_rows(manifest)
-    extractor = WhisperLayerFeatures(whisper_model)
-    cache = FeatureCache(f"whisper-{whisper_model}-layers-meanstd")
+    extractor = WhisperLayerFeatures(whisper_model, num_layers=max(max(layers) for layers in layer_sets))
+    cache = FeatureCache(extractor.cache_id)
     x_train = cache.features(train, extractor, "whisper features (train)")
     x_dev = cache.features(dev, extractor, "whisper features (dev)")
     y_train, y_dev = _labels(train), _labels(dev)
 
-    search = []
+    search: list[dict] = []
+    best: dict | None = None
     for layers, c_value in itertools.product(layer_sets, c_values):
         flat_train = x_train[:, [layer - 1 for layer in layers]].reshape(len(x_train), -1)
         flat_dev = x_dev[:, [layer - 1 for layer in layers]].reshape(len(x_dev), -1)
@@ -195,7 +195,8 @@ def train_whisper_probe(
             coef=classifier.coef_[0].astype(np.float32),
             intercept=float(classifier.intercept_[0]),
         )
-        if dev_eer <= min(entry["dev_eer"] for entry in search):
+        # Strictly better only: on ties the earlier (fewer, shallower layers) candidate stays.
+        if best is None or dev_eer < best["dev_eer"]:
             best_head, best = head, search[-1]
 
     out_dir = Path(out_dir)

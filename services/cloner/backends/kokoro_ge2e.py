@@ -1,0 +1,302 @@
+"""``kokoro-ge2e`` (default): Kokoro-82M with a style vector fitted to the reference speaker
+through the GE2E speaker embedding — SV2TTS's transfer from speaker verification, done as a
+search instead of a trained mapping, because only the synthesizer's inference graph ships.
+
+Kokoro's 256-float style (128 timbre + 128 prosody) conditions its decoder and prosody
+predictor. A style here is ``mix @ packs + delta``: a weighting of the five shipped style packs
+plus a free offset. Enrollment:
+
+1. **bank look-up** — a precomputed bank (``models/cloner/kokoro_style_bank.npz``, built by
+   :func:`build_bank`) holds a few hundred random styles with the GE2E embedding and median F0 of
+   their speech on fixed calibration sentences; the entry nearest the reference embedding
+   (GE2E cosine minus an F0-mismatch penalty) is the voice — no synthesis needed;
+2. **refinement** (``fit_iterations`` > 0, off by default) — first the average of the three
+   nearest entries, then a (1+1) evolution strategy on the style, each candidate scored by the
+   GE2E cosine of its calibration speech to the reference (one synthesis call each);
+3. the fitted style table is cached on disk per reference set.
+
+Only the synthesizer's conditioning changes: the phonetic content is Kokoro's own, so
+intelligibility stays near plain Kokoro's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from services.cloner.backends import ProgressCallback, ReferenceVoice
+from shared.audio import Audio, Hertz
+from shared.speaker import cosine_similarity
+
+if TYPE_CHECKING:
+    from services.cloner.config import ClonerSettings
+    from services.cloner.encoder import ReferenceEncoder
+    from shared.speaker import SpeakerEncoder
+    from shared.tts.kokoro import KokoroTTS
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+DEFAULT_BANK = REPO_ROOT / "models" / "cloner" / "kokoro_style_bank.npz"
+#: Sentences spoken to measure a style's voice (not used as evaluation texts).
+CALIBRATION_SENTENCES = (
+    "The old man walked slowly along the river, looking for a place to rest.",
+    "She asked me to call her brother after dinner on Thursday.",
+)
+#: Weight of the F0 mismatch (in octaves) against the GE2E cosine when ranking styles.
+F0_WEIGHT = 0.15
+
+
+@dataclass(frozen=True)
+class StyleParams:
+    """A point of the style space: ``mix @ packs + delta``."""
+
+    mix: np.ndarray  # (5,) pack weights (normalised to sum 1 when used)
+    delta: np.ndarray  # (256,) offset added to every row of the table
+
+    def table(self, packs: np.ndarray) -> np.ndarray:
+        weights = self.mix / max(float(self.mix.sum()), 1e-3)
+        return (np.tensordot(weights, packs, axes=1) + self.delta[None, :]).astype(np.float32)
+
+    def vector(self) -> np.ndarray:
+        return np.concatenate([self.mix, self.delta]).astype(np.float32)
+
+    @classmethod
+    def from_vector(cls, vector: np.ndarray, packs_count: int = 5) -> StyleParams:
+        return cls(mix=np.asarray(vector[:packs_count], np.float64), delta=np.asarray(vector[packs_count:], np.float64))
+
+
+@dataclass(frozen=True)
+class FittedVoice:
+    """An enrolled voice: the style table Kokoro speaks with, and how it scored."""
+
+    table: np.ndarray  # (510, 256)
+    similarity: float  # GE2E cosine of calibration speech to the reference
+    f0_hz: float
+
+
+class StyleJudge:
+    """Speaks the calibration sentences with a style and measures the voice (GE2E, F0)."""
+
+    def __init__(self, tts: KokoroTTS, encoder: SpeakerEncoder) -> None:
+        self.tts = tts
+        self.encoder = encoder
+        self.packs = np.stack([tts.packs[name] for name in sorted(tts.packs)])
+        self._tokens = [tts.tokens(tts.phonemes(s)[0]) for s in CALIBRATION_SENTENCES]
+        # Per-dimension spread of the packs: the scale of a natural step in style space.
+        self.spread = self.packs.mean(axis=1).std(axis=0) + 1e-3
+
+    def speak(self, params: StyleParams) -> Audio:
+        table = params.table(self.packs)
+        gap = np.zeros(int(0.2 * 24_000), np.float32)
+        parts = []
+        for tokens in self._tokens:
+            parts += [self.tts.synthesize_tokens(tokens, style=table), gap]
+        return Audio(np.concatenate(parts[:-1]), self.tts.sample_rate_hz)
+
+    def measure(self, params: StyleParams) -> tuple[np.ndarray, float]:
+        """(GE2E embedding, median F0 in Hz) of the calibration speech."""
+        from services.cloner.encoder import median_f0_hz
+
+        audio = self.speak(params)
+        return self.encoder.embed(audio), median_f0_hz(audio)
+
+
+def _score(embedding: np.ndarray, f0_hz: float, target: np.ndarray, target_f0_hz: float) -> float:
+    score = cosine_similarity(embedding, target)
+    if f0_hz > 0 and target_f0_hz > 0:
+        score -= F0_WEIGHT * abs(np.log2(f0_hz / target_f0_hz))
+    return score
+
+
+# -- the bank ------------------------------------------------------------------------------------
+def sample_params(rng: np.random.Generator, spread: np.ndarray, index: int, packs_count: int = 5) -> StyleParams:
+    """Random style number ``index``: a Dirichlet mix of the packs plus an offset of random size.
+
+    Four of the five packs are female voices; every other style leans on the male pack (the
+    last, ``jm_kumo``) so that the bank covers low voices as well as high ones.
+    """
+    alpha = np.full(packs_count, 0.6)
+    if index % 2 == 1:
+        alpha[-1] = 4.0
+    mix = rng.dirichlet(alpha)
+    scale = rng.uniform(0.0, 2.2)
+    return StyleParams(mix=mix, delta=rng.normal(0.0, 1.0, spread.shape) * spread * scale)
+
+
+def build_bank(out: Path, count: int, seed: int = 0, threads: int = 1) -> Path:
+    """Measure ``count`` random styles (embedding + F0) and save them as a bank (resumable)."""
+    from shared.speaker import SpeakerEncoder
+    from shared.tts.kokoro import KokoroTTS
+
+    judge = StyleJudge(KokoroTTS(threads=threads), SpeakerEncoder(threads=threads))
+    rng = np.random.default_rng(seed)
+    params, embeddings, f0s = [], [], []
+    if out.exists():
+        with np.load(out) as old:
+            params, embeddings, f0s = list(old["params"]), list(old["embeddings"]), list(old["f0_hz"])
+        for index in range(len(params)):  # keep the random stream where it was
+            sample_params(rng, judge.spread, index)
+    started = time.perf_counter()
+    while len(params) < count:
+        candidate = sample_params(rng, judge.spread, len(params))
+        embedding, f0 = judge.measure(candidate)
+        params.append(candidate.vector())
+        embeddings.append(embedding)
+        f0s.append(f0)
+        if len(params) % 10 == 0 or len(params) == count:
+            _save_bank(out, params, embeddings, f0s, seed)
+            elapsed = time.perf_counter() - started
+            logger.warning("bank: %d/%d styles (%.0f s)", len(params), count, elapsed)
+    return out
+
+
+def _save_bank(out: Path, params: list, embeddings: list, f0s: list, seed: int) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp.npz")
+    np.savez_compressed(
+        tmp,
+        params=np.asarray(params, np.float32),
+        embeddings=np.asarray(embeddings, np.float32),
+        f0_hz=np.asarray(f0s, np.float32),
+        meta=np.array(json.dumps({"seed": seed, "calibration": CALIBRATION_SENTENCES})),
+    )
+    tmp.replace(out)
+
+
+@dataclass(frozen=True)
+class StyleBank:
+    params: np.ndarray  # (n, 261)
+    embeddings: np.ndarray  # (n, 256)
+    f0_hz: np.ndarray  # (n,)
+
+    @classmethod
+    def load(cls, path: Path) -> StyleBank:
+        with np.load(path) as bank:
+            return cls(bank["params"], bank["embeddings"], bank["f0_hz"])
+
+    def nearest(self, target: np.ndarray, target_f0_hz: float, k: int) -> list[int]:
+        scores = [_score(e, f, target, target_f0_hz) for e, f in zip(self.embeddings, self.f0_hz, strict=True)]
+        return list(np.argsort(scores)[::-1][:k])
+
+
+# -- the backend ----------------------------------------------------------------------------------
+class StyleFitter:
+    """Finds the style whose speech the GE2E encoder finds closest to a reference speaker."""
+
+    def __init__(self, judge: StyleJudge, bank: StyleBank | None, iterations: int, seed: int = 0) -> None:
+        self.judge = judge
+        self.bank = bank
+        self.iterations = iterations
+        self.seed = seed
+
+    def starts(
+        self, target: np.ndarray, target_f0_hz: float, k: int = 1
+    ) -> list[tuple[StyleParams, np.ndarray, float]]:
+        """Starting styles with their measured (embedding, F0): the bank's nearest, else the packs."""
+        if self.bank is None or len(self.bank.params) == 0:
+            eye = np.eye(len(self.judge.packs))
+            packs = [StyleParams(mix=row, delta=np.zeros(self.judge.packs.shape[-1])) for row in eye]
+            return [(params, *self.judge.measure(params)) for params in packs]
+        return [
+            (StyleParams.from_vector(self.bank.params[i]), self.bank.embeddings[i], float(self.bank.f0_hz[i]))
+            for i in self.bank.nearest(target, target_f0_hz, k)
+        ]
+
+    def fit(self, voice: ReferenceVoice, progress: ProgressCallback | None = None) -> FittedVoice:
+        target, target_f0 = voice.embedding, voice.stats.get("median_f0_hz", 0.0)
+        rng = np.random.default_rng(self.seed)
+        best_params, best_score, best_sim, best_f0 = None, -np.inf, 0.0, 0.0
+        starts = self.starts(target, target_f0, k=3)
+        for params, embedding, f0 in starts:
+            score = _score(embedding, f0, target, target_f0)
+            if score > best_score:
+                best_params, best_score, best_sim, best_f0 = params, score, cosine_similarity(embedding, target), f0
+        assert best_params is not None
+        total = max(1, self.iterations)
+        step = 0.5
+        for done in range(1, self.iterations + 1):
+            if done == 1 and len(starts) > 1:
+                # First try the average of the nearest styles: a voice between close neighbours.
+                candidate = StyleParams(
+                    mix=np.mean([p.mix / p.mix.sum() for p, _, _ in starts], axis=0),
+                    delta=np.mean([p.delta for p, _, _ in starts], axis=0),
+                )
+            else:
+                candidate = StyleParams(
+                    mix=np.clip(best_params.mix + rng.normal(0, 0.08, best_params.mix.shape), 0, None) + 1e-3,
+                    delta=best_params.delta + rng.normal(0, 1, best_params.delta.shape) * self.judge.spread * step,
+                )
+            embedding, f0 = self.judge.measure(candidate)
+            score = _score(embedding, f0, target, target_f0)
+            if score > best_score:
+                best_params, best_score, best_sim, best_f0 = candidate, score, cosine_similarity(embedding, target), f0
+                step = min(step * 1.3, 1.0)
+            else:
+                step = max(step * 0.93, 0.15)
+            if progress:
+                progress(done / total, "fitting voice")
+        return FittedVoice(table=best_params.table(self.judge.packs), similarity=best_sim, f0_hz=best_f0)
+
+
+class KokoroGE2EBackend:
+    """Kokoro speaking in a style fitted to the reference through the GE2E embedding."""
+
+    name = "kokoro-ge2e"
+
+    def __init__(self, settings: ClonerSettings, encoder: ReferenceEncoder) -> None:
+        from shared.offline_models import cache_dir
+        from shared.tts.kokoro import KokoroTTS
+
+        self.tts = KokoroTTS(threads=settings.threads)
+        judge = StyleJudge(self.tts, encoder.speaker_encoder)
+        bank = StyleBank.load(DEFAULT_BANK) if DEFAULT_BANK.exists() else None
+        if bank is None:
+            logger.warning("no style bank at %s: fitting starts from the five packs", DEFAULT_BANK)
+        self.fitter = StyleFitter(judge, bank, settings.fit_iterations, settings.fit_seed)
+        self.cache = settings.voice_cache_dir or cache_dir() / "cloner" / "voices"
+        bank_size = 0 if bank is None else len(bank.params)
+        self._tag = f"kokoro-ge2e-i{settings.fit_iterations}-s{settings.fit_seed}-b{bank_size}"
+
+    @property
+    def sample_rate_hz(self) -> Hertz:
+        return self.tts.sample_rate_hz
+
+    def enroll(self, voice: ReferenceVoice, progress: ProgressCallback | None = None) -> FittedVoice:
+        path = self.cache / f"{self._tag}-{voice.key}.npz"
+        if path.exists():
+            with np.load(path) as cached:
+                return FittedVoice(cached["table"], float(cached["similarity"]), float(cached["f0_hz"]))
+        fitted = self.fitter.fit(voice, progress)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, table=fitted.table, similarity=fitted.similarity, f0_hz=fitted.f0_hz)
+        tmp.replace(path)
+        return fitted
+
+    def synthesize(self, enrolled: FittedVoice, text: str, progress: ProgressCallback | None = None) -> Audio:
+        return self.tts.synthesize(text, voice=enrolled.table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m services.cloner.backends.kokoro_ge2e --count N``: (re)build the style bank."""
+    parser = argparse.ArgumentParser(description="Build the Kokoro style bank (GE2E + F0 of random styles).")
+    parser.add_argument("--out", type=Path, default=DEFAULT_BANK)
+    parser.add_argument("--count", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    build_bank(args.out, args.count, args.seed, args.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

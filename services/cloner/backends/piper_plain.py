@@ -1,0 +1,32 @@
+"""``piper``: the plain Piper joe voice, ignoring the reference (the no-cloning baseline row)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from services.cloner.backends import ProgressCallback, ReferenceVoice
+from shared.audio import Audio, Hertz
+
+if TYPE_CHECKING:
+    from services.cloner.config import ClonerSettings
+
+
+class PiperPlainBackend:
+    """Piper joe reading the text; the reference only passes through the encoder stage."""
+
+    name = "piper"
+
+    def __init__(self, settings: ClonerSettings) -> None:
+        from shared.tts.piper import PiperTTS
+
+        self._tts = PiperTTS(threads=settings.threads)
+
+    @property
+    def sample_rate_hz(self) -> Hertz:
+        return self._tts.sample_rate_hz
+
+    def enroll(self, voice: ReferenceVoice, progress: ProgressCallback | None = None) -> None:
+        return None
+
+    def synthesize(self, enrolled: None, text: str, progress: ProgressCallback | None = None) -> Audio:
+        return self._tts.synthesize(text)

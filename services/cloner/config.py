@@ -1,0 +1,40 @@
+"""Settings of the cloner (environment prefix ``VCFAD_CLONER_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ClonerSettings(BaseSettings):
+    """How :class:`services.cloner.pipeline.Cloner` is built and what input it accepts.
+
+    Every field can be set from the environment, e.g. ``VCFAD_CLONER_BACKEND=piper``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="VCFAD_CLONER_", extra="ignore")
+
+    #: Synthesis backend: ``kokoro-ge2e`` (default, offline), ``piper`` (no cloning: the plain
+    #: joe voice, a comparison baseline) or ``sv2tts`` (RTVC checkpoints; see docs/cloning.md).
+    backend: str = "kokoro-ge2e"
+    #: Longest text accepted, in characters.
+    max_text_chars: int = Field(default=2000, ge=1)
+    #: Longest reference accepted, per file and merged, in seconds.
+    max_reference_duration_s: float = Field(default=300.0, gt=0)
+    #: Least speech (voiced, after trimming) the merged reference must hold, in seconds.
+    min_reference_speech_s: float = Field(default=0.5, ge=0)
+    #: CPU threads for torch/onnxruntime in this process.
+    threads: int = Field(default=2, ge=1)
+    #: Output sample rate (≥ 16 kHz); None = the backend's native rate.
+    output_sample_rate_hz: int | None = Field(default=None, ge=16_000)
+    #: Where enrolled voices (fitted styles) are cached; None = <vcfad cache>/cloner/voices.
+    voice_cache_dir: Path | None = None
+    #: Kokoro style search: synthesis calls spent refining one voice after the style-bank look-up
+    #: (0 = look-up only, instant; each call costs ~2–10 s of CPU; see docs/cloning.md).
+    fit_iterations: int = Field(default=0, ge=0)
+    #: Seed of the style search (the same references always give the same voice).
+    fit_seed: int = 0
+    #: Folder with the RTVC checkpoints encoder.pt, synthesizer.pt, vocoder.pt (sv2tts backend).
+    sv2tts_dir: Path | None = None

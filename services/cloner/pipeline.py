@@ -1,0 +1,152 @@
+"""The cloner: reference recordings + text → speech in the reference speaker's voice.
+
+SV2TTS in three swappable stages, each a small class with one job:
+
+1. :class:`~services.cloner.encoder.ReferenceEncoder` — reference audio → GE2E speaker embedding;
+2. a synthesis backend (:mod:`services.cloner.backends`) — enrolls the voice once (cached per
+   reference set) and speaks text in it; its vocoder is part of the backend;
+3. output formatting — resampling to the requested rate and loudness normalisation.
+
+::
+
+    cloner = Cloner.from_settings()                 # loads every model once
+    audio = cloner.clone(["a.wav", "b.wav"], "Text to read.", progress=print)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from services.cloner.backends import ReferenceVoice, SynthesisBackend, create_backend
+from services.cloner.config import ClonerSettings
+from services.cloner.encoder import NoSpeechError, ReferenceEncoder
+from shared.audio import Audio, AudioFile
+
+logger = logging.getLogger(__name__)
+
+#: fraction 0..1 of the whole job, stage name
+ProgressCallback = Callable[[float, str], None]
+
+
+class CloneInputError(ValueError):
+    """Input the cloner cannot use (bad text, no speech in the reference...); the message says why."""
+
+
+def _quiet(fraction: float, stage: str) -> None:
+    return None
+
+
+class Cloner:
+    """Clones a voice: :meth:`clone` (reference files + text → :class:`Audio`).
+
+    Build it once per process with :meth:`from_settings`; enrolled voices are kept in a small
+    in-memory cache (and on disk by backends that fit something), so cloning many texts with the
+    same references pays for the enrollment once.
+    """
+
+    def __init__(
+        self,
+        settings: ClonerSettings,
+        encoder: ReferenceEncoder,
+        backend: SynthesisBackend,
+        max_cached_voices: int = 32,
+    ) -> None:
+        self.settings = settings
+        self.encoder = encoder
+        self.backend = backend
+        self._voices: OrderedDict[str, Any] = OrderedDict()
+        self._max_cached_voices = max_cached_voices
+
+    @classmethod
+    def from_settings(cls, settings: ClonerSettings | None = None) -> Cloner:
+        """Load the encoder and the configured backend (``settings.backend``) once."""
+        settings = settings or ClonerSettings()
+        import torch
+
+        torch.set_num_threads(settings.threads)
+        encoder = ReferenceEncoder(
+            max_duration_s=settings.max_reference_duration_s,
+            min_speech_s=settings.min_reference_speech_s,
+            threads=settings.threads,
+        )
+        backend = create_backend(settings.backend, settings, encoder)
+        return cls(settings, encoder, backend)
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    # -- validation ---------------------------------------------------------------------------
+    def check_text(self, text: str) -> str:
+        if not isinstance(text, str) or not text.strip():
+            raise CloneInputError("the text is empty; give the sentence(s) to speak")
+        text = " ".join(text.split())
+        if len(text) > self.settings.max_text_chars:
+            raise CloneInputError(f"the text has {len(text)} characters; the maximum is {self.settings.max_text_chars}")
+        if not any(ch.isalpha() for ch in text):
+            raise CloneInputError("the text has no words to speak")
+        return text
+
+    # -- stages -------------------------------------------------------------------------------
+    def encode(self, references: Sequence[AudioFile]) -> ReferenceVoice:
+        """Stage 1: load and embed the references (raises AudioError / CloneInputError)."""
+        try:
+            return self.encoder(references)
+        except NoSpeechError as error:
+            raise CloneInputError(str(error)) from None
+
+    def enroll(self, voice: ReferenceVoice, progress: ProgressCallback | None = None) -> Any:
+        """Stage 2a: the backend's description of the voice, cached by the references' content."""
+        if voice.key in self._voices:
+            self._voices.move_to_end(voice.key)
+            return self._voices[voice.key]
+        enrolled = self.backend.enroll(voice, progress)
+        self._voices[voice.key] = enrolled
+        while len(self._voices) > self._max_cached_voices:
+            self._voices.popitem(last=False)
+        return enrolled
+
+    def clone(self, references: Sequence[AudioFile], text: str, progress: ProgressCallback | None = None) -> Audio:
+        """Speak ``text`` in the voice of ``references`` (one or several recordings of one speaker).
+
+        Parameters
+        ----------
+        references
+            Paths, bytes or binary files (WAV, FLAC, MP3, OGG); several = "long" reference audio.
+        text
+            What to say (at most ``settings.max_text_chars`` characters).
+        progress
+            Called with (fraction 0..1, stage name) as the job advances.
+
+        Raises
+        ------
+        CloneInputError
+            Empty or over-long text; no speech in the references.
+        shared.audio.AudioError
+            A reference that is unreadable, silent, too short or too long.
+        """
+        report = progress or _quiet
+        text = self.check_text(text)
+        report(0.0, "encoding reference")
+        voice = self.encode(references)
+        report(0.15, "enrolling voice")
+        enrolled = self.enroll(voice, lambda f, s: report(0.15 + 0.45 * f, s))
+        report(0.6, "synthesizing")
+        from shared.tts import TextToSpeechError
+
+        try:
+            audio = self.backend.synthesize(enrolled, text, lambda f, s: report(0.6 + 0.35 * f, s))
+        except TextToSpeechError as error:
+            raise CloneInputError(str(error)) from None
+        report(0.95, "finishing")
+        audio = self.finish(audio)
+        report(1.0, "done")
+        return audio
+
+    def finish(self, audio: Audio) -> Audio:
+        """Stage 3: output rate (≥ 16 kHz) and loudness."""
+        rate = self.settings.output_sample_rate_hz or max(audio.sample_rate_hz, 16_000)
+        return audio.resample(rate).normalize_loudness(-23.0)

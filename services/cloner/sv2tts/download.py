@@ -1,0 +1,47 @@
+"""``vcfad models download sv2tts``: fetch RTVC's checkpoints from Hugging Face (needs network)."""
+
+from __future__ import annotations
+
+import sys
+import urllib.request
+from pathlib import Path
+
+from services.cloner.sv2tts.backend import CHECKPOINTS, default_checkpoint_dir
+
+BASE_URL = "https://huggingface.co/CorentinJ/SV2TTS/resolve/main/"
+#: Smallest plausible sizes (the files are ~17 MB, ~371 MB and ~54 MB): catches HTML error pages.
+MIN_BYTES = {"encoder.pt": 10_000_000, "synthesizer.pt": 300_000_000, "vocoder.pt": 40_000_000}
+
+
+def download_sv2tts(dest: Path | None = None, base_url: str = BASE_URL) -> list[Path]:
+    """Download encoder.pt, synthesizer.pt and vocoder.pt into ``dest`` (skips complete files)."""
+    from vcfad.cli import CLIError
+
+    dest = Path(dest) if dest else default_checkpoint_dir()
+    dest.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in CHECKPOINTS:
+        target = dest / name
+        if target.exists() and target.stat().st_size >= MIN_BYTES[name]:
+            paths.append(target)
+            continue
+        partial = target.with_suffix(".part")
+        try:
+            with urllib.request.urlopen(base_url + name, timeout=60) as response, partial.open("wb") as out:
+                total = int(response.headers.get("Content-Length") or 0)
+                done = 0
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+                    done += len(chunk)
+                    if total:
+                        print(f"\r{name}: {done / total:5.1%}", end="", file=sys.stderr)
+                print(file=sys.stderr)
+        except OSError as error:
+            partial.unlink(missing_ok=True)
+            raise CLIError(f"could not download {base_url + name}: {error}") from None
+        if partial.stat().st_size < MIN_BYTES[name]:
+            partial.unlink(missing_ok=True)
+            raise CLIError(f"{base_url + name}: the download is too small to be the checkpoint")
+        partial.replace(target)
+        paths.append(target)
+    return paths

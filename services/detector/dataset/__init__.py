@@ -1,0 +1,1 @@
+"""Building labelled real/fake speech datasets for training and evaluating the detector."""

@@ -1,0 +1,205 @@
+"""Channel augmentation, drawn from ONE distribution for real and fake clips alike.
+
+With a single real corpus, a detector's false alarms follow the recording channel; randomising
+the channel (noise floor, additive noise, EQ, reverb, resampling, band limits, telephone band,
+codec round trips) for both classes leaves the generator's artefacts as the only label cue.
+Every step is seeded by the caller's :class:`numpy.random.Generator`, so a clip's chain is
+reproducible, and the chain is described as a short string for the manifest's ``augment`` column.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import soundfile as sf
+from scipy import signal
+
+from services.detector.dataset.config import Augment
+from shared.audio import Audio
+
+_RATE_HZ = 16_000
+
+
+def coloured_noise(rng: np.random.Generator, num_samples: int, exponent: float) -> np.ndarray:
+    """Unit-RMS noise with a 1/f^exponent power spectrum (0 white, 1 pink, 2 brown)."""
+    spectrum = rng.standard_normal(num_samples // 2 + 1) + 1j * rng.standard_normal(num_samples // 2 + 1)
+    freqs = np.fft.rfftfreq(num_samples)
+    freqs[0] = freqs[1] if num_samples > 1 else 1.0
+    spectrum *= freqs ** (-exponent / 2.0)
+    noise = np.fft.irfft(spectrum, n=num_samples)
+    rms = float(np.sqrt(np.mean(noise**2))) or 1.0
+    return (noise / rms).astype(np.float32)
+
+
+def _active_rms(samples: np.ndarray) -> float:
+    frame = 400
+    count = len(samples) // frame
+    if count == 0:
+        return float(np.sqrt(np.mean(samples**2)) or 1e-6)
+    power = np.mean(samples[: count * frame].reshape(count, frame) ** 2, axis=1)
+    level = 10 * np.log10(np.maximum(power, 1e-20))
+    active = power[level > level.max() - 40]
+    return float(np.sqrt(np.mean(active)))
+
+
+def add_noise(samples: np.ndarray, rng: np.random.Generator, snr_db: float, exponent: float) -> np.ndarray:
+    noise = coloured_noise(rng, len(samples), exponent)
+    scale = _active_rms(samples) / (10 ** (snr_db / 20))
+    return samples + noise * np.float32(scale)
+
+
+def floor_level_db(samples: np.ndarray, frame: int = 320) -> float:
+    """The recording's noise floor: 5th percentile of 20 ms frame levels (dBFS)."""
+    count = len(samples) // frame
+    if count == 0:
+        return -120.0
+    power = np.mean(samples[: count * frame].reshape(count, frame).astype(np.float64) ** 2, axis=1)
+    return float(np.percentile(10 * np.log10(np.maximum(power, 1e-12)), 5))
+
+
+def raise_floor(samples: np.ndarray, rng: np.random.Generator, target_db: float) -> np.ndarray:
+    """Add coloured noise so the noise floor reaches ``target_db`` (dBFS).
+
+    Noise is added up to the target, not on top of whatever floor the clip has, so a clip with
+    digital silence (synthetic speech) and a clip with a recorded room tone end up with the same
+    floor. A clip whose own floor is already higher gets a little noise only (a tenth of the
+    target power), so no clip is left without any.
+    """
+    own = 10 ** (floor_level_db(samples) / 10)
+    target = 10 ** (target_db / 10)
+    added = max(target - own, 0.1 * target)
+    noise = coloured_noise(rng, len(samples), float(rng.uniform(0.0, 2.0)))
+    return samples + noise * np.float32(np.sqrt(added))
+
+
+def random_eq(samples: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """A spectral tilt (±8 dB at 8 kHz) plus one peaking band (±6 dB), like a different microphone."""
+    tilt_db = float(rng.uniform(-8, 8))  # dB per 8 kHz
+    centre_hz = float(np.exp(rng.uniform(np.log(200), np.log(6000))))
+    gain_db = float(rng.uniform(-6, 6))
+    width_oct = float(rng.uniform(0.5, 2.0))
+    spectrum = np.fft.rfft(samples)
+    freqs = np.fft.rfftfreq(len(samples), d=1 / _RATE_HZ)
+    octaves = np.log2(np.maximum(freqs, 1.0) / centre_hz)
+    response_db = tilt_db * freqs / 8000 + gain_db * np.exp(-0.5 * (octaves / (width_oct / 2)) ** 2)
+    out = np.fft.irfft(spectrum * 10 ** (response_db / 20), n=len(samples))
+    return out.astype(np.float32), f"eq({tilt_db:+.0f}dB,{centre_hz:.0f}Hz{gain_db:+.0f}dB)"
+
+
+def random_reverb(samples: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """A small room: exponentially decaying noise impulse response (RT60 0.15–0.6 s), mixed wet."""
+    rt60_s = float(rng.uniform(0.15, 0.6))
+    length = int(rt60_s * _RATE_HZ)
+    t = np.arange(length) / _RATE_HZ
+    response = rng.standard_normal(length) * np.exp(-6.9 * t / rt60_s)
+    response[0] = 0.0
+    response /= np.sqrt(np.sum(response**2)) or 1.0
+    wet_db = float(rng.uniform(-18, -6))
+    wet = signal.fftconvolve(samples, response)[: len(samples)]
+    return (samples + wet * 10 ** (wet_db / 20)).astype(np.float32), f"reverb({rt60_s:.2f}s,{wet_db:.0f}dB)"
+
+
+def _resample(samples: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
+    return Audio(samples, from_hz).resample(to_hz).samples
+
+
+def resample_round_trip(samples: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    via_hz = int(rng.choice([11_025, 12_000, 22_050, 24_000, 44_100]))
+    back = _resample(_resample(samples, _RATE_HZ, via_hz), via_hz, _RATE_HZ)
+    return back[: len(samples)], f"resample({via_hz})"
+
+
+def lowpass(samples: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    cutoff_hz = float(rng.uniform(3500, 7500))
+    sos = signal.butter(8, cutoff_hz, btype="lowpass", fs=_RATE_HZ, output="sos")
+    return signal.sosfiltfilt(sos, samples).astype(np.float32), f"lowpass({cutoff_hz:.0f})"
+
+
+def telephone(samples: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """300–3400 Hz band and an 8 kHz round trip (optionally through the 8 kHz mu-law codec)."""
+    sos = signal.butter(6, [300, 3400], btype="bandpass", fs=_RATE_HZ, output="sos")
+    narrow = _resample(signal.sosfiltfilt(sos, samples).astype(np.float32), _RATE_HZ, 8_000)
+    name = "telephone"
+    if rng.random() < 0.5:
+        narrow = _codec_round_trip(narrow, 8_000, "WAV", "ULAW")
+        name += "(ulaw)"
+    return _resample(narrow, 8_000, _RATE_HZ)[: len(samples)], name
+
+
+def _codec_round_trip(samples: np.ndarray, rate_hz: int, fmt: str, subtype: str, **kwargs: float) -> np.ndarray:
+    buffer = io.BytesIO()
+    sf.write(buffer, np.clip(samples, -1, 1), rate_hz, format=fmt, subtype=subtype, **kwargs)
+    buffer.seek(0)
+    decoded, _ = sf.read(buffer, dtype="float32", always_2d=True)
+    return decoded.mean(axis=1)
+
+
+def codec(samples: np.ndarray, rng: np.random.Generator, codecs: list[str]) -> tuple[np.ndarray, str]:
+    """An mp3 / Ogg Vorbis / Opus encode-decode at a random quality; aligned to the input length."""
+    choice = str(rng.choice(codecs))
+    # libsndfile's compression level: 0 = best quality/highest bit rate, 1 = smallest.
+    level = float(rng.uniform(0.2, 0.95))
+    if choice == "mp3":
+        decoded = _codec_round_trip(samples, _RATE_HZ, "MP3", "MPEG_LAYER_III", compression_level=level)
+    elif choice == "ogg":
+        decoded = _codec_round_trip(samples, _RATE_HZ, "OGG", "VORBIS", compression_level=level)
+    else:
+        # Opus runs at 48 kHz internally; libsndfile accepts 16 kHz input.
+        decoded = _codec_round_trip(samples, _RATE_HZ, "OGG", "OPUS", compression_level=level)
+    decoded = _align(samples, decoded)
+    return decoded, f"{choice}(q{level:.2f})"
+
+
+def _align(reference: np.ndarray, decoded: np.ndarray) -> np.ndarray:
+    """Undo a codec's start delay (found by cross-correlation, ≤ 50 ms) and match the length."""
+    max_lag = min(800, len(decoded) - 1, len(reference) - 1)
+    if max_lag > 0:
+        head = min(len(reference), 16_000)
+        corr = signal.correlate(decoded[: head + max_lag], reference[:head], mode="valid")
+        lag = int(np.argmax(np.abs(corr[: max_lag + 1])))
+        decoded = decoded[lag:]
+    if len(decoded) < len(reference):
+        decoded = np.pad(decoded, (0, len(reference) - len(decoded)))
+    return decoded[: len(reference)].astype(np.float32)
+
+
+def augment(audio: Audio, rng: np.random.Generator, config: Augment) -> tuple[Audio, str]:
+    """Apply a random channel to 16 kHz ``audio``; returns the result and its description.
+
+    The order is physical: room and microphone (reverb, EQ), background noise, then the
+    transmission (resampling, band limit or telephone, codec). The noise floor is always raised to
+    a random target level (:func:`raise_floor`) so that neither digital silence (common in
+    synthetic speech) nor a recording's room tone is a label cue.
+    """
+    if audio.sample_rate_hz != _RATE_HZ:
+        audio = audio.resample(_RATE_HZ)
+    x = audio.samples.astype(np.float32)
+    steps: list[str] = []
+    if config.reverb_p and rng.random() < config.reverb_p:
+        x, name = random_reverb(x, rng)
+        steps.append(name)
+    if config.eq_p and rng.random() < config.eq_p:
+        x, name = random_eq(x, rng)
+        steps.append(name)
+    x = raise_floor(x, rng, float(rng.uniform(*config.floor_dbfs)))
+    if config.noise_p and rng.random() < config.noise_p:
+        snr_db = float(rng.uniform(*config.noise_snr_db))
+        x = add_noise(x, rng, snr_db, float(rng.uniform(0.0, 2.0)))
+        steps.append(f"noise({snr_db:.0f}dB)")
+    if config.resample_p and rng.random() < config.resample_p:
+        x, name = resample_round_trip(x, rng)
+        steps.append(name)
+    if config.telephone_p and rng.random() < config.telephone_p:
+        x, name = telephone(x, rng)
+        steps.append(name)
+    elif config.lowpass_p and rng.random() < config.lowpass_p:
+        x, name = lowpass(x, rng)
+        steps.append(name)
+    if config.codec_p and config.codecs and rng.random() < config.codec_p:
+        x, name = codec(x, rng, list(config.codecs))
+        steps.append(name)
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    if peak > 0.99:
+        x = x * np.float32(0.99 / peak)
+    return Audio(x, _RATE_HZ), "+".join(steps) or "none"

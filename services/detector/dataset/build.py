@@ -1,0 +1,602 @@
+"""`vcfad data build CONFIG`: real windows + automatically labelled fakes → manifest + audio cache.
+
+Every clip, real or fake, goes through the same steps:
+
+1. its raw audio goes through :func:`shared.audio.load_audio` with the serving :class:`LoadPolicy`
+   (16 kHz mono, silence trimmed, loudness normalised);
+2. a window of a duration drawn from ONE distribution (``[windows]``) is cropped from it;
+3. the channel augmentation (``[augment]``, one distribution for both classes) is applied;
+4. the load policy is applied again (as serving does to an upload) and the clip is written as a
+   16 kHz PCM_16 WAV, atomically (temp file, then rename), with a JSON sidecar holding its manifest
+   row. A re-run skips every clip whose WAV and sidecar exist, so an interrupted build resumes.
+
+Each clip's randomness comes from a generator seeded by (config seed, clip id), so a clip's content
+does not depend on how many other clips or systems the build has.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from services.detector.dataset.augment import augment
+from services.detector.dataset.config import FAMILIES, BuildConfig, RealSource, Split, System, Windows
+from services.detector.dataset.generators import (
+    COPY_KINDS,
+    TEXT_KINDS,
+    GeneratorUnavailableError,
+    TextBank,
+    build_generator,
+)
+from services.detector.dataset.readers import Recording, read_corpus
+from shared.audio import Audio, AudioError, LoadPolicy, decode_audio, load_audio
+
+SPLITS: tuple[Split, ...] = ("train", "dev", "test")
+MANIFEST_COLUMNS = (
+    "path", "label", "speaker", "system", "family", "split",
+    "source", "augment", "duration_s", "sample_rate", "transcript",
+)  # fmt: skip
+#: Attempts per fake clip before it is given up (a TTS failure, a too-short result).
+_ATTEMPTS = 3
+#: Bump when the making of clips changes in code, so that old clips are not reused.
+_CONTENT_VERSION = 1
+
+
+class BuildError(ValueError):
+    """A build that cannot go on (no real speech, a required engine missing ...)."""
+
+
+def stable_int(*parts: object) -> int:
+    digest = hashlib.sha1("\x1f".join(map(str, parts)).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def item_rng(seed: int, *parts: object) -> np.random.Generator:
+    return np.random.default_rng([seed, stable_int(*parts)])
+
+
+def draw_duration(rng: np.random.Generator, windows: Windows) -> float:
+    """One window duration: the single distribution both classes share."""
+    if windows.distribution == "uniform":
+        return float(rng.uniform(windows.min_s, windows.max_s))
+    return float(np.exp(rng.uniform(np.log(windows.min_s), np.log(windows.max_s))))
+
+
+@dataclass
+class RealRecording:
+    recording: Recording
+    source: RealSource
+    split: Split
+    key: str  # the recording's path relative to data_root (or absolute), for the source column
+
+
+@dataclass
+class Item:
+    """One clip to make. ``kind`` is ``real``, ``text``, ``copy`` or ``clone``."""
+
+    item_id: str
+    relpath: str
+    split: Split
+    kind: str
+    system: str
+    family: str
+    recording: int | None = None  # index into the real recordings (real windows)
+    start_s: float = 0.0
+    duration_s: float = 0.0
+
+
+@dataclass
+class BuildSummary:
+    output_dir: Path
+    manifest: Path
+    counts: dict[str, dict[str, int]]
+    per_system: dict[str, int]
+    skipped_systems: dict[str, str]
+    failed_items: int
+    reused_items: int
+    wall_s: float
+    probe: dict | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def _clean(value: object) -> str:
+    return " ".join(str(value).replace("\t", " ").split())
+
+
+def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Keep the suffix: soundfile picks the format from it.
+    temp = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
+    try:
+        write(temp)
+        temp.replace(path)
+    finally:
+        if temp.exists():
+            temp.unlink()
+
+
+class DatasetBuilder:
+    """Builds one dataset from a :class:`BuildConfig` (see module docstring)."""
+
+    def __init__(self, config: BuildConfig, *, output_dir: Path | None = None, log: Callable[[str], None] = print):
+        self.config = config
+        self.output_dir = Path(output_dir) if output_dir else config.output_path()
+        self.log = log
+        self.policy = LoadPolicy()
+        self.warnings: list[str] = []
+        self._audio_cache: dict[int, Audio] = {}
+        self._window_fingerprints: dict[str, str] = {}
+
+    # -- real speech --------------------------------------------------------------------------------
+    def read_real(self) -> list[RealRecording]:
+        """The bonafide recordings of every real source, each assigned to its split."""
+        out: list[RealRecording] = []
+        data_root = self.config.data_root_path()
+        for source in self.config.real:
+            path = self.config.resolve_data(source.path)
+            recordings = [r for r in read_corpus(source.reader, path, source.include) if r.label == "bonafide"]
+            if not recordings:
+                raise BuildError(f"real source {source.name!r}: no bonafide recordings at {path}")
+            rng = item_rng(self.config.seed, "clips", source.name)
+            if source.max_clips is not None and len(recordings) > source.max_clips:
+                picks = sorted(rng.choice(len(recordings), size=source.max_clips, replace=False))
+                recordings = [recordings[int(i)] for i in picks]
+            speaker_split = self._speaker_splits(source, sorted({r.speaker for r in recordings}))
+            for recording in recordings:
+                if source.split == "native":
+                    if recording.native_split is None:
+                        raise BuildError(f"real source {source.name!r}: reader {source.reader} has no native split")
+                    split: Split = recording.native_split  # type: ignore[assignment]
+                elif source.split == "by-speaker":
+                    split = speaker_split[recording.speaker]
+                else:
+                    split = source.split
+                try:
+                    key = str(recording.path.relative_to(data_root))
+                except ValueError:
+                    key = str(recording.path)
+                out.append(RealRecording(recording, source, split, key))
+        self._check_speaker_disjoint(out)
+        return out
+
+    def _speaker_splits(self, source: RealSource, speakers: list[str]) -> dict[str, Split]:
+        ordered = sorted(speakers, key=lambda s: stable_int(self.config.seed, "speaker", s))
+        n_dev = round(len(ordered) * source.dev_fraction)
+        n_test = round(len(ordered) * source.test_fraction)
+        splits: dict[str, Split] = {}
+        for index, speaker in enumerate(ordered):
+            splits[speaker] = "dev" if index < n_dev else "test" if index < n_dev + n_test else "train"
+        return splits
+
+    def _check_speaker_disjoint(self, recordings: list[RealRecording]) -> None:
+        where: dict[str, set[str]] = defaultdict(set)
+        for real in recordings:
+            where[real.recording.speaker].add(real.split)
+        shared = sorted(speaker for speaker, splits in where.items() if len(splits) > 1)
+        if shared:
+            raise BuildError(f"speakers in more than one split: {', '.join(shared[:10])}")
+
+    def load_real(self, index: int, recordings: list[RealRecording]) -> Audio | None:
+        if index not in self._audio_cache:
+            try:
+                self._audio_cache[index] = load_audio(recordings[index].recording.path, self.policy)
+            except AudioError as error:
+                self.warnings.append(f"skipped real recording: {error}")
+                return None
+        return self._audio_cache[index]
+
+    def plan_real(self, recordings: list[RealRecording]) -> list[Item]:
+        from tqdm import tqdm
+
+        windows = self.config.windows
+        mean_s = _mean_duration(windows)
+        by_split: dict[str, list[Item]] = defaultdict(list)
+        for index in tqdm(range(len(recordings)), desc="real recordings", unit="file"):
+            audio = self.load_real(index, recordings)
+            if audio is None:
+                continue
+            real = recordings[index]
+            rng = item_rng(self.config.seed, "windows", real.key)
+            # Windows are placed at random (they may overlap) rather than tiled: tiling until a
+            # draw no longer fits rejects long draws more often and skews real clips short.
+            count = min(windows.max_per_clip, int(audio.duration_s / mean_s))
+            stem = Path(real.key).stem
+            for _ in range(count):
+                duration = draw_duration(rng, windows)
+                if duration > audio.duration_s:
+                    continue
+                position = float(rng.uniform(0.0, audio.duration_s - duration))
+                start_ms, length_ms = round(position * 1000), round(duration * 1000)
+                by_split[real.split].append(
+                    Item(
+                        item_id=f"bonafide/{real.key}@{start_ms}+{length_ms}",
+                        relpath=f"audio/{real.split}/bonafide/{stem}-{start_ms:06d}-{length_ms:04d}.wav",
+                        split=real.split,
+                        kind="real",
+                        system="bonafide",
+                        family="real",
+                        recording=index,
+                        start_s=position,
+                        duration_s=duration,
+                    )
+                )
+        items: list[Item] = []
+        for split in SPLITS:
+            chosen = by_split.get(split, [])
+            cap = self.config.max_real_windows.get(split)
+            if cap is not None and len(chosen) > cap:
+                rng = item_rng(self.config.seed, "cap", split)
+                chosen = [chosen[int(i)] for i in sorted(rng.choice(len(chosen), size=cap, replace=False))]
+            items += chosen
+        return items
+
+    # -- fakes ----------------------------------------------------------------------------------------
+    def build_generators(self) -> tuple[dict[str, object], dict[str, str]]:
+        from tqdm import tqdm
+
+        generators: dict[str, object] = {}
+        skipped: dict[str, str] = {}
+        for system in tqdm(self.config.systems, desc="loading generators", unit="system"):
+            try:
+                generators[system.name] = build_generator(system)
+            except GeneratorUnavailableError as error:
+                if not system.optional:
+                    raise BuildError(f"system {system.name!r}: {error}") from None
+                skipped[system.name] = str(error)
+                self.warnings.append(f"system {system.name!r} skipped: {error}")
+        return generators, skipped
+
+    def plan_fakes(self, real_items: list[Item], systems: list[System]) -> list[Item]:
+        real_count = Counter(item.split for item in real_items)
+        items: list[Item] = []
+        for split in SPLITS:
+            here = [s for s in systems if s.split in (split, "by-speaker")]
+            target = round(real_count.get(split, 0) * self.config.fakes_per_real)
+            if not here or target == 0:
+                if target:
+                    self.warnings.append(f"split {split}: no fake system available; it holds real clips only")
+                continue
+            for system, count in zip(here, _apportion(target, [s.weight for s in here]), strict=True):
+                for index in range(count):
+                    item_id = f"{system.name}/{split}/{index}"
+                    rng = item_rng(self.config.seed, "fake", item_id)
+                    items.append(
+                        Item(
+                            item_id=item_id,
+                            relpath=f"audio/{split}/{system.name}/{index:05d}.wav",
+                            split=split,
+                            kind=_item_kind(system),
+                            system=system.name,
+                            family=FAMILIES[system.kind],
+                            duration_s=draw_duration(rng, self.config.windows),
+                        )
+                    )
+        return items
+
+    # -- making one clip --------------------------------------------------------------------------
+    def _crop(self, audio: Audio, duration_s: float, rng: np.random.Generator) -> tuple[Audio, float]:
+        if audio.duration_s <= duration_s:
+            return audio, 0.0
+        start = float(rng.uniform(0.0, audio.duration_s - duration_s))
+        return audio.crop(start, duration_s), start
+
+    def _prepare(self, raw: Audio) -> Audio:
+        return load_audio(raw.to_wav_bytes(), self.policy)
+
+    def make_item(
+        self,
+        item: Item,
+        recordings: list[RealRecording],
+        by_split: dict[str, list[int]],
+        generators: dict[str, object],
+        bank: TextBank,
+        attempt: int,
+    ) -> tuple[Audio, dict[str, str]]:
+        """The window audio (before augmentation) and its manifest fields."""
+        rng = item_rng(self.config.seed, "content", item.item_id, attempt)
+        if item.kind == "real":
+            assert item.recording is not None
+            real = recordings[item.recording]
+            audio = self.load_real(item.recording, recordings)
+            assert audio is not None
+            window = audio.crop(item.start_s, item.duration_s)
+            return window, {
+                "speaker": real.recording.speaker,
+                "source": f"{real.key}@{item.start_s:.2f}",
+                "transcript": "",
+            }
+        generator = generators[item.system]
+        if item.kind == "copy":
+            index, audio = self._random_real(item.split, recordings, by_split, rng)
+            window, start = self._crop(audio, item.duration_s, rng)
+            copy = self._prepare(generator.copy(window, rng))  # type: ignore[attr-defined]
+            return copy, {
+                "speaker": recordings[index].recording.speaker,
+                "source": f"{recordings[index].key}@{start:.2f}",
+                "transcript": "",
+            }
+        sentences = bank.draw(rng, 6)
+        audio = None
+        # Start with about enough text (~14 characters a second) so slow engines seldom run twice.
+        first = 1
+        while first < len(sentences) and sum(len(s.text) for s in sentences[:first]) < 14 * item.duration_s:
+            first += 1
+        for count in range(first, len(sentences) + 1):
+            text = " ".join(s.text for s in sentences[:count])
+            if item.kind == "clone":
+                index, reference = self._random_real(item.split, recordings, by_split, rng)
+                speaker = "clone:" + recordings[index].recording.speaker
+                raw = generator.clone(reference, text)  # type: ignore[attr-defined]
+            else:
+                raw, speaker = generator.speak(text, rng)  # type: ignore[attr-defined]
+            audio = self._prepare(raw)
+            if audio.duration_s >= item.duration_s:
+                break
+        assert audio is not None
+        window, _ = self._crop(audio, item.duration_s, rng)
+        return window, {
+            "speaker": speaker,
+            "source": "vctk:" + "|".join(s.key for s in sentences[:count]),
+            "transcript": text,
+        }
+
+    def cached_window(
+        self,
+        item: Item,
+        recordings: list[RealRecording],
+        by_split: dict[str, list[int]],
+        generators: dict[str, object],
+        bank: TextBank,
+        attempt: int,
+    ) -> tuple[Audio, dict[str, str]]:
+        """:meth:`make_item`, with fake windows kept in ``cache/windows/`` (slow engines run once)."""
+        if item.kind == "real":
+            return self.make_item(item, recordings, by_split, generators, bank, attempt)
+        wav_path = self.output_dir / "cache" / "windows" / item.relpath
+        side_path = wav_path.with_suffix(".json")
+        fingerprint = self._window_fingerprints[item.system]
+        if attempt == 0 and wav_path.exists() and side_path.exists():
+            try:
+                sidecar = json.loads(side_path.read_text(encoding="utf-8"))
+                if sidecar.get("fingerprint") == fingerprint:
+                    return decode_audio(wav_path), sidecar["fields"]
+            except (json.JSONDecodeError, KeyError, AudioError):
+                pass  # damaged: make it again
+        window, fields = self.make_item(item, recordings, by_split, generators, bank, attempt)
+        _write_atomic(wav_path, lambda temp: window.write(temp, subtype="FLOAT"))
+        sidecar = {"fingerprint": fingerprint, "fields": fields}
+        _write_atomic(side_path, lambda temp: _write_json(temp, sidecar))
+        return window, fields
+
+    def _random_real(
+        self, split: str, recordings: list[RealRecording], by_split: dict[str, list[int]], rng: np.random.Generator
+    ) -> tuple[int, Audio]:
+        pool = by_split.get(split)
+        if not pool:
+            raise BuildError(f"split {split}: no real recordings to copy or clone from")
+        for _ in range(10):
+            index = int(rng.choice(pool))
+            audio = self.load_real(index, recordings)
+            if audio is not None:
+                return index, audio
+        raise BuildError(f"split {split}: no readable real recordings")
+
+    def finish(self, window: Audio, item: Item) -> tuple[Audio, str]:
+        rng = item_rng(self.config.seed, "augment", item.item_id)
+        augmented, description = augment(window, rng, self.config.augment)
+        return self._prepare(augmented), description
+
+    def fingerprints(self, generators: dict[str, object] | None = None, window_only: bool = False) -> dict[str, str]:
+        """Per system (and ``bonafide``), a hash of every setting that shapes its clips' content.
+
+        A finished clip is reused only when its sidecar carries the same fingerprint, so changing
+        the windows, the augmentation or a system's options remakes exactly the affected clips.
+        With ``window_only`` the augmentation is left out: the fingerprint of the cached fake
+        windows (``cache/windows/``), which an augmentation change does not invalidate.
+        """
+        shared = {
+            "seed": self.config.seed,
+            "windows": self.config.windows.model_dump(mode="json"),
+            "policy": repr(self.policy),
+            "version": _CONTENT_VERSION,
+        }
+        if not window_only:
+            shared["augment"] = self.config.augment.model_dump(mode="json")
+        out = {"bonafide": json.dumps({**shared, "real": [r.model_dump(mode="json") for r in self.config.real]})}
+        for system in self.config.systems:
+            detail = system.model_dump(mode="json", exclude={"weight", "optional", "split"})
+            # A trained model's identity (file size and time), so a retrained model remakes its clips.
+            model_id = getattr((generators or {}).get(system.name), "content_id", "")
+            extra = {"model": model_id} if model_id else {}
+            out[system.name] = json.dumps({**shared, "system": detail, **extra}, sort_keys=True)
+        return {name: hashlib.sha1(text.encode("utf-8")).hexdigest()[:16] for name, text in out.items()}
+
+    # -- the whole build ----------------------------------------------------------------------------
+    def run(self, *, probe: bool | None = None) -> BuildSummary:
+        from tqdm import tqdm
+
+        started = time.monotonic()
+        out = self.output_dir
+        out.mkdir(parents=True, exist_ok=True)
+        recordings = self.read_real()
+        self.log(f"{len(recordings)} real recordings from {len(self.config.real)} source(s)")
+        real_items = self.plan_real(recordings)
+        generators, skipped = self.build_generators()
+        systems = [s for s in self.config.systems if s.name in generators]
+        fake_items = self.plan_fakes(real_items, systems)
+        bank = TextBank(self.config.resolve_data(self.config.text_csv))
+        by_split: dict[str, list[int]] = defaultdict(list)
+        for index, real in enumerate(recordings):
+            by_split[real.split].append(index)
+
+        fingerprints = self.fingerprints(generators)
+        self._window_fingerprints = self.fingerprints(generators, window_only=True)
+        rows: list[dict[str, str]] = []
+        failed = reused = 0
+        groups: dict[str, list[Item]] = defaultdict(list)
+        for item in real_items + fake_items:
+            groups[item.system].append(item)
+        for system, items in groups.items():
+            for item in tqdm(items, desc=f"{system}", unit="clip"):
+                wav_path = out / item.relpath
+                side_path = wav_path.with_suffix(".json")
+                fingerprint = fingerprints[item.system]
+                if wav_path.exists() and side_path.exists():
+                    try:
+                        sidecar = json.loads(side_path.read_text(encoding="utf-8"))
+                    except json.JSONDecodeError:
+                        sidecar = {}  # a damaged sidecar: make the clip again
+                    if sidecar.get("fingerprint") == fingerprint and "row" in sidecar:
+                        rows.append(sidecar["row"])
+                        reused += 1
+                        continue
+                made = self._make_row(item, recordings, by_split, generators, bank)
+                if made is None:
+                    failed += 1
+                    continue
+                audio, row = made
+                _write_atomic(wav_path, audio.write)
+                sidecar = {"fingerprint": fingerprint, "row": row}
+                _write_atomic(side_path, lambda temp, sidecar=sidecar: _write_json(temp, sidecar))
+                rows.append(row)
+
+        removed = self._remove_orphans(out, {item.relpath for item in real_items + fake_items})
+        if removed:
+            self.log(f"removed {removed} clip(s) of an earlier build that this plan no longer holds")
+        rows.sort(key=lambda r: (SPLITS.index(r["split"]), r["label"], r["system"], r["path"]))
+        manifest = out / "manifest.tsv"
+
+        def write_manifest(temp: Path) -> None:
+            with temp.open("w", encoding="utf-8", newline="") as handle:
+                handle.write("\t".join(MANIFEST_COLUMNS) + "\n")
+                for row in rows:
+                    handle.write("\t".join(_clean(row[column]) for column in MANIFEST_COLUMNS) + "\n")
+
+        _write_atomic(manifest, write_manifest)
+        counts = {
+            split: {
+                label: sum(1 for r in rows if r["split"] == split and r["label"] == label)
+                for label in ("bonafide", "spoof")
+            }
+            for split in SPLITS
+        }
+        per_system = dict(sorted(Counter(f"{r['split']}:{r['system']}" for r in rows).items()))
+        for split, count in counts.items():
+            if min(count.values()) == 0:
+                self.warnings.append(f"split {split} lacks a class: {count}")
+        summary = BuildSummary(
+            output_dir=out,
+            manifest=manifest,
+            counts=counts,
+            per_system=per_system,
+            skipped_systems=skipped,
+            failed_items=failed,
+            reused_items=reused,
+            wall_s=time.monotonic() - started,
+            warnings=list(self.warnings),
+        )
+        if self.config.probe if probe is None else probe:
+            from services.detector.dataset.probe import probe_manifest
+
+            result = probe_manifest(manifest, out / "probe.json")
+            summary.probe = result.as_dict()
+            self.log(result.table())
+        info = {
+            "config": self.config.model_dump(mode="json"),
+            "counts": counts,
+            "per_system": per_system,
+            "skipped_systems": skipped,
+            "failed_items": failed,
+            "reused_items": reused,
+            "build_wall_s": round(time.monotonic() - started, 1),
+            "warnings": self.warnings[:200],
+        }
+        _write_atomic(out / "build_info.json", lambda temp: _write_json(temp, info, indent=2))
+        return summary
+
+    @staticmethod
+    def _remove_orphans(out: Path, planned: set[str]) -> int:
+        """Delete clips (and sidecars) under ``out/audio`` that the current plan does not hold."""
+        removed = 0
+        cache = out / "cache" / "windows"
+        for root in (out / "audio", cache / "audio"):
+            if root.is_dir():
+                for path in root.rglob("*"):
+                    relative = path.with_suffix(".wav").relative_to(cache if root.parent == cache else out)
+                    if str(relative) not in planned and path.suffix in (".wav", ".json") and path.is_file():
+                        path.unlink()
+                        removed += path.suffix == ".wav" and root.parent != cache
+        return removed
+
+    def _make_row(
+        self,
+        item: Item,
+        recordings: list[RealRecording],
+        by_split: dict[str, list[int]],
+        generators: dict[str, object],
+        bank: TextBank,
+    ) -> tuple[Audio, dict[str, str]] | None:
+        last_error: Exception | None = None
+        for attempt in range(_ATTEMPTS):
+            try:
+                window, fields = self.cached_window(item, recordings, by_split, generators, bank, attempt)
+                audio, description = self.finish(window, item)
+            except (AudioError, ValueError, RuntimeError, OSError) as error:
+                if isinstance(error, BuildError):
+                    raise
+                last_error = error
+                continue
+            row = {
+                "path": item.relpath,
+                "label": "bonafide" if item.kind == "real" else "spoof",
+                "speaker": fields["speaker"],
+                "system": item.system,
+                "family": item.family,
+                "split": item.split,
+                "source": fields["source"],
+                "augment": description,
+                "duration_s": f"{audio.duration_s:.3f}",
+                "sample_rate": str(audio.sample_rate_hz),
+                "transcript": fields["transcript"],
+            }
+            return audio, row
+        self.warnings.append(f"{item.item_id}: gave up after {_ATTEMPTS} attempts: {last_error}")
+        return None
+
+
+def _mean_duration(windows: Windows) -> float:
+    if windows.distribution == "uniform":
+        return (windows.min_s + windows.max_s) / 2
+    return (windows.max_s - windows.min_s) / float(np.log(windows.max_s / windows.min_s))
+
+
+def _item_kind(system: System) -> str:
+    if system.kind in TEXT_KINDS:
+        return "text"
+    return "copy" if system.kind in COPY_KINDS else "clone"
+
+
+def _write_json(path: Path, data: object, indent: int | None = None) -> None:
+    path.write_text(json.dumps(data, indent=indent) + "\n", encoding="utf-8")
+
+
+def _apportion(total: int, weights: list[float]) -> list[int]:
+    """Split ``total`` in proportion to ``weights`` (largest remainders; sums exactly to total)."""
+    shares = np.array(weights, dtype=float) / sum(weights) * total
+    counts = np.floor(shares).astype(int)
+    for index in np.argsort(-(shares - counts))[: total - int(counts.sum())]:
+        counts[index] += 1
+    return [int(c) for c in counts]
+
+
+def build_dataset(config: BuildConfig, *, output_dir: Path | None = None, probe: bool | None = None) -> BuildSummary:
+    """Build the dataset ``config`` describes (see :class:`DatasetBuilder`)."""
+    return DatasetBuilder(config, output_dir=output_dir).run(probe=probe)

@@ -1,0 +1,184 @@
+"""The dataset build configuration: a TOML file validated by pydantic.
+
+Relative paths of real corpora resolve against ``data_root`` (``../shared/data`` from the repo
+root, or ``VCFAD_SHARED_DATA``); ``output_dir`` resolves against the repo root.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+Split = Literal["train", "dev", "test"]
+#: Where a real source's speakers go: a fixed split, split by speaker, or the corpus's own split.
+RealSplit = Literal["train", "dev", "test", "by-speaker", "native"]
+#: Where a fake system's clips go: a fixed split, or (copy-synthesis, cloning) the source speaker's split.
+SystemSplit = Literal["train", "dev", "test", "by-speaker"]
+ReaderKind = Literal["shared-manifest", "librispeech", "commonvoice", "timit", "asvspoof2019"]
+GeneratorKind = Literal[
+    "espeak-ng", "flite", "festival", "piper", "kokoro",
+    "world-copy", "griffinlim-copy", "neural-vocoder-copy", "cloner",
+]  # fmt: skip
+
+#: The family of each generator kind (a column of the manifest).
+FAMILIES: dict[str, str] = {
+    "espeak-ng": "classical-tts",
+    "flite": "classical-tts",
+    "festival": "classical-tts",
+    "piper": "neural-tts",
+    "kokoro": "neural-tts",
+    "world-copy": "signal-vocoder-copy",
+    "griffinlim-copy": "signal-vocoder-copy",
+    "neural-vocoder-copy": "neural-vocoder-copy",
+    "cloner": "voice-clone",
+}
+
+
+class ConfigError(ValueError):
+    """A build configuration that cannot be used; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RealSource(_Strict):
+    """One corpus of real (bonafide) speech."""
+
+    name: str
+    reader: ReaderKind
+    #: The manifest file (shared-manifest) or the corpus root folder (others), relative to data_root.
+    path: str
+    #: shared-manifest only: keep rows whose path starts with this prefix.
+    include: str = ""
+    split: RealSplit = "by-speaker"
+    #: by-speaker: the share of speakers for dev and for test (the rest is train).
+    dev_fraction: float = Field(default=0.2, ge=0.0, le=1.0)
+    test_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
+    #: Use at most this many clips (after a seeded shuffle); None = all.
+    max_clips: int | None = Field(default=None, ge=1)
+
+
+class Windows(_Strict):
+    """Durations of the clips (both classes draw from this one distribution)."""
+
+    min_s: float = Field(default=1.0, gt=0.5)
+    max_s: float = Field(default=6.0, gt=0.5)
+    distribution: Literal["uniform", "log-uniform"] = "log-uniform"
+    #: At most this many windows from one real recording.
+    max_per_clip: int = Field(default=8, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Windows:
+        if self.max_s < self.min_s:
+            raise ValueError(f"windows.max_s ({self.max_s}) must be at least windows.min_s ({self.min_s})")
+        return self
+
+
+class System(_Strict):
+    """One fake generator."""
+
+    name: str
+    kind: GeneratorKind
+    split: SystemSplit
+    #: Share of the fakes of its split(s), relative to the other systems there.
+    weight: float = Field(default=1.0, gt=0.0)
+    #: Skip the system (with a warning) when its engine or model is missing, instead of failing.
+    optional: bool = False
+    #: Engine-specific settings (voices, variants, speed ranges, model path ...).
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class Augment(_Strict):
+    """The channel augmentation, applied with the same distribution to both classes."""
+
+    #: Always raise the noise floor (5th percentile of 20 ms frame levels) to a level (dBFS)
+    #: drawn from this range, with coloured noise; LibriSpeech's own floors after loudness
+    #: normalisation lie around −69…−43 dBFS (10th–90th percentile), median −55.
+    floor_dbfs: tuple[float, float] = (-58.0, -40.0)
+    noise_p: float = Field(default=0.3, ge=0.0, le=1.0)
+    noise_snr_db: tuple[float, float] = (5.0, 30.0)
+    eq_p: float = Field(default=0.4, ge=0.0, le=1.0)
+    reverb_p: float = Field(default=0.15, ge=0.0, le=1.0)
+    resample_p: float = Field(default=0.15, ge=0.0, le=1.0)
+    lowpass_p: float = Field(default=0.15, ge=0.0, le=1.0)
+    telephone_p: float = Field(default=0.1, ge=0.0, le=1.0)
+    codec_p: float = Field(default=0.3, ge=0.0, le=1.0)
+    #: Codecs drawn from for a round trip (soundfile/libsndfile): mp3, ogg (Vorbis), opus.
+    codecs: list[Literal["mp3", "ogg", "opus"]] = Field(default_factory=lambda: ["mp3", "ogg", "opus"])
+
+
+class BuildConfig(_Strict):
+    """A whole dataset build (see docs/dataset.md)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int = 0
+    data_root: str = "../shared/data"
+    output_dir: str = ""
+    #: VCTK sentence table (speaker, wav_file, transcript) read by the TTS fakes, relative to data_root.
+    text_csv: str = "text/vctk_transcripts.csv"
+    #: Fakes per real window in each split (1.0 = balanced classes).
+    fakes_per_real: float = Field(default=1.0, gt=0.0)
+    #: Cap on the real windows of each split (None = all the windows the recordings give).
+    max_real_windows: dict[Split, int] = Field(default_factory=dict)
+    windows: Windows = Field(default_factory=Windows)
+    augment: Augment = Field(default_factory=Augment)
+    real: list[RealSource]
+    systems: list[System]
+    probe: bool = True
+
+    @model_validator(mode="after")
+    def _unique(self) -> BuildConfig:
+        names = [system.name for system in self.systems]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"systems: duplicate system name(s) {', '.join(duplicates)}")
+        return self
+
+    # -- resolved paths -----------------------------------------------------------------------
+    def data_root_path(self) -> Path:
+        override = os.environ.get("VCFAD_SHARED_DATA")
+        root = Path(override) if override else Path(os.path.expanduser(self.data_root))
+        return root if root.is_absolute() else (REPO_ROOT / root).resolve()
+
+    def resolve_data(self, path: str) -> Path:
+        candidate = Path(os.path.expanduser(os.path.expandvars(path)))
+        return candidate if candidate.is_absolute() else self.data_root_path() / candidate
+
+    def output_path(self) -> Path:
+        out = Path(self.output_dir) if self.output_dir else Path("data") / "detector" / self.name
+        return out if out.is_absolute() else REPO_ROOT / out
+
+
+def _format_error(source: str, error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        problems.append(f"{where}: {item['msg']}")
+    return f"{source}: invalid dataset config: " + "; ".join(problems)
+
+
+def parse_config(data: dict[str, Any], source: str = "config") -> BuildConfig:
+    """Validate a parsed TOML table; :class:`ConfigError` names every bad field."""
+    try:
+        return BuildConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_format_error(source, error)) from None
+
+
+def load_config(path: str | Path) -> BuildConfig:
+    """Read and validate a build configuration TOML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    return parse_config(data, source=str(path))

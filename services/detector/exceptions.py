@@ -1,0 +1,30 @@
+"""HTTP status of each audio error: unreadable → 415, unusable (silent, too short/long) → 422."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+
+from shared.audio import AudioError, UnreadableAudioError
+
+
+class UploadTooLarge(Exception):
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+def status_of(error: AudioError) -> int:
+    if isinstance(error, UnreadableAudioError):
+        return status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
+    return status.HTTP_422_UNPROCESSABLE_CONTENT
+
+
+def register_exception_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AudioError)
+    async def audio_error(_request: Request, error: AudioError) -> JSONResponse:
+        return JSONResponse(status_code=status_of(error), content={"detail": str(error)})
+
+    @app.exception_handler(UploadTooLarge)
+    async def too_large(_request: Request, error: UploadTooLarge) -> JSONResponse:
+        return JSONResponse(status_code=status.HTTP_413_CONTENT_TOO_LARGE, content={"detail": error.detail})

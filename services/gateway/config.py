@@ -1,0 +1,44 @@
+"""Settings of the gateway (environment variables ``VCFAD_*``)."""
+
+from __future__ import annotations
+
+import hashlib
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def key_owner(api_key: str) -> str:
+    """The owner id stored with a job: a hash, so Redis never holds the API key itself."""
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+class Settings(BaseSettings):
+    """Gateway settings; the queue's (Redis URL, time limits, TTLs) are in ``WorkerSettings``."""
+
+    model_config = SettingsConfigDict(env_prefix="VCFAD_", extra="ignore")
+
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8000
+    #: Comma-separated bearer keys (``VCFAD_API_KEYS``); empty means every API call gets 401.
+    api_keys: str = ""
+    detector_url: str = "http://127.0.0.1:8001"
+    #: Seconds to wait for the detector (connect / whole request).
+    detector_connect_timeout_s: float = 2.0
+    detector_timeout_s: float = 60.0
+    #: Whole request body (checked from Content-Length before reading it).
+    max_request_bytes: int = 60 * 1024 * 1024
+    #: One uploaded file (POST /detect's ``file``, each ``reference`` of POST /clone).
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_references: int = 5
+    min_reference_duration_s: float = 1.0
+    max_reference_duration_s: float = 120.0
+    max_text_chars: int = 400
+    #: Seconds a client should wait before polling a job, or retrying while the detector is down.
+    retry_after_s: int = 2
+    #: How long a worker-ping answer is reused by /readyz.
+    readiness_cache_s: float = 5.0
+
+    def api_key_owners(self) -> dict[str, str]:
+        """``{api_key: owner}`` for the configured keys."""
+        keys = [key.strip() for key in self.api_keys.split(",") if key.strip()]
+        return {key: key_owner(key) for key in keys}

@@ -1,0 +1,172 @@
+"""Routes of the public gateway: detection, cloning jobs, health and metrics."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
+
+from services.cloner.celery_app import JobStatus
+from services.gateway.dependencies import (
+    ApiOwner,
+    CloneServiceDep,
+    DetectorDep,
+    MetricsDep,
+    SettingsDep,
+    read_upload,
+)
+from services.gateway.exceptions import AudioExpired, AudioNotReady, Unprocessable
+from services.gateway.schemas import CloneAccepted, CloneStatus, DetectResponse, Health, Problem
+
+_AUTH = {401: {"model": Problem, "description": "No or invalid API key"}}
+_UPLOAD_ERRORS = {
+    413: {"model": Problem, "description": "A file or the request is too large"},
+    415: {"model": Problem, "description": "Not a readable audio file (WAV, FLAC, MP3 or OGG expected)"},
+    422: {"description": "Silent, too short or too long audio; bad or missing fields"},
+}
+
+api = APIRouter()
+ops = APIRouter(tags=["operations"])
+
+
+@api.post(
+    "/detect",
+    response_model=DetectResponse,
+    tags=["detection"],
+    summary="Is this recording synthetic?",
+    responses={
+        **_AUTH,
+        **_UPLOAD_ERRORS,
+        503: {"model": Problem, "description": "The detector service is down; see `Retry-After`"},
+    },
+)
+async def detect(
+    owner: ApiOwner,
+    settings: SettingsDep,
+    detector: DetectorDep,
+    metrics: MetricsDep,
+    file: Annotated[UploadFile, File(description="Speech to check: WAV, FLAC, MP3 or OGG")],
+    timeline: Annotated[bool, Query(description="Also return per-window scores")] = False,
+) -> dict:
+    """Score one recording: `score` is the probability that it is fake (synthetic or cloned)."""
+    upload = await read_upload(file, settings, "file")
+    verdict = await detector.detect(upload, timeline=timeline)
+    metrics.verdicts.labels(label=str(verdict.get("label"))).inc()
+    return verdict
+
+
+@api.post(
+    "/clone",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=CloneAccepted,
+    tags=["cloning"],
+    summary="Queue a voice-cloning job",
+    responses={
+        202: {"description": "Queued; poll `status_url` (also in `Location`) after `Retry-After` seconds"},
+        **_AUTH,
+        **_UPLOAD_ERRORS,
+        503: {"model": Problem, "description": "The job queue is down"},
+    },
+)
+async def clone(
+    owner: ApiOwner,
+    settings: SettingsDep,
+    service: CloneServiceDep,
+    metrics: MetricsDep,
+    reference: Annotated[
+        list[UploadFile], File(description="One or more recordings of the voice to clone (≥ 1 s each)")
+    ],
+    text: Annotated[str, Form(description="What the cloned voice should say", examples=["Hello from vcfad."])],
+) -> JSONResponse:
+    """Queue a job that makes the voice of `reference` say `text`; answers at once with a job id."""
+    if len(reference) > settings.max_references:
+        raise Unprocessable(f"{len(reference)} reference files; the maximum is {settings.max_references}")
+    uploads = [await read_upload(item, settings, "reference") for item in reference]
+    job_id = await service.submit(owner, uploads, text)
+    metrics.clone_jobs.inc()
+    status_url = f"/clone/{job_id}"
+    return JSONResponse(
+        status_code=status.HTTP_202_ACCEPTED,
+        content=CloneAccepted(job_id=job_id, status_url=status_url).model_dump(),
+        headers={"Location": status_url, "Retry-After": str(settings.retry_after_s)},
+    )
+
+
+@api.get(
+    "/clone/{job_id}",
+    response_model=CloneStatus,
+    tags=["cloning"],
+    summary="Status of a cloning job",
+    responses={**_AUTH, 404: {"model": Problem, "description": "Unknown job, or another key's job"}},
+)
+async def clone_status(job_id: str, owner: ApiOwner, service: CloneServiceDep, response: Response) -> CloneStatus:
+    record = await service.status(job_id, owner)
+    done = record.status in (JobStatus.succeeded, JobStatus.failed)
+    if not done:
+        response.headers["Retry-After"] = str(service.settings.retry_after_s)
+    succeeded = record.status is JobStatus.succeeded
+    return CloneStatus(
+        job_id=record.job_id,
+        status=record.status.value,
+        progress=record.progress,
+        stage=record.stage,
+        error=(record.error or "unknown error") if record.status is JobStatus.failed else None,
+        audio_url=f"/clone/{record.job_id}/audio" if succeeded else None,
+        duration_s=record.duration_s if succeeded else None,
+    )
+
+
+@api.get(
+    "/clone/{job_id}/audio",
+    tags=["cloning"],
+    summary="Download the cloned speech (WAV)",
+    response_class=Response,
+    responses={
+        200: {"content": {"audio/wav": {}}, "description": "16-bit PCM WAV"},
+        **_AUTH,
+        404: {"model": Problem, "description": "Unknown job, or another key's job"},
+        409: {"model": Problem, "description": "The job has not succeeded (yet)"},
+        410: {"model": Problem, "description": "The audio has expired"},
+    },
+)
+async def clone_audio(job_id: str, owner: ApiOwner, service: CloneServiceDep) -> Response:
+    record, data = await service.audio(job_id, owner)
+    if record.status is not JobStatus.succeeded:
+        raise AudioNotReady(job_id, record.status.value)
+    if data is None:
+        raise AudioExpired(job_id)
+    return Response(
+        content=data,
+        media_type="audio/wav",
+        headers={"Content-Disposition": f'attachment; filename="vcfad-clone-{job_id}.wav"'},
+    )
+
+
+@ops.get("/healthz", response_model=Health, summary="Liveness: the gateway process answers")
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@ops.get(
+    "/readyz",
+    response_model=Health,
+    summary="Readiness: Redis, the detector and at least one worker answer",
+    responses={503: {"model": Health, "description": "Something the gateway needs is down"}},
+)
+async def readyz(detector: DetectorDep, service: CloneServiceDep) -> JSONResponse:
+    checks = {
+        "redis": await run_in_threadpool(service.redis_ready),
+        "detector": await detector.ready(),
+    }
+    checks["worker"] = await run_in_threadpool(service.workers_ready) if checks["redis"] == "ok" else "unknown"
+    ok = all(value == "ok" for value in checks.values())
+    body = Health(status="ok" if ok else "unavailable", checks=checks)
+    return JSONResponse(status_code=200 if ok else 503, content=body.model_dump())
+
+
+@ops.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics_endpoint(metrics: MetricsDep) -> Response:
+    return Response(content=generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

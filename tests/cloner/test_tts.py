@@ -1,0 +1,85 @@
+"""shared.tts engines (Piper, Kokoro), the WER judge helpers and the speaker encoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared.asr import normalize_text, word_error_rate
+from shared.audio import Audio, load_audio
+from shared.tts import TextToSpeech, TextToSpeechError
+
+
+@pytest.fixture(scope="module")
+def piper():
+    from shared.tts.piper import PiperTTS
+
+    return PiperTTS(threads=1)
+
+
+@pytest.fixture(scope="module")
+def kokoro():
+    from shared.tts.kokoro import KokoroTTS
+
+    return KokoroTTS(threads=1)
+
+
+def test_piper_speaks_and_obeys_its_parameters(piper) -> None:
+    assert isinstance(piper, TextToSpeech)
+    audio = piper.synthesize("Hello there, my friend.")
+    assert isinstance(audio, Audio) and audio.sample_rate_hz == 22_050
+    assert 0.8 < audio.duration_s < 4 and audio.rms_dbfs() > -40
+    slow = piper.synthesize("Hello there, my friend.", length_scale=1.6, noise_w=0.0)
+    assert slow.duration_s > audio.duration_s * 1.3
+    with pytest.raises(TextToSpeechError, match="empty"):
+        piper.synthesize("  ")
+
+
+def test_kokoro_speaks_english_with_packs_and_mixes(kokoro) -> None:
+    from shared.tts.kokoro import VOICES
+
+    assert isinstance(kokoro, TextToSpeech)
+    # espeak IPA mapped to Kokoro's symbols: diphthongs and affricates as single letters.
+    assert kokoro.phonemes("I go, judge.") == ["I ɡˈO, ʤˈʌʤ."]
+    audio = kokoro.synthesize("Good morning.")
+    assert audio.sample_rate_hz == 24_000 and 0.5 < audio.duration_s < 3 and audio.rms_dbfs() > -40
+    mixed = kokoro.synthesize("Good morning.", voice={VOICES[0]: 0.5, "jm_kumo": 0.5})
+    assert not np.array_equal(mixed.samples[:1000], audio.samples[:1000])
+    vector = kokoro.packs["jm_kumo"][20]
+    assert kokoro.synthesize("Good morning.", voice=vector).duration_s > 0.5
+    with pytest.raises(ValueError, match="unknown Kokoro voice"):
+        kokoro.synthesize("Good morning.", voice="af_heart")
+    with pytest.raises(ValueError, match="256 values"):
+        kokoro.resolve_style(np.zeros(10))
+    with pytest.raises(TextToSpeechError):
+        kokoro.synthesize("")
+
+
+def test_wer_normalisation() -> None:
+    assert normalize_text("Mr. Smith's 2 dogs—barked!") == "mister smith's two dogs barked"
+    assert word_error_rate("the cat sat", "The cat, sat.") == 0.0
+    assert word_error_rate("the cat sat", "the dog sat") == pytest.approx(1 / 3)
+    assert word_error_rate(["a b", "c d"], ["a b", "c x"]) == pytest.approx(0.25)
+    with pytest.raises(ValueError):
+        word_error_rate("", "x")
+
+
+def test_speaker_encoder_separates_speakers(speaker_files: dict[str, list[Path]]) -> None:
+    from shared.speaker import SpeakerEncoder
+
+    encoder = SpeakerEncoder(threads=1)
+    (a, files_a), (b, files_b) = list(speaker_files.items())[:2]
+    same = encoder.similarity(load_audio(files_a[0]), [load_audio(f) for f in files_a[1:3]])
+    other = encoder.similarity(load_audio(files_a[0]), [load_audio(f) for f in files_b[:2]])
+    assert same > 0.8 and other < same - 0.1, (a, b, same, other)
+
+
+@pytest.mark.slow
+def test_whisper_transcribes_piper(piper) -> None:
+    from shared.asr import SpeechRecognizer
+
+    text = "Please bring the blue folder to the meeting tomorrow."
+    hypothesis = SpeechRecognizer("tiny.en", threads=1).transcribe(piper.synthesize(text))
+    assert word_error_rate(text, hypothesis) <= 0.2, hypothesis

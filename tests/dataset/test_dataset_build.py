@@ -1,0 +1,117 @@
+"""Build the tiny config end to end: manifest contract, splits, audio format, probe, resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from services.detector.dataset.build import MANIFEST_COLUMNS, build_dataset
+from services.detector.dataset.config import REPO_ROOT, load_config
+from vcfad.cli import main
+
+TINY = REPO_ROOT / "configs" / "detector" / "tiny.toml"
+
+
+@pytest.fixture(scope="module")
+def tiny_build(shared_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("tiny")
+    assert main(["data", "build", str(TINY), "--output-dir", str(out)]) == 0
+    return out
+
+
+def _rows(out: Path) -> list[dict[str, str]]:
+    with (out / "manifest.tsv").open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        assert tuple(reader.fieldnames or ()) == MANIFEST_COLUMNS
+        return list(reader)
+
+
+def test_manifest_contract(tiny_build: Path) -> None:
+    rows = _rows(tiny_build)
+    assert len(rows) >= 30
+    for row in rows:
+        assert row["label"] in ("bonafide", "spoof") and row["split"] in ("train", "dev", "test")
+        assert (row["label"] == "bonafide") == (row["system"] == "bonafide") == (row["family"] == "real")
+        info = sf.info(tiny_build / row["path"])
+        assert (info.samplerate, info.channels, info.subtype) == (16_000, 1, "PCM_16")
+        assert abs(info.duration - float(row["duration_s"])) < 0.01
+        assert 0.5 <= float(row["duration_s"]) <= 6.0
+        assert row["augment"]
+    spoofs = [row for row in rows if row["label"] == "spoof"]
+    assert {row["family"] for row in spoofs} == {"classical-tts", "signal-vocoder-copy"}
+    assert all(row["transcript"] for row in spoofs if row["family"] == "classical-tts")
+    # Balanced classes, both classes in every split.
+    for split in ("train", "dev", "test"):
+        labels = [row["label"] for row in rows if row["split"] == split]
+        assert labels.count("bonafide") == labels.count("spoof") > 0, split
+
+
+def test_splits_are_speaker_and_system_disjoint(tiny_build: Path) -> None:
+    rows = _rows(tiny_build)
+    split_of: dict[str, set[str]] = {}
+    for row in rows:
+        key = row["speaker"] if row["label"] == "bonafide" else row["system"]
+        split_of.setdefault(key, set()).add(row["split"])
+    assert all(len(splits) == 1 for splits in split_of.values()), split_of
+    real_speakers = {row["speaker"]: row["split"] for row in rows if row["label"] == "bonafide"}
+    for row in rows:
+        if row["system"] == "world-copy":  # copy-synthesis stays with its source speaker's split
+            assert real_speakers.get(row["speaker"], row["split"]) == row["split"]
+    assert {r["split"] for r in rows if r["source"].startswith("librispeech/test-other")} == {"test"}
+
+
+def test_probe_command(tiny_build: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "probe", str(tiny_build / "manifest.tsv"), "--output", str(tmp_path / "p.json")]) == 0
+    out = capsys.readouterr().out
+    assert "EER test" in out and "festival-kal" in out
+    assert json.loads((tmp_path / "p.json").read_text(encoding="utf-8"))["counts"]["test"]["spoof"] > 0
+
+
+def test_probe_written(tiny_build: Path) -> None:
+    probe = json.loads((tiny_build / "probe.json").read_text(encoding="utf-8"))
+    assert probe["features"] == ["duration_s", "noise_floor_db", "silence_share", "high_band_db"]
+    assert set(probe["eer"]) == {"train", "dev", "test"}
+    assert {"espeak-ng", "world-copy", "flite-slt", "festival-kal"} <= set(probe["per_system"])
+    info = json.loads((tiny_build / "build_info.json").read_text(encoding="utf-8"))
+    assert info["failed_items"] == 0
+
+
+def test_rebuild_resumes_and_remakes_changed_clips(tiny_build: Path) -> None:
+    before = (tiny_build / "manifest.tsv").read_text(encoding="utf-8")
+    victim = tiny_build / _rows(tiny_build)[0]["path"]
+    victim.unlink()  # as if the build had been interrupted before this clip
+    config = load_config(TINY)
+    summary = build_dataset(config, output_dir=tiny_build, probe=False)
+    assert summary.reused_items == len(_rows(tiny_build)) - 1
+    assert (tiny_build / "manifest.tsv").read_text(encoding="utf-8") == before
+    assert not list(tiny_build.rglob("*.partial*"))
+    # A new augmentation re-augments every clip but reuses the cached fake windows (no re-synthesis).
+    sources = {row["path"]: row["source"] for row in _rows(tiny_build)}
+    cached = {path: path.stat().st_mtime_ns for path in (tiny_build / "cache").rglob("*.wav")}
+    assert len(cached) == sum(row["label"] == "spoof" for row in _rows(tiny_build))
+    no_codec = config.model_copy(update={"augment": config.augment.model_copy(update={"codec_p": 0.0})})
+    summary = build_dataset(no_codec, output_dir=tiny_build, probe=False)
+    assert summary.reused_items == 0 and summary.failed_items == 0
+    rows = _rows(tiny_build)
+    assert {row["path"]: row["source"] for row in rows} == sources
+    assert {path: path.stat().st_mtime_ns for path in (tiny_build / "cache").rglob("*.wav")} == cached
+    assert not any(codec in row["augment"] for row in rows for codec in ("mp3", "ogg", "opus"))
+    changed = config.model_copy(update={"systems": [s for s in config.systems if s.name != "festival-kal"]})
+    summary = build_dataset(changed, output_dir=tiny_build, probe=False)
+    assert "test:festival-kal" not in summary.per_system
+    assert not (tiny_build / "audio" / "test" / "festival-kal").exists() or not list(
+        (tiny_build / "audio" / "test" / "festival-kal").glob("*.wav")
+    )
+
+
+def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TINY.read_text(encoding="utf-8").replace('split = "dev"', 'split = "holdout"'), encoding="utf-8")
+    assert main(["data", "build", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "systems.2.split" in err and err.count("\n") == 1
+    assert main(["data", "probe", str(tmp_path / "none.tsv")]) == 2

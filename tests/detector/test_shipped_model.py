@@ -1,0 +1,87 @@
+"""The shipped `default` model: ONNX equals its torch source, `vcfad detect` keeps its contract."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.detector.inference import Detector, default_model_dir
+from services.detector.models import ModelSpec, ProbeHead, build_probe_network
+from shared.audio import load_audio
+from shared.whisper_encoder import whisper_log_mel
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def detector() -> Detector:
+    return Detector.from_model_dir()
+
+
+def test_onnx_graph_equals_torch_on_real_speech(detector: Detector, librispeech_clip: Path):
+    import torch
+
+    spec = ModelSpec.read(default_model_dir())
+    network = build_probe_network(ProbeHead.load(default_model_dir() / "head.npz"), spec.whisper_model)
+    audio = load_audio(librispeech_clip, detector.load_policy)
+    for start_s, duration_s in ((0.0, 1.0), (1.0, 3.0), (0.0, 5.0)):
+        clip = audio.crop(start_s, duration_s)
+        with torch.inference_mode():
+            expected = network(torch.from_numpy(whisper_log_mel(clip.samples))[None]).numpy()
+        assert np.max(np.abs(detector.score_clips([clip]) - expected)) <= 1e-4
+
+
+def test_threshold_comes_from_dev_not_test():
+    spec = ModelSpec.read(default_model_dir())
+    assert spec.training["selected"]["threshold"] == pytest.approx(spec.threshold)
+    assert "test" not in json.dumps(spec.training["dev_fake_systems"])
+
+
+def _run_detect(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "vcfad.cli", "detect", *args], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300
+    )
+
+
+def test_detect_json_contract(tmp_path: Path, librispeech_clip: Path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not audio")
+    missing = tmp_path / "missing.wav"
+    result = _run_detect("--json", str(librispeech_clip), str(notes), str(missing), str(librispeech_clip))
+    assert result.returncode == 1, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["path"] for line in lines] == [str(librispeech_clip), str(notes), str(missing), str(librispeech_clip)]
+    for good in (lines[0], lines[3]):
+        assert set(good) == {"path", "score", "label"}
+        assert 0.0 <= good["score"] <= 1.0 and good["label"] in ("fake", "real")
+    assert lines[0]["score"] == lines[3]["score"]
+    assert "not a readable audio file" in lines[1]["error"] and "no such file" in lines[2]["error"]
+
+
+def test_detect_all_good_exits_zero_and_timeline(librispeech_clip: Path):
+    result = _run_detect("--json", "--timeline", str(librispeech_clip))
+    assert result.returncode == 0, result.stderr
+    [record] = [json.loads(line) for line in result.stdout.splitlines()]
+    windows = record["timeline"]
+    assert len(windows) >= 5
+    starts = [window["start_s"] for window in windows]
+    assert starts[0] == 0.0 and np.allclose(np.diff(starts), 0.5)
+    assert all(0.0 <= window["score"] <= 1.0 for window in windows)
+
+
+def test_spliced_recording_timeline_turns_synthetic(detector: Detector, librispeech_clip: Path, tmp_path: Path):
+    # Real speech followed by espeak-ng speech: the timeline's late windows must score higher.
+    fake_path = tmp_path / "espeak.wav"
+    subprocess.run(["espeak-ng", "-w", str(fake_path), "This part of the recording was made by a machine."], check=True)
+    real = load_audio(librispeech_clip, detector.load_policy).crop(0.0, 5.0)
+    spliced = real.concat(load_audio(fake_path, detector.load_policy))
+    timeline = detector.detect(spliced, timeline=True).timeline
+    assert timeline is not None
+    early = [w.score for w in timeline if w.end_s <= 5.0]
+    late = [w.score for w in timeline if w.start_s >= 5.0]
+    assert np.mean(late) > np.mean(early) + 0.2

@@ -1,0 +1,146 @@
+"""Real processes for the service tests: Redis, the detector, a Celery worker and the gateway.
+
+Each process runs from this checkout on a random free port, against Redis at 127.0.0.1:6379 on
+its own database numbers (so `make up`, which uses database 0, is never touched), and is stopped
+(its whole process group) at the end of the session. Logs go to pytest's temporary folder and
+their tail is printed when a process does not come up.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+# pytest runs with --import-mode=importlib (no sys.path changes): make the helper module of this
+# folder importable for this conftest and the test modules.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from service_stack import (
+    DETECTOR_MODEL_DIR,
+    REDIS_HOST,
+    REDIS_PORT,
+    STACK_DB,
+    Service,
+    base_env,
+    free_port,
+    redis_url,
+    start_service,
+    wait_until,
+)
+
+
+@pytest.fixture(scope="session")
+def redis_available() -> None:
+    try:
+        redis.Redis(host=REDIS_HOST, port=REDIS_PORT, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        # CI runs scripts/ensure_redis.sh first (make test); nothing here starts one silently.
+        pytest.fail(f"no Redis at {REDIS_HOST}:{REDIS_PORT}; run `bash scripts/ensure_redis.sh`")
+
+
+@pytest.fixture(scope="session")
+def stack_redis(redis_available: None) -> Iterator[str]:
+    """A clean Redis database for the process-level stack."""
+    client = redis.Redis.from_url(redis_url(STACK_DB))
+    client.flushdb()
+    yield redis_url(STACK_DB)
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def service_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("service-logs")
+
+
+@pytest.fixture(scope="session")
+def detector_port() -> int:
+    """Reserved first, so the gateway knows where the detector will listen."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def detector_service(detector_port: int, service_logs: Path) -> Iterator[Service]:
+    """The detector service process with the shipped model."""
+    if not (DETECTOR_MODEL_DIR / "model.json").exists():
+        pytest.skip(f"no shipped detector model in {DETECTOR_MODEL_DIR}")
+    env = base_env(STACK_DB) | {"VCFAD_DETECTOR_PORT": str(detector_port), "VCFAD_DETECTOR_THREADS": "1"}
+    service = start_service("detector", [sys.executable, "-m", "services.detector.app"], env, service_logs)
+    service.url = f"http://127.0.0.1:{detector_port}"
+    try:  # 300 s: the first start on a fresh machine assembles the ONNX graph from Whisper weights
+        wait_until(
+            service, lambda: httpx.get(f"{service.url}/readyz", timeout=2).status_code == 200, 300, "/readyz 200"
+        )
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="session")
+def worker_service(stack_redis: str, service_logs: Path) -> Iterator[Service]:
+    """One real Celery worker (prefork, one process) on the stack's Redis database."""
+    pytest.importorskip("services.cloner.pipeline", reason="the cloner pipeline is not in this checkout")
+    command = [
+        sys.executable, "-m", "celery", "-A", "services.cloner.worker", "worker",
+        "-Q", "vcfad-clone", "--pool=prefork", "--concurrency=1", "--loglevel=INFO",
+        "-n", f"test-{uuid.uuid4().hex[:8]}@%h", "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+    # A voice cache of its own: the job really enrolls the voice, as on a fresh machine.
+    env = base_env(STACK_DB) | {"VCFAD_CLONER_VOICE_CACHE_DIR": str(service_logs / "voices")}
+    service = start_service("worker", command, env, service_logs)
+    try:
+        wait_until(service, lambda: b"ready." in service.log_path.read_bytes(), 120, "'ready.' in the log")
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway_service(
+    stack_redis: str, detector_port: int, worker_service: Service, service_logs: Path
+) -> Iterator[Service]:
+    """The gateway process; yields once its Redis and a worker answer (tests that also need the
+    detector ask for ``detector_service``, which starts it on ``detector_port``)."""
+    port = free_port()
+    env = base_env(STACK_DB) | {
+        "VCFAD_GATEWAY_PORT": str(port),
+        "VCFAD_DETECTOR_URL": f"http://127.0.0.1:{detector_port}",
+    }
+    service = start_service("gateway", [sys.executable, "-m", "services.gateway.app"], env, service_logs)
+    service.url = f"http://127.0.0.1:{port}"
+
+    def queue_ready() -> bool:
+        checks = httpx.get(f"{service.url}/readyz", timeout=5).json()["checks"]
+        return checks["redis"] == "ok" and checks["worker"] == "ok"
+
+    try:
+        wait_until(service, queue_ready, 90, "Redis and a worker ready")
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="session")
+def real_clip(shared_data_dir: Path) -> Path:
+    """A real LibriSpeech utterance (~5-15 s, 16 kHz FLAC)."""
+    return sorted((shared_data_dir / "librispeech" / "test-other").rglob("*.flac"))[0]
+
+
+@pytest.fixture(scope="session")
+def fake_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Synthetic speech of a generator family the detector is trained on (Piper, joe voice).
+
+    Not an ``external-dev`` clip: those measure generalisation to unseen synthesizers, where a
+    good detector may still miss; the service tests need a clip whose right answer is known.
+    """
+    from shared.tts.piper import PiperTTS
+
+    text = "The museum opens at nine, and the tickets are sold at the door on the left."
+    path = tmp_path_factory.mktemp("fake") / "piper-joe.wav"
+    PiperTTS(threads=1).synthesize(text).write(path)
+    return path
