@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from services.detector.models import ModelSpec, probe_onnx_path
 from shared.audio import Audio, AudioFile, LoadPolicy, Seconds, load_audio
@@ -86,6 +87,9 @@ class Detector:
             str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"]
         )
         self._input_name = self._session.get_inputs()[0].name
+        # The front end's small matrix products must not wake OpenBLAS's thread pool: its spinning
+        # threads fight ONNX Runtime's for the cores and double the latency (bench/detector_speed.py).
+        self._blas = ThreadpoolController()
 
     @classmethod
     def from_model_dir(cls, model_dir: Path | None = None, *, threads: int = 1) -> Detector:
@@ -104,7 +108,8 @@ class Detector:
     def score_clips(self, clips: list[Audio]) -> np.ndarray:
         """P(fake) for each prepared (16 kHz, trimmed, normalised) clip, each scored whole."""
         if self.spec.kind == "seed-baseline":
-            features = np.stack([self._seed_features(clip) for clip in clips])
+            with self._blas.limit(limits=1, user_api="blas"):
+                features = np.stack([self._seed_features(clip) for clip in clips])
             return self._session.run(None, {self._input_name: features})[0].reshape(-1)[: len(clips)]
         scores = np.empty(len(clips), dtype=np.float32)
         # Equal-length clips (timeline windows) run as one batch.
@@ -112,7 +117,8 @@ class Detector:
         for index, clip in enumerate(clips):
             by_length.setdefault(clip.num_samples, []).append(index)
         for indices in by_length.values():
-            batch = np.stack([whisper_log_mel(clips[index].samples) for index in indices])
+            with self._blas.limit(limits=1, user_api="blas"):
+                batch = np.stack([whisper_log_mel(clips[index].samples) for index in indices])
             scores[indices] = self._session.run(None, {self._input_name: batch})[0].reshape(-1)
         return scores
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from services.detector.evaluation import evaluate
@@ -25,21 +24,18 @@ def tiny_manifest(shared_data_dir: Path, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.mark.slow
 def test_probe_trains_and_beats_chance_on_unseen_generators(tiny_manifest: Path, tmp_path: Path):
-    result = train_whisper_probe(tiny_manifest, tmp_path / "probe", name="tiny-probe", layer_sets=[(1,), (2,)])
+    result = train_whisper_probe(tiny_manifest, tmp_path / "probe", name="tiny-probe", layer_sets=[(1, 4)])
     spec = json.loads((tmp_path / "probe" / "model.json").read_text())
-    assert spec["kind"] == "whisper-probe" and spec["layers"] in ([1], [2])
+    assert spec["kind"] == "whisper-probe" and spec["layers"] == [1, 4]
     assert spec["training"]["onnx_max_abs_difference"] <= 1e-4
     assert 0.0 <= result.threshold <= 1.0
 
     detector = Detector.from_model_dir(tmp_path / "probe")
     [summary] = evaluate([detector], [tiny_manifest], tmp_path / "report", split="test")
-    # The test split's fake system is in neither train nor dev.
-    assert summary["overall"]["eer"] < 0.5
+    # The test split's fake system and speakers are in neither train nor dev; chance is 50 %.
+    assert summary["overall"]["count"] >= 20
+    assert summary["overall"]["eer"] < 0.35
     assert (tmp_path / "report" / "det.png").stat().st_size > 1000
-    per_system = summary["per_system"]
-    fake_means = [v["mean_score"] for v in per_system.values() if v["label"] == "spoof"]
-    real_means = [v["mean_score"] for v in per_system.values() if v["label"] == "bonafide"]
-    assert np.mean(fake_means) > np.mean(real_means)
 
 
 @pytest.mark.slow
