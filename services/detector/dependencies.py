@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import Request, UploadFile
 
 from services.detector.config import Settings
-from services.detector.exceptions import UploadTooLarge
 from shared.audio import SilentAudioError
+from shared.uploads import read_capped
 
 
 def get_settings(request: Request) -> Settings:
@@ -21,12 +21,7 @@ def get_detector(request: Request) -> Any:
 
 
 async def read_upload(file: UploadFile, settings: Settings) -> bytes:
-    limit = settings.max_upload_bytes
-    if file.size is not None and file.size > limit:
-        raise UploadTooLarge(f"`file` is {file.size} bytes; the maximum is {limit} bytes")
-    data = await file.read(limit + 1)
-    if len(data) > limit:
-        raise UploadTooLarge(f"`file` is larger than the maximum of {limit} bytes")
+    data = await read_capped(file, settings.max_upload_bytes, "file")  # UploadTooLargeError -> 413
     if not data:
         raise SilentAudioError(f"{file.filename or 'uploaded audio'}: the upload is empty (0 bytes)")
     return data

@@ -6,12 +6,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
 from shared.audio import AudioError, UnreadableAudioError
-
-
-class UploadTooLarge(Exception):
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
+from shared.uploads import UploadTooLargeError
 
 
 def status_of(error: AudioError) -> int:
@@ -25,6 +20,6 @@ def register_exception_handlers(app: FastAPI) -> None:
     async def audio_error(_request: Request, error: AudioError) -> JSONResponse:
         return JSONResponse(status_code=status_of(error), content={"detail": str(error)})
 
-    @app.exception_handler(UploadTooLarge)
-    async def too_large(_request: Request, error: UploadTooLarge) -> JSONResponse:
-        return JSONResponse(status_code=status.HTTP_413_CONTENT_TOO_LARGE, content={"detail": error.detail})
+    @app.exception_handler(UploadTooLargeError)
+    async def too_large(_request: Request, error: UploadTooLargeError) -> JSONResponse:
+        return JSONResponse(status_code=status.HTTP_413_CONTENT_TOO_LARGE, content={"detail": str(error)})

@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from services.gateway.config import Settings
 from services.gateway.exceptions import PayloadTooLarge, Unauthorized, Unprocessable
 from services.gateway.service import CloneService, DetectorClient, Metrics, Upload
+from shared.uploads import UploadTooLargeError, read_capped
 
 # auto_error=False: we answer 401 (not FastAPI's 403) with our own message.
 bearer_scheme = HTTPBearer(
@@ -55,12 +56,10 @@ def require_api_key(
 
 async def read_upload(file: UploadFile, settings: Settings, field: str) -> Upload:
     """Read one multipart file, refusing it (413) once it passes ``max_upload_bytes``."""
-    limit = settings.max_upload_bytes
-    if file.size is not None and file.size > limit:
-        raise PayloadTooLarge(f"`{field}` is {file.size} bytes; the maximum is {limit} bytes")
-    data = await file.read(limit + 1)
-    if len(data) > limit:
-        raise PayloadTooLarge(f"`{field}` is larger than the maximum of {limit} bytes")
+    try:
+        data = await read_capped(file, settings.max_upload_bytes, field)
+    except UploadTooLargeError as error:
+        raise PayloadTooLarge(str(error)) from None
     if not data:
         raise Unprocessable(f"`{field}` ({file.filename or 'upload'}) is empty (0 bytes)")
     return Upload(
