@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 
+from services.detector.manifest import ManifestError
 from shared.audio import AudioError
 
 #: Modules that add sub-commands; each has ``register(subparsers: argparse._SubParsersAction)``.
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except (CLIError, AudioError, FileNotFoundError) as error:
+    except (CLIError, AudioError, ManifestError, FileNotFoundError) as error:
         print(f"vcfad {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -16,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from services.detector.inference import Detector
-from services.detector.manifest import ManifestRow, read_manifest
+from services.detector.manifest import ManifestError, ManifestRow, read_manifest
 from services.detector.metrics import binary_report, det_curve, equal_error_rate
 from shared.audio import AudioError
 
@@ -87,10 +87,9 @@ def plot_det(results: Sequence[ModelScores], path: Path, title: str) -> None:
     for result in results:
         false_alarm, miss = det_curve(result.labels, result.scores)
         eer = equal_error_rate(result.labels, result.scores)[0]
-        clip = np.clip
         axes.plot(
-            norm.ppf(clip(false_alarm, 1e-3, 1 - 1e-3)),
-            norm.ppf(clip(miss, 1e-3, 1 - 1e-3)),
+            norm.ppf(np.clip(false_alarm, 1e-3, 1 - 1e-3)),
+            norm.ppf(np.clip(miss, 1e-3, 1 - 1e-3)),
             label=f"{result.model} (EER {100 * eer:.1f} %)",
         )
     axes.set_xticks(norm.ppf(ticks), [f"{100 * t:g}" for t in ticks])
@@ -151,7 +150,7 @@ def evaluate(
     if split:
         rows = [row for row in rows if row.split == split]
         if not rows:
-            raise ValueError(f"{', '.join(map(str, manifests))}: no rows in split {split!r}")
+            raise ManifestError(f"{', '.join(map(str, manifests))}: no rows in split {split!r}")
     results = [score_manifest(detector, rows) for detector in detectors]
     summaries = [summarise(result) for result in results]
     if out_dir is not None:

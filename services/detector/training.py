@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from services.detector.manifest import ManifestRow, read_manifest, select
+from services.detector.manifest import ManifestError, ManifestRow, read_manifest, select
 from services.detector.metrics import equal_error_rate
 from services.detector.models import ONNX_TOLERANCE, ModelSpec, ProbeHead, export_probe_onnx
 from shared.audio import LoadPolicy, load_audio
@@ -64,7 +64,7 @@ def _split_rows(manifest: Path) -> tuple[list[ManifestRow], list[ManifestRow]]:
     train, dev = select(rows, "train"), select(rows, "dev")
     for name, part in (("train", train), ("dev", dev)):
         if len(set(_labels(part))) < 2:
-            raise ValueError(f"{manifest}: the {name} split needs both bonafide and spoof rows")
+            raise ManifestError(f"{manifest}: the {name} split needs both bonafide and spoof rows")
     return train, dev
 
 
