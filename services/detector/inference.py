@@ -26,6 +26,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 MODELS_DIR = REPO_ROOT / "models" / "detector"
 
 
+#: How recordings are prepared for scoring; training uses the same policy (services/detector/training.py).
+DETECTION_LOAD_POLICY = LoadPolicy(min_duration_s=0.3)
+
+
 def default_model_dir(name: str = "default") -> Path:
     """A shipped model folder, by name (``default`` or ``seed-baseline``)."""
     return MODELS_DIR / name
@@ -70,7 +74,7 @@ class Detector:
 
         self.model_dir = Path(model_dir)
         self.spec = ModelSpec.read(self.model_dir)
-        self.load_policy = load_policy or LoadPolicy(min_duration_s=0.3)
+        self.load_policy = load_policy or DETECTION_LOAD_POLICY
         self.windows = windows or WindowPlan()
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads

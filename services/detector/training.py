@@ -17,14 +17,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from services.detector.inference import DETECTION_LOAD_POLICY
 from services.detector.manifest import ManifestError, ManifestRow, read_manifest, select
 from services.detector.metrics import equal_error_rate
 from services.detector.models import ONNX_TOLERANCE, ModelSpec, ProbeHead, export_probe_onnx
-from shared.audio import LoadPolicy, load_audio
+from shared.audio import load_audio
 from shared.offline_models import cache_dir
-
-#: The same preparation as serving (services.detector.inference.Detector.load_policy).
-TRAINING_LOAD_POLICY = LoadPolicy(min_duration_s=0.3)
 
 
 class FeatureCache:
@@ -47,7 +45,7 @@ class FeatureCache:
             if key.exists():
                 arrays.append(np.load(key))
                 continue
-            value = np.asarray(extract(load_audio(row.path, TRAINING_LOAD_POLICY)), dtype=np.float32)
+            value = np.asarray(extract(load_audio(row.path, DETECTION_LOAD_POLICY)), dtype=np.float32)
             partial = key.with_suffix(".partial.npy")
             np.save(partial, value)
             partial.replace(key)
