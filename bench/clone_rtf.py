@@ -58,12 +58,12 @@ def main() -> int:
     started = time.perf_counter()
     enrolled = cloner.enroll(voice)
     enroll_s = time.perf_counter() - started
-    cloner.backend.synthesize(enrolled, "Warm up.")
+    cloner.speak(enrolled, "Warm up.")
     runs = []
     for text in TEXTS:
         for _ in range(args.repeats):
             started = time.perf_counter()
-            audio = cloner.finish(cloner.backend.synthesize(enrolled, text))
+            audio = cloner.speak(enrolled, text)
             elapsed = time.perf_counter() - started
             runs.append({"chars": len(text), "audio_s": round(audio.duration_s, 2), "synth_s": round(elapsed, 3)})
     total_audio = sum(r["audio_s"] for r in runs)

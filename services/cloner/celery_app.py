@@ -102,6 +102,7 @@ class JobRecord:
     created_at: float = 0.0
     updated_at: float = 0.0
     duration_s: float = 0.0  # of the cloned audio, once succeeded
+    match_channel: bool = True  # give the clone the references' room and microphone
 
     def to_redis(self) -> dict[str, str]:
         values = asdict(self)
@@ -122,6 +123,8 @@ class JobRecord:
                 kwargs[field.name] = float(value)
             elif field.type in ("int",):
                 kwargs[field.name] = int(value)
+            elif field.type in ("bool",):
+                kwargs[field.name] = value == "True"
             else:
                 kwargs[field.name] = value
         return cls(**kwargs)  # type: ignore[arg-type]

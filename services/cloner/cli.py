@@ -31,6 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     clone.add_argument("--batch", type=Path, help="a TSV plan with columns id, reference, text")
     clone.add_argument("--output-dir", type=Path, help="where a batch writes <id>.wav")
     clone.add_argument("--backend", choices=BACKENDS, help="synthesis backend (default: settings)")
+    clone.add_argument(
+        "--no-channel-match",
+        action="store_true",
+        help="keep the synthesizer's clean sound (default: the reference's long-term spectrum and room tone)",
+    )
     clone.add_argument("--quiet", action="store_true", help="no progress lines")
     clone.set_defaults(handler=_clone)
 
@@ -47,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--output", type=Path, default=Path("docs/clone-eval"), help="report path stem")
     evaluate.add_argument("--work-dir", type=Path, default=Path("var/clone-eval"), help="generated audio")
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument(
+        "--no-ablation", action="store_true", help="skip the rows without the channel stage (default: scored too)"
+    )
     evaluate.set_defaults(handler=_eval_clone)
 
     models = subparsers.add_parser("models", help="download optional model checkpoints")
@@ -57,12 +65,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     download.set_defaults(handler=_models_download)
 
 
-def _settings(backend: str | None):
+def _settings(backend: str | None, match_channel: bool = True):
     from services.cloner.config import ClonerSettings
 
     settings = ClonerSettings()
     if backend:
         settings = settings.model_copy(update={"backend": backend})
+    if not match_channel:
+        settings = settings.model_copy(update={"match_channel": False})
     return settings
 
 
@@ -133,7 +143,7 @@ def _clone(args: argparse.Namespace) -> int:
     from services.cloner.pipeline import CloneInputError, Cloner
 
     started = time.perf_counter()
-    cloner = Cloner.from_settings(_settings(args.backend))
+    cloner = Cloner.from_settings(_settings(args.backend, match_channel=not args.no_channel_match))
     print(f"loaded backend {cloner.backend_name} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     failures = 0
     for job_id, references, text in plan:
@@ -174,6 +184,7 @@ def _eval_clone(args: argparse.Namespace) -> int:
         output_stem=args.output,
         work_dir=args.work_dir,
         seed=args.seed,
+        channel_ablation=not args.no_ablation,
     )
     run_evaluation(config)
     return 0

@@ -36,5 +36,10 @@ class ClonerSettings(BaseSettings):
     fit_iterations: int = Field(default=0, ge=0)
     #: Seed of the style search (the same references always give the same voice).
     fit_seed: int = 0
+    #: Give the clone the reference recording's channel: its long-term spectrum and room tone
+    #: (shared/channel.py). Off = the synthesizer's clean studio sound.
+    match_channel: bool = True
+    #: Largest boost or cut of the channel EQ, in dB.
+    channel_max_gain_db: float = Field(default=12.0, ge=0)
     #: Folder with the RTVC checkpoints encoder.pt, synthesizer.pt, vocoder.pt (sv2tts backend).
     sv2tts_dir: Path | None = None

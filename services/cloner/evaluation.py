@@ -55,6 +55,8 @@ class EvalConfig:
     work_dir: Path = Path("var/clone-eval")
     seed: int = 0
     long_text_sentences: int = 4
+    #: Also score each backend's clones without the channel stage (an ablation row per backend).
+    channel_ablation: bool = True
 
 
 @dataclass
@@ -73,6 +75,9 @@ class Item:
     transcript_2: str = ""
     wer_2: float = float("nan")
     ge2e: float = float("nan")
+    #: Mean GE2E cosine to the *other* speakers' references of the same kind (speaker-specificity check).
+    ge2e_others: float = float("nan")
+    ge2e_identified: bool = False
     mfcc_sim: float = float("nan")
     identified: bool = False
     extra: dict = field(default_factory=dict)
@@ -177,13 +182,20 @@ def run_evaluation(config: EvalConfig) -> dict:
             enroll_s = time.perf_counter() - t0
             for text_kind, text in zip(("short-text", "long-text"), texts[speaker], strict=True):
                 t0 = time.perf_counter()
-                audio = cloner.finish(cloner.backend.synthesize(enrolled, text))
+                raw = cloner.backend.synthesize(enrolled.voice, text)
                 synth_s = time.perf_counter() - t0
-                path = config.work_dir / backend / f"{speaker}_{ref_kind}_{text_kind}.wav"
-                audio.write(path)
-                items.append(
-                    Item(backend, speaker, ref_kind, text_kind, text, str(path), audio.duration_s, synth_s, enroll_s)
-                )
+                t0 = time.perf_counter()
+                variants = [(backend, cloner.finish(raw, enrolled if settings.match_channel else None, text))]
+                finish_s = time.perf_counter() - t0
+                if config.channel_ablation and settings.match_channel:
+                    variants.append((f"{backend} (no channel match)", cloner.finish(raw)))
+                for row_name, audio in variants:
+                    folder = row_name.replace(" (no channel match)", "-no-channel")
+                    path = config.work_dir / folder / f"{speaker}_{ref_kind}_{text_kind}.wav"
+                    audio.write(path)
+                    spent_s = synth_s + (finish_s if row_name == backend else 0.0)
+                    cell = (speaker, ref_kind, text_kind, text, str(path))
+                    items.append(Item(row_name, *cell, audio.duration_s, spent_s, enroll_s))
                 enroll_s = 0.0
             logger.warning("%s: %s %s done (%.0f s so far)", backend, speaker, ref_kind, time.perf_counter() - started)
         del cloner
@@ -197,7 +209,11 @@ def run_evaluation(config: EvalConfig) -> dict:
     real_probe = {s: probe.embed(kinds["long-ref"]) for s, kinds in real_clips.items()}
     for item in items:
         audio = load_audio(item.path)
-        item.ge2e = cosine_similarity(encoder.embed(audio), reference_embeddings[(item.speaker, item.reference)])
+        embedding = encoder.embed(audio)
+        ge2e = {s: cosine_similarity(embedding, reference_embeddings[(s, item.reference)]) for s in speakers}
+        item.ge2e = ge2e[item.speaker]
+        item.ge2e_others = float(np.mean([v for s, v in ge2e.items() if s != item.speaker]))
+        item.ge2e_identified = max(ge2e, key=ge2e.get) == item.speaker
         sims = {s: cosine_similarity(probe.embed(audio), v) for s, v in real_probe.items()}
         item.mfcc_sim = sims[item.speaker]
         item.identified = max(sims, key=sims.get) == item.speaker
@@ -242,7 +258,7 @@ def summarise(
     for item in items:
         groups[(item.backend, item.reference, item.text_kind)].append(item)
     rows = []
-    for backend in config.backends:
+    for backend in dict.fromkeys(item.backend for item in items):
         for (ref_kind, text_kind), rtvc in zip(CELLS, RTVC_WER, strict=True):
             group = groups[(backend, ref_kind, text_kind)]
             if not group:
@@ -258,6 +274,8 @@ def summarise(
                     "wer_second_asr": round(_corpus_wer(group, "transcript_2"), 4) if config.second_asr_model else None,
                     "ge2e_similarity": round(float(np.mean([i.ge2e for i in group])), 4),
                     "ge2e_min": round(float(np.min([i.ge2e for i in group])), 4),
+                    "ge2e_others": round(float(np.mean([i.ge2e_others for i in group])), 4),
+                    "ge2e_id_accuracy": round(float(np.mean([i.ge2e_identified for i in group])), 3),
                     "mfcc_similarity": round(float(np.mean([i.mfcc_sim for i in group])), 4),
                     "speaker_id_accuracy": round(float(np.mean([i.identified for i in group])), 3),
                     "synthesis_rtf": round(sum(i.synth_s for i in group) / audio_s, 3),
@@ -294,21 +312,25 @@ def write_report(report: dict, stem: Path) -> None:
         "= the speaker's other utterances merged; short text = one VCTK sentence, long text = "
         f"{cfg['long_text_sentences']} sentences. WER judge: Whisper `{cfg['asr_model']}` (faster-whisper, int8); "
         f"second recogniser: `{cfg['second_asr_model']}`. GE2E = cosine to the conditioning reference "
-        "(resemblyzer). MFCC-sim = the second speaker measure, not used by any backend: cosine of "
-        "standardised MFCC statistics to the speaker's real long reference; ID = share of clones whose "
+        "(resemblyzer); GE2E others = mean cosine to the other speakers' references of the same kind, and "
+        "GE2E ID = share of clones nearest to their own speaker's reference: similarity that is not "
+        "specific to the speaker shows up there. MFCC-sim = the second speaker measure, not used by any backend: "
+        "cosine of standardised MFCC statistics to the speaker's real long reference; ID = share of clones whose "
         "nearest real speaker (of the run's speakers) under that measure is the right one. "
         "RTF = synthesis seconds per second of speech on this machine, during the run "
         f"(enrollment excluded; mean enrollment: {report['enroll_s_mean']} s). "
         f"Total run time {report.get('elapsed_s')} s.",
         "",
-        "| backend | reference | text | WER | WER (2nd ASR) | GE2E | GE2E min | MFCC-sim | ID | RTF | RTVC WER |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| backend | reference | text | WER | WER (2nd ASR) | GE2E | GE2E min | GE2E others | GE2E ID | MFCC-sim | ID "
+        "| RTF | RTVC WER |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in report["cells"]:
         lines.append(
             f"| {row['backend']} | {row['reference']} | {row['text']} | {row['wer']:.3f} | "
             f"{row['wer_second_asr'] if row['wer_second_asr'] is not None else '–'} | {row['ge2e_similarity']:.3f} | "
-            f"{row['ge2e_min']:.3f} | {row['mfcc_similarity']:.3f} | {row['speaker_id_accuracy']:.2f} | "
+            f"{row['ge2e_min']:.3f} | {row['ge2e_others']:.3f} | {row['ge2e_id_accuracy']:.2f} | "
+            f"{row['mfcc_similarity']:.3f} | {row['speaker_id_accuracy']:.2f} | "
             f"{row['synthesis_rtf']:.2f} | {row['rtvc_wer']} |"
         )
     real = report["real"]

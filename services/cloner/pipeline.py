@@ -5,7 +5,8 @@ SV2TTS in three swappable stages, each a small class with one job:
 1. :class:`~services.cloner.encoder.ReferenceEncoder` — reference audio → GE2E speaker embedding;
 2. a synthesis backend (:mod:`services.cloner.backends`) — enrolls the voice once (cached per
    reference set) and speaks text in it; its vocoder is part of the backend;
-3. output formatting — resampling to the requested rate and loudness normalisation.
+3. output — the reference's recording channel (:mod:`shared.channel`: long-term
+   spectrum and room tone; on by default), the requested rate and loudness.
 
 ::
 
@@ -18,12 +19,15 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from services.cloner.backends import ReferenceVoice, SynthesisBackend, create_backend
 from services.cloner.config import ClonerSettings
 from services.cloner.encoder import NoSpeechError, ReferenceEncoder
 from shared.audio import Audio, AudioFile
+from shared.channel import ChannelMatcher, ChannelProfile
+from shared.seeds import stable_int
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +41,16 @@ class CloneInputError(ValueError):
 
 def _quiet(fraction: float, stage: str) -> None:
     return None
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    """An enrolled voice: the backend's description of it and the reference's channel."""
+
+    key: str
+    voice: Any
+    #: The reference's recording channel (always profiled: milliseconds; applied when asked).
+    channel: ChannelProfile
 
 
 class Cloner:
@@ -57,7 +71,8 @@ class Cloner:
         self.settings = settings
         self.encoder = encoder
         self.backend = backend
-        self._voices: OrderedDict[str, Any] = OrderedDict()
+        self.channel_matcher = ChannelMatcher(max_gain_db=settings.channel_max_gain_db)
+        self._voices: OrderedDict[str, Enrollment] = OrderedDict()
         self._max_cached_voices = max_cached_voices
 
     @classmethod
@@ -98,18 +113,25 @@ class Cloner:
         except NoSpeechError as error:
             raise CloneInputError(str(error)) from None
 
-    def enroll(self, voice: ReferenceVoice, progress: ProgressCallback | None = None) -> Any:
-        """Stage 2a: the backend's description of the voice, cached by the references' content."""
+    def enroll(self, voice: ReferenceVoice, progress: ProgressCallback | None = None) -> Enrollment:
+        """Stage 2a: the backend's description of the voice and its channel, cached by the references' content."""
         if voice.key in self._voices:
             self._voices.move_to_end(voice.key)
             return self._voices[voice.key]
-        enrolled = self.backend.enroll(voice, progress)
+        channel = self.channel_matcher.profile(voice.clips)
+        enrolled = Enrollment(voice.key, self.backend.enroll(voice, progress), channel)
         self._voices[voice.key] = enrolled
         while len(self._voices) > self._max_cached_voices:
             self._voices.popitem(last=False)
         return enrolled
 
-    def clone(self, references: Sequence[AudioFile], text: str, progress: ProgressCallback | None = None) -> Audio:
+    def clone(
+        self,
+        references: Sequence[AudioFile],
+        text: str,
+        progress: ProgressCallback | None = None,
+        match_channel: bool | None = None,
+    ) -> Audio:
         """Speak ``text`` in the voice of ``references`` (one or several recordings of one speaker).
 
         Parameters
@@ -120,6 +142,9 @@ class Cloner:
             What to say (at most ``settings.max_text_chars`` characters).
         progress
             Called with (fraction 0..1, stage name) as the job advances.
+        match_channel
+            Give the clone the references' recording channel (long-term spectrum and room tone);
+            None = ``settings.match_channel``.
 
         Raises
         ------
@@ -135,18 +160,31 @@ class Cloner:
         report(0.15, "enrolling voice")
         enrolled = self.enroll(voice, lambda f, s: report(0.15 + 0.45 * f, s))
         report(0.6, "synthesizing")
-        from shared.tts import TextToSpeechError
-
-        try:
-            audio = self.backend.synthesize(enrolled, text, lambda f, s: report(0.6 + 0.35 * f, s))
-        except TextToSpeechError as error:
-            raise CloneInputError(str(error)) from None
-        report(0.95, "finishing")
-        audio = self.finish(audio)
+        audio = self.speak(enrolled, text, lambda f, s: report(0.6 + 0.35 * f, s), match_channel)
         report(1.0, "done")
         return audio
 
-    def finish(self, audio: Audio) -> Audio:
-        """Stage 3: output rate (≥ 16 kHz) and loudness."""
+    def speak(
+        self,
+        enrolled: Enrollment,
+        text: str,
+        progress: ProgressCallback | None = None,
+        match_channel: bool | None = None,
+    ) -> Audio:
+        """Stages 2b and 3 for an enrolled voice: synthesize ``text``, then :meth:`finish` it."""
+        from shared.tts import TextToSpeechError
+
+        try:
+            audio = self.backend.synthesize(enrolled.voice, text, progress)
+        except TextToSpeechError as error:
+            raise CloneInputError(str(error)) from None
+        if match_channel is None:
+            match_channel = self.settings.match_channel
+        return self.finish(audio, enrolled if match_channel else None, text)
+
+    def finish(self, audio: Audio, enrolled: Enrollment | None = None, text: str = "") -> Audio:
+        """Stage 3: the reference's channel (when ``enrolled`` is given), output rate (≥ 16 kHz) and loudness."""
+        if enrolled is not None:
+            audio = self.channel_matcher.apply(audio, enrolled.channel, seed=stable_int(enrolled.key, text))
         rate = self.settings.output_sample_rate_hz or max(audio.sample_rate_hz, 16_000)
         return audio.resample(rate).normalize_loudness(-23.0)

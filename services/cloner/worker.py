@@ -85,7 +85,12 @@ def clone_job(self: CloneTask, job_id: str) -> dict[str, Any]:
         if not references:
             raise ValueError("the reference audio of this job is gone (expired); submit it again")
         report(0.05, "cloning")
-        audio = cloner.clone(references, record.text, progress=lambda f, s: report(0.05 + 0.9 * f, s))
+        audio = cloner.clone(
+            references,
+            record.text,
+            progress=lambda f, s: report(0.05 + 0.9 * f, s),
+            match_channel=record.match_channel,
+        )
         wav = audio.to_wav_bytes()
         store.succeed(job_id, wav, audio.duration_s)
         logger.info("job %s succeeded: %.2f s of audio", job_id, audio.duration_s)

@@ -36,9 +36,7 @@ class FeatureCache:
     def _key(self, path: Path) -> Path:
         return self.root / f"{hashlib.sha1(path.read_bytes()).hexdigest()}.npy"
 
-    def features(
-        self, rows: Sequence[ManifestRow], extract: Callable, description: str = "features"
-    ) -> np.ndarray:
+    def features(self, rows: Sequence[ManifestRow], extract: Callable, description: str = "features") -> np.ndarray:
         arrays = []
         for row in tqdm(rows, desc=description, unit="clip", leave=False):
             key = self._key(row.path)
@@ -193,8 +191,9 @@ def train_whisper_probe(
             coef=classifier.coef_[0].astype(np.float32),
             intercept=float(classifier.intercept_[0]),
         )
-        # Strictly better only: on ties the earlier (fewer, shallower layers) candidate stays.
-        if best is None or dev_eer < best["dev_eer"]:
+        # Strictly better only: on ties the earlier (fewer, shallower layers) candidate stays. The
+        # tolerance keeps float noise from breaking ties (the same EER summed in another order).
+        if best is None or dev_eer < best["dev_eer"] - 1e-9:
             best_head, best = head, search[-1]
 
     out_dir = Path(out_dir)

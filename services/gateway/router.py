@@ -80,12 +80,19 @@ async def clone(
         list[UploadFile], File(description="One or more recordings of the voice to clone (≥ 1 s each)")
     ],
     text: Annotated[str, Form(description="What the cloned voice should say", examples=["Hello from vcfad."])],
+    match_channel: Annotated[
+        bool,
+        Form(
+            description="Give the clone the references' recording channel (room tone and microphone "
+            "colouring); false = the synthesizer's clean studio sound"
+        ),
+    ] = True,
 ) -> JSONResponse:
     """Queue a job that makes the voice of `reference` say `text`; answers at once with a job id."""
     if len(reference) > settings.max_references:
         raise Unprocessable(f"{len(reference)} reference files; the maximum is {settings.max_references}")
     uploads = [await read_upload(item, settings, "reference") for item in reference]
-    job_id = await service.submit(owner, uploads, text)
+    job_id = await service.submit(owner, uploads, text, match_channel)
     metrics.clone_jobs.inc()
     status_url = f"/clone/{job_id}"
     return JSONResponse(

@@ -174,7 +174,7 @@ class CloneService:
             raise Unprocessable(f"reference {upload.filename!r}: {_strip_name(error)}") from None
 
     # -- jobs -----------------------------------------------------------------------------------
-    async def submit(self, owner: str, references: list[Upload], text: str) -> str:
+    async def submit(self, owner: str, references: list[Upload], text: str, match_channel: bool = True) -> str:
         if not references:
             raise Unprocessable("at least one `reference` audio file is required")
         if len(references) > self.settings.max_references:
@@ -183,7 +183,7 @@ class CloneService:
         for upload in references:
             await run_in_threadpool(self.validate_reference, upload)
         job_id = uuid.uuid4().hex
-        record = JobRecord(job_id=job_id, owner=owner, text=text)
+        record = JobRecord(job_id=job_id, owner=owner, text=text, match_channel=match_channel)
         try:
             await run_in_threadpool(self.store.create, record, [upload.data for upload in references])
             await run_in_threadpool(self.celery.send_task, CLONE_TASK_NAME, args=[job_id], task_id=job_id, retry=False)

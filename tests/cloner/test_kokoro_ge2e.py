@@ -27,14 +27,15 @@ def test_style_params_round_trip_and_sampling() -> None:
 
 @pytest.mark.slow
 def test_fitted_voice_is_closer_than_the_packs(tmp_path: Path, speaker_files: dict[str, list[Path]]) -> None:
-    settings = ClonerSettings(threads=1, fit_iterations=1, voice_cache_dir=tmp_path)
+    # The channel stage is off: this test is about the style alone, compared with clean packs.
+    settings = ClonerSettings(threads=1, fit_iterations=1, voice_cache_dir=tmp_path, match_channel=False)
     cloner = Cloner.from_settings(settings)
     files = speaker_files[sorted(speaker_files)[0]]
     voice = cloner.encode([str(f) for f in files[1:4]])
     enrolled = cloner.enroll(voice)
     assert list(tmp_path.glob("*.npz")), "the fitted voice is cached on disk"
     text = "Please bring the blue folder to the meeting tomorrow morning."
-    clone = cloner.finish(cloner.backend.synthesize(enrolled, text))
+    clone = cloner.speak(enrolled, text)
     encoder = cloner.encoder.speaker_encoder
     reference = voice.embedding
     fitted = float(encoder.embed(clone) @ reference)
@@ -43,8 +44,8 @@ def test_fitted_voice_is_closer_than_the_packs(tmp_path: Path, speaker_files: di
         for name in ("jf_alpha", "jm_kumo")
     ]
     assert fitted > max(packs), (fitted, packs)
-    assert enrolled.similarity > 0.5
+    assert enrolled.voice.similarity > 0.5
     # Enrolling the same references again comes from the cache (same table).
     again = cloner.backend.enroll(voice)
-    np.testing.assert_array_equal(again.table, enrolled.table)
+    np.testing.assert_array_equal(again.table, enrolled.voice.table)
     assert load_audio(clone.to_wav_bytes()).duration_s > 2

@@ -89,17 +89,29 @@ def test_rebuild_resumes_and_remakes_changed_clips(tiny_build: Path) -> None:
     assert summary.reused_items == len(_rows(tiny_build)) - 1
     assert (tiny_build / "manifest.tsv").read_text(encoding="utf-8") == before
     assert not list(tiny_build.rglob("*.partial*"))
-    # A new augmentation re-augments every clip but reuses the cached fake windows (no re-synthesis).
+    # A new augmentation re-augments every clip but reuses the cached fake windows (no re-synthesis);
+    # channel transfer gives every TTS fake (and nothing else) the channel of a real recording of its split.
     sources = {row["path"]: row["source"] for row in _rows(tiny_build)}
     cached = {path: path.stat().st_mtime_ns for path in (tiny_build / "cache").rglob("*.wav")}
     assert len(cached) == sum(row["label"] == "spoof" for row in _rows(tiny_build))
-    no_codec = config.model_copy(update={"augment": config.augment.model_copy(update={"codec_p": 0.0})})
+    changes = {"codec_p": 0.0, "channel_transfer_p": 1.0}
+    no_codec = config.model_copy(update={"augment": config.augment.model_copy(update=changes)})
     summary = build_dataset(no_codec, output_dir=tiny_build, probe=False)
     assert summary.reused_items == 0 and summary.failed_items == 0
     rows = _rows(tiny_build)
     assert {row["path"]: row["source"] for row in rows} == sources
     assert {path: path.stat().st_mtime_ns for path in (tiny_build / "cache").rglob("*.wav")} == cached
     assert not any(codec in row["augment"] for row in rows for codec in ("mp3", "ogg", "opus"))
+    speakers = {row["split"]: set() for row in rows}
+    for row in rows:
+        if row["label"] == "bonafide":
+            speakers[row["split"]].add(row["speaker"])
+    for row in rows:
+        transferred = row["augment"].startswith("channel(")
+        assert transferred == (row["family"] == "classical-tts"), row
+        if transferred:  # the channel comes from a real speaker of the same split, never of another
+            source = row["augment"].split(")")[0].removeprefix("channel(")
+            assert not any(source in found for split, found in speakers.items() if split != row["split"]), row
     changed = config.model_copy(update={"systems": [s for s in config.systems if s.name != "festival-kal"]})
     summary = build_dataset(changed, output_dir=tiny_build, probe=False)
     assert "test:festival-kal" not in summary.per_system

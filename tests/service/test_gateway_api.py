@@ -16,7 +16,7 @@ import redis
 import soundfile as sf
 from service_stack import API_KEY_A, API_KEY_B, UNIT_DB, free_port, redis_url
 
-from services.cloner.celery_app import CLONE_QUEUE, WorkerSettings
+from services.cloner.celery_app import CLONE_QUEUE, JobStore, WorkerSettings
 from services.gateway.app import create_app
 from services.gateway.config import Settings
 
@@ -167,6 +167,14 @@ async def test_clone_job_is_recorded_queued_and_private(client: httpx.AsyncClien
     assert (await client.get(f"/clone/{job_id}", headers=B)).status_code == 404
     assert (await client.get(f"/clone/{job_id}/audio", headers=B)).status_code == 404
     assert (await client.get("/clone/ffffffffffffffffffffffffffffffff", headers=A)).status_code == 404
+    # The per-job channel option reaches the record the worker reads (default: match the reference).
+    store = JobStore(redis.Redis.from_url(redis_url(UNIT_DB)), job_ttl_s=60, result_ttl_s=60)
+    assert store.get(job_id).match_channel is True
+    refs = [("reference", ("voice.wav", wav_bytes(2.0), "audio/wav"))]
+    clean = await client.post("/clone", headers=A, files=refs, data={"text": "Hi there.", "match_channel": "false"})
+    assert clean.status_code == 202 and store.get(clean.json()["job_id"]).match_channel is False
+    bad = await client.post("/clone", headers=A, files=refs, data={"text": "Hi there.", "match_channel": "maybe"})
+    assert bad.status_code == 422 and "match_channel" in bad.text
 
 
 async def test_readyz_names_what_is_down_and_metrics_count(client: httpx.AsyncClient) -> None:

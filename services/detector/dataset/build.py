@@ -38,6 +38,8 @@ from services.detector.dataset.generators import (
 )
 from services.detector.dataset.readers import Recording, read_corpus
 from shared.audio import Audio, AudioError, LoadPolicy, decode_audio, load_audio
+from shared.channel import ChannelMatcher, ChannelProfile
+from shared.seeds import stable_int
 
 SPLITS: tuple[Split, ...] = ("train", "dev", "test")
 MANIFEST_COLUMNS = (
@@ -52,11 +54,6 @@ _CONTENT_VERSION = 1
 
 class BuildError(ValueError):
     """A build that cannot go on (no real speech, a required engine missing ...)."""
-
-
-def stable_int(*parts: object) -> int:
-    digest = hashlib.sha1("\x1f".join(map(str, parts)).encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "little")
 
 
 def item_rng(seed: int, *parts: object) -> np.random.Generator:
@@ -133,6 +130,8 @@ class DatasetBuilder:
         self.policy = LoadPolicy()
         self.warnings: list[str] = []
         self._audio_cache: dict[int, Audio] = {}
+        self.channel_matcher = ChannelMatcher()
+        self._channel_profiles: dict[int, ChannelProfile] = {}
         self._window_fingerprints: dict[str, str] = {}
 
     # -- real speech --------------------------------------------------------------------------------
@@ -389,10 +388,30 @@ class DatasetBuilder:
                 return index, audio
         raise BuildError(f"split {split}: no readable real recordings")
 
-    def finish(self, window: Audio, item: Item) -> tuple[Audio, str]:
+    def finish(
+        self, window: Audio, item: Item, recordings: list[RealRecording], by_split: dict[str, list[int]]
+    ) -> tuple[Audio, str]:
+        steps = []
+        transfer_p = self.config.augment.channel_transfer_p
+        # Its own random stream, so turning the transfer on leaves every other draw unchanged.
+        channel_rng = item_rng(self.config.seed, "channel", item.item_id)
+        if item.kind == "text" and transfer_p and channel_rng.random() < transfer_p:
+            index, _ = self._random_real(item.split, recordings, by_split, channel_rng)
+            profile = self._channel_profile(index, recordings)
+            window = self.channel_matcher.apply(window, profile, seed=stable_int(item.item_id))
+            steps.append(f"channel({recordings[index].recording.speaker})")
         rng = item_rng(self.config.seed, "augment", item.item_id)
         augmented, description = augment(window, rng, self.config.augment)
-        return self._prepare(augmented), description
+        if description != "none" or not steps:
+            steps.append(description)
+        return self._prepare(augmented), "+".join(steps)
+
+    def _channel_profile(self, index: int, recordings: list[RealRecording]) -> ChannelProfile:
+        if index not in self._channel_profiles:
+            audio = self.load_real(index, recordings)
+            assert audio is not None  # _random_real only returns readable recordings
+            self._channel_profiles[index] = self.channel_matcher.profile([audio])
+        return self._channel_profiles[index]
 
     def fingerprints(self, generators: dict[str, object] | None = None, window_only: bool = False) -> dict[str, str]:
         """Per system (and ``bonafide``), a hash of every setting that shapes its clips' content.
@@ -548,7 +567,7 @@ class DatasetBuilder:
         for attempt in range(_ATTEMPTS):
             try:
                 window, fields = self.cached_window(item, recordings, by_split, generators, bank, attempt)
-                audio, description = self.finish(window, item)
+                audio, description = self.finish(window, item, recordings, by_split)
             except (AudioError, ValueError, RuntimeError, OSError) as error:
                 if isinstance(error, BuildError):
                     raise

@@ -110,6 +110,12 @@ class Augment(_Strict):
     lowpass_p: float = Field(default=0.15, ge=0.0, le=1.0)
     telephone_p: float = Field(default=0.1, ge=0.0, le=1.0)
     codec_p: float = Field(default=0.3, ge=0.0, le=1.0)
+    #: Share of text-to-speech fakes that get the recording channel (long-term spectrum and room
+    #: tone, :mod:`shared.channel`) of a random real recording of their split, before the rest of
+    #: the augmentation: otherwise the real class alone carries its corpus's microphones and rooms,
+    #: and a detector learns "sounds like LibriSpeech" (false alarms on every other channel).
+    #: Clones carry their reference's channel already; copy-synthesis keeps its source's.
+    channel_transfer_p: float = Field(default=0.0, ge=0.0, le=1.0)
     #: Codecs drawn from for a round trip (soundfile/libsndfile): mp3, ogg (Vorbis), opus.
     codecs: list[Literal["mp3", "ogg", "opus"]] = Field(default_factory=lambda: ["mp3", "ogg", "opus"])
 

@@ -167,6 +167,7 @@ $("clone-button").addEventListener("click", async () => {
   const form = new FormData();
   for (const file of files) form.append("reference", file, file.name);
   form.append("text", $("clone-text").value);
+  form.append("match_channel", $("clone-channel").checked ? "true" : "false");
   $("clone-button").disabled = true;
   try {
     const response = await fetch("/clone", { method: "POST", headers: authHeaders(), body: form });
