@@ -23,6 +23,31 @@ if ((${#missing[@]})); then
   fi
 fi
 
+# More classical fake families from Debian contrib/non-free (SVOX Pico, RHVoice, MBROLA voices).
+# A private source list under var/apt enables those components for this one install; the
+# machine's own sources are left as they are. Optional: the detector data builder skips the
+# systems whose engine is missing, so a failure here only warns.
+NONFREE_PACKAGES=(libttspico-utils rhvoice rhvoice-english mbrola mbrola-us1 mbrola-us2 mbrola-us3)
+nonfree_missing=()
+for package in "${NONFREE_PACKAGES[@]}"; do
+  dpkg -s "$package" >/dev/null 2>&1 || nonfree_missing+=("$package")
+done
+if ((${#nonfree_missing[@]})) && [ "$(id -u)" = 0 ]; then
+  apt_dir="$PWD/var/apt"
+  mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
+  codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian $codename main contrib non-free" \
+    >"$apt_dir/sources.list"
+  apt_private=(-o "Dir::Etc::sourcelist=$apt_dir/sources.list" -o Dir::Etc::sourceparts=/dev/null
+    -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache")
+  echo "install: contrib/non-free apt packages: ${nonfree_missing[*]}"
+  if ! { apt-get "${apt_private[@]}" update -qq &&
+    DEBIAN_FRONTEND=noninteractive apt-get "${apt_private[@]}" install -y -qq --no-install-recommends \
+      "${nonfree_missing[@]}" >/dev/null; }; then
+    echo "install: WARNING: could not install ${nonfree_missing[*]}; those fake systems will be skipped" >&2
+  fi
+fi
+
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
 # pyworld and resemblyzer's dependencies still import pkg_resources, which setuptools 81 dropped.

@@ -185,10 +185,121 @@ class FestivalTTS:
             return _run_to_wav(command, out, stdin_text=text + "\n")
 
 
+@dataclass(frozen=True)
+class PicoTTS:
+    """SVOX Pico (``pico2wave``; Debian non-free ``libttspico-utils``): ``en-US`` or ``en-GB``, 16 kHz."""
+
+    language: str = "en-US"
+
+    @property
+    def name(self) -> str:
+        return f"pico-{self.language}"
+
+    @property
+    def sample_rate_hz(self) -> Hertz:
+        return 16_000
+
+    def synthesize(self, text: str) -> Audio:
+        program = _require("pico2wave", "libttspico-utils (Debian non-free)")
+        text = _clean_text(text)
+        with tempfile.TemporaryDirectory(prefix="vcfad-pico-") as folder:
+            out = Path(folder) / "out.wav"  # pico2wave insists on a .wav name
+            return _run_to_wav([program, "-l", self.language, "-w", str(out), text], out)
+
+
+#: RHVoice's English voices (Debian non-free ``rhvoice-english``).
+RHVOICE_VOICES = ("alan", "bdl", "clb", "slt")
+
+
+@dataclass(frozen=True)
+class RHVoiceTTS:
+    """RHVoice (``RHVoice-test``; Debian non-free ``rhvoice`` + ``rhvoice-english``), HTS-based.
+
+    Parameters
+    ----------
+    voice
+        One of :data:`RHVOICE_VOICES`.
+    rate
+        Speaking rate relative to normal (1.0).
+    """
+
+    voice: str = "slt"
+    rate: float = 1.0
+
+    @property
+    def name(self) -> str:
+        return f"rhvoice-{self.voice}"
+
+    @property
+    def sample_rate_hz(self) -> Hertz:
+        return 24_000
+
+    def synthesize(self, text: str) -> Audio:
+        program = _require("RHVoice-test", "rhvoice rhvoice-english (Debian non-free)")
+        text = _clean_text(text)
+        with tempfile.TemporaryDirectory(prefix="vcfad-rhvoice-") as folder:
+            out = Path(folder) / "out.wav"
+            command = [program, "-p", self.voice, "-r", str(round(self.rate * 100)), "-o", str(out)]
+            return _run_to_wav(command, out, stdin_text=text + "\n")
+
+
+@dataclass(frozen=True)
+class MbrolaTTS:
+    """MBROLA diphone voices driven by espeak-ng (Debian contrib/non-free ``mbrola`` + ``mbrola-us1``...).
+
+    Parameters
+    ----------
+    voice
+        An MBROLA voice, e.g. ``us1`` (female), ``us2`` / ``us3`` (male); espeak-ng's ``mb-<voice>``.
+    speed_wpm, pitch
+        espeak-ng's ``-s`` and ``-p`` options.
+    """
+
+    voice: str = "us1"
+    speed_wpm: int = 160
+    pitch: int = 50
+
+    @property
+    def name(self) -> str:
+        return f"mbrola-{self.voice}"
+
+    @property
+    def sample_rate_hz(self) -> Hertz:
+        return 16_000
+
+    def synthesize(self, text: str) -> Audio:
+        program = _require("espeak-ng", "espeak-ng")
+        _require("mbrola", "mbrola (Debian contrib)")
+        if not Path("/usr/share/mbrola", self.voice).exists():
+            raise TTSEngineError(
+                f"the MBROLA voice {self.voice!r} is not installed (apt-get install mbrola-{self.voice})"
+            )
+        text = _clean_text(text)
+        with tempfile.TemporaryDirectory(prefix="vcfad-mbrola-") as folder:
+            out = Path(folder) / "out.wav"
+            command = [
+                program, "-v", f"mb-{self.voice}", "-s", str(self.speed_wpm), "-p", str(self.pitch),
+                "-w", str(out), "--", text,
+            ]  # fmt: skip
+            return _run_to_wav(command, out)
+
+
 def available_engines() -> list[str]:
-    """Names of the Debian engines whose programs are installed (``espeak-ng``, ``flite``, ``festival``)."""
+    """Names of the Debian engines whose programs are installed.
+
+    ``espeak-ng``, ``flite``, ``festival`` (Debian main); ``pico``, ``rhvoice``, ``mbrola``
+    (contrib/non-free, installed by ``scripts/install.sh`` through a private apt source list).
+    """
     found = []
-    for name, program in (("espeak-ng", "espeak-ng"), ("flite", "flite"), ("festival", "text2wave")):
+    programs = (
+        ("espeak-ng", "espeak-ng"),
+        ("flite", "flite"),
+        ("festival", "text2wave"),
+        ("pico", "pico2wave"),
+        ("rhvoice", "RHVoice-test"),
+        ("mbrola", "mbrola"),
+    )
+    for name, program in programs:
         if shutil.which(program):
             found.append(name)
     return found

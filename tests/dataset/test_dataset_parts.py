@@ -14,7 +14,7 @@ from services.detector.dataset.probe import FEATURES, clip_features, probe_rows
 from services.detector.manifest import ManifestRow
 from shared.audio import Audio, load_audio
 from shared.tts import TextToSpeech, TextToSpeechError
-from shared.tts.debian import EspeakNgTTS, FestivalTTS, FliteTTS, available_engines
+from shared.tts.debian import EspeakNgTTS, FestivalTTS, FliteTTS, MbrolaTTS, PicoTTS, RHVoiceTTS, available_engines
 
 MINIMAL = {
     "name": "x",
@@ -145,11 +145,20 @@ def test_probe_flags_a_planted_shortcut_and_not_a_fair_set() -> None:
 # -- Debian engines --------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "engine",
-    [EspeakNgTTS(variant="f3", speed_wpm=160), FliteTTS("slt", duration_stretch=1.1), FliteTTS("kal16"), FestivalTTS()],
+    [
+        EspeakNgTTS(variant="f3", speed_wpm=160),
+        FliteTTS("slt", duration_stretch=1.1),
+        FliteTTS("kal16"),
+        FestivalTTS(),
+        PicoTTS("en-GB"),
+        RHVoiceTTS("alan", rate=1.1),
+        MbrolaTTS("us2"),
+    ],
     ids=lambda e: e.name,
 )
 def test_debian_engines_speak(engine: TextToSpeech) -> None:
     program = engine.name.split("-")[0].replace("espeak", "espeak-ng")  # type: ignore[attr-defined]
+    # pico, rhvoice and mbrola come from Debian contrib/non-free: scripts/install.sh installs them as root.
     if program not in available_engines():
         pytest.skip(f"{program} is not installed")
     assert isinstance(engine, TextToSpeech)
@@ -160,3 +169,23 @@ def test_debian_engines_speak(engine: TextToSpeech) -> None:
     assert -40 < long.rms_dbfs() < 0
     with pytest.raises(TextToSpeechError):
         engine.synthesize("   ")
+
+
+@pytest.mark.parametrize("kind", ["pico", "rhvoice", "mbrola"])
+def test_nonfree_engine_generators_draw_voices(kind: str) -> None:
+    from services.detector.dataset.config import System
+    from services.detector.dataset.generators import GeneratorUnavailableError, build_generator
+
+    system = System(name=kind, kind=kind, split="test", optional=True)
+    if kind not in available_engines():
+        with pytest.raises(GeneratorUnavailableError, match="not installed"):
+            build_generator(system)
+        pytest.skip(f"{kind} is not installed (Debian contrib/non-free; scripts/install.sh adds it as root)")
+    generator = build_generator(system)
+    assert generator.family == "classical-tts"
+    voices = set()
+    for seed in range(6):
+        audio, voice = generator.speak("Please call Stella.", np.random.default_rng(seed))
+        assert voice.startswith(f"{kind}-") and 0.5 < audio.duration_s < 5
+        voices.add(voice)
+    assert len(voices) > 1  # a random voice per clip

@@ -22,7 +22,7 @@ RealSplit = Literal["train", "dev", "test", "by-speaker", "native"]
 SystemSplit = Literal["train", "dev", "test", "by-speaker"]
 ReaderKind = Literal["shared-manifest", "librispeech", "commonvoice", "timit", "asvspoof2019"]
 GeneratorKind = Literal[
-    "espeak-ng", "flite", "festival", "piper", "kokoro",
+    "espeak-ng", "flite", "festival", "pico", "rhvoice", "mbrola", "piper", "kokoro",
     "world-copy", "griffinlim-copy", "neural-vocoder-copy", "cloner",
 ]  # fmt: skip
 
@@ -31,6 +31,9 @@ FAMILIES: dict[str, str] = {
     "espeak-ng": "classical-tts",
     "flite": "classical-tts",
     "festival": "classical-tts",
+    "pico": "classical-tts",
+    "rhvoice": "classical-tts",
+    "mbrola": "classical-tts",
     "piper": "neural-tts",
     "kokoro": "neural-tts",
     "world-copy": "signal-vocoder-copy",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -149,6 +149,43 @@ class FestivalGenerator:
         engine = FestivalTTS(
             voice=self.voice, duration_stretch=_uniform(rng, self.options, "duration_stretch", (0.85, 1.2))
         )
+        return engine.synthesize(text), engine.name
+
+
+class NonFreeEngineGenerator:
+    """The contrib/non-free Debian engines: SVOX Pico, RHVoice and MBROLA, each with one random
+    voice per clip from ``options.voices`` and, where the engine has one, a random rate."""
+
+    _DEFAULT_VOICES: ClassVar[dict[str, list[str]]] = {
+        "pico": ["en-US", "en-GB"],
+        "rhvoice": ["alan", "bdl", "clb", "slt"],
+        "mbrola": ["us1", "us2", "us3"],
+    }
+
+    def __init__(self, system: System) -> None:
+        from shared.tts.debian import available_engines
+
+        if system.kind not in available_engines():
+            raise GeneratorUnavailableError(
+                f"{system.kind} is not installed (Debian contrib/non-free; scripts/install.sh adds it as root)"
+            )
+        self.system, self.family, self.kind = system.name, FAMILIES[system.kind], system.kind
+        self.voices = list(system.options.get("voices", self._DEFAULT_VOICES[system.kind]))
+        self.options = system.options
+
+    def speak(self, text: str, rng: np.random.Generator) -> tuple[Audio, str]:
+        from shared.tts.debian import MbrolaTTS, PicoTTS, RHVoiceTTS
+
+        voice = str(rng.choice(self.voices))
+        if self.kind == "pico":
+            engine: Any = PicoTTS(language=voice)
+        elif self.kind == "rhvoice":
+            engine = RHVoiceTTS(voice=voice, rate=_uniform(rng, self.options, "rate", (0.85, 1.2)))
+        else:
+            speed = round(_uniform(rng, self.options, "speed_wpm", (140, 180)))
+            engine = MbrolaTTS(
+                voice=voice, speed_wpm=speed, pitch=round(_uniform(rng, self.options, "pitch", (35, 65)))
+            )
         return engine.synthesize(text), engine.name
 
 
@@ -302,6 +339,9 @@ TEXT_KINDS = {
     "espeak-ng": EspeakGenerator,
     "flite": FliteGenerator,
     "festival": FestivalGenerator,
+    "pico": NonFreeEngineGenerator,
+    "rhvoice": NonFreeEngineGenerator,
+    "mbrola": NonFreeEngineGenerator,
     "piper": PiperGenerator,
     "kokoro": KokoroGenerator,
 }
