@@ -104,6 +104,17 @@ class BuildSummary:
     warnings: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _Sources:
+    """What a build draws clips from: the real recordings (and their indices per split), the
+    loaded fake generators and the text bank."""
+
+    recordings: list[RealRecording]
+    by_split: dict[str, list[int]]
+    generators: dict[str, object]
+    bank: TextBank
+
+
 def _clean(value: object) -> str:
     return " ".join(str(value).replace("\t", " ").split())
 
@@ -290,17 +301,10 @@ class DatasetBuilder:
     def _prepare(self, raw: Audio) -> Audio:
         return load_audio(raw.to_wav_bytes(), self.policy)
 
-    def make_item(
-        self,
-        item: Item,
-        recordings: list[RealRecording],
-        by_split: dict[str, list[int]],
-        generators: dict[str, object],
-        bank: TextBank,
-        attempt: int,
-    ) -> tuple[Audio, dict[str, str]]:
+    def make_item(self, item: Item, sources: _Sources, attempt: int) -> tuple[Audio, dict[str, str]]:
         """The window audio (before augmentation) and its manifest fields."""
         rng = item_rng(self.config.seed, "content", item.item_id, attempt)
+        recordings = sources.recordings
         if item.kind == "real":
             assert item.recording is not None
             real = recordings[item.recording]
@@ -312,9 +316,9 @@ class DatasetBuilder:
                 "source": f"{real.key}@{item.start_s:.2f}",
                 "transcript": "",
             }
-        generator = generators[item.system]
+        generator = sources.generators[item.system]
         if item.kind == "copy":
-            index, audio = self._random_real(item.split, recordings, by_split, rng)
+            index, audio = self._random_real(item.split, sources, rng)
             window, start = self._crop(audio, item.duration_s, rng)
             copy = self._prepare(generator.copy(window, rng))  # type: ignore[attr-defined]
             return copy, {
@@ -322,7 +326,7 @@ class DatasetBuilder:
                 "source": f"{recordings[index].key}@{start:.2f}",
                 "transcript": "",
             }
-        sentences = bank.draw(rng, 6)
+        sentences = sources.bank.draw(rng, 6)
         audio = None
         # Start with about enough text (~14 characters a second) so slow engines seldom run twice.
         first = 1
@@ -331,7 +335,7 @@ class DatasetBuilder:
         for count in range(first, len(sentences) + 1):
             text = " ".join(s.text for s in sentences[:count])
             if item.kind == "clone":
-                index, reference = self._random_real(item.split, recordings, by_split, rng)
+                index, reference = self._random_real(item.split, sources, rng)
                 speaker = "clone:" + recordings[index].recording.speaker
                 raw = generator.clone(reference, text)  # type: ignore[attr-defined]
             else:
@@ -347,18 +351,10 @@ class DatasetBuilder:
             "transcript": text,
         }
 
-    def cached_window(
-        self,
-        item: Item,
-        recordings: list[RealRecording],
-        by_split: dict[str, list[int]],
-        generators: dict[str, object],
-        bank: TextBank,
-        attempt: int,
-    ) -> tuple[Audio, dict[str, str]]:
+    def cached_window(self, item: Item, sources: _Sources, attempt: int) -> tuple[Audio, dict[str, str]]:
         """:meth:`make_item`, with fake windows kept in ``cache/windows/`` (slow engines run once)."""
         if item.kind == "real":
-            return self.make_item(item, recordings, by_split, generators, bank, attempt)
+            return self.make_item(item, sources, attempt)
         wav_path = self.output_dir / "cache" / "windows" / item.relpath
         side_path = wav_path.with_suffix(".json")
         fingerprint = self._window_fingerprints[item.system]
@@ -369,49 +365,39 @@ class DatasetBuilder:
                     return decode_audio(wav_path), sidecar["fields"]
             except (json.JSONDecodeError, KeyError, AudioError):
                 pass  # damaged: make it again
-        window, fields = self.make_item(item, recordings, by_split, generators, bank, attempt)
+        window, fields = self.make_item(item, sources, attempt)
         _write_atomic(wav_path, lambda temp: window.write(temp, subtype="FLOAT"))
         sidecar = {"fingerprint": fingerprint, "fields": fields}
         _write_atomic(side_path, lambda temp: _write_json(temp, sidecar))
         return window, fields
 
-    def _random_real(
-        self, split: str, recordings: list[RealRecording], by_split: dict[str, list[int]], rng: np.random.Generator
-    ) -> tuple[int, Audio]:
-        pool = by_split.get(split)
+    def _random_real(self, split: str, sources: _Sources, rng: np.random.Generator) -> tuple[int, Audio]:
+        pool = sources.by_split.get(split)
         if not pool:
             raise BuildError(f"split {split}: no real recordings to copy or clone from")
         for _ in range(10):
             index = int(rng.choice(pool))
-            audio = self.load_real(index, recordings)
+            audio = self.load_real(index, sources.recordings)
             if audio is not None:
                 return index, audio
         raise BuildError(f"split {split}: no readable real recordings")
 
-    def finish(
-        self, window: Audio, item: Item, recordings: list[RealRecording], by_split: dict[str, list[int]]
-    ) -> tuple[Audio, str]:
+    def finish(self, window: Audio, item: Item, sources: _Sources) -> tuple[Audio, str]:
         steps = []
         transfer_p = self.config.augment.channel_transfer_p
         # Its own random stream, so turning the transfer on leaves every other draw unchanged.
         channel_rng = item_rng(self.config.seed, "channel", item.item_id)
         if item.kind == "text" and transfer_p and channel_rng.random() < transfer_p:
-            index, _ = self._random_real(item.split, recordings, by_split, channel_rng)
-            profile = self._channel_profile(index, recordings)
-            window = self.channel_matcher.apply(window, profile, seed=stable_int(item.item_id))
-            steps.append(f"channel({recordings[index].recording.speaker})")
+            index, real_audio = self._random_real(item.split, sources, channel_rng)
+            if index not in self._channel_profiles:
+                self._channel_profiles[index] = self.channel_matcher.profile([real_audio])
+            window = self.channel_matcher.apply(window, self._channel_profiles[index], seed=stable_int(item.item_id))
+            steps.append(f"channel({sources.recordings[index].recording.speaker})")
         rng = item_rng(self.config.seed, "augment", item.item_id)
         augmented, description = augment(window, rng, self.config.augment)
         if description != "none" or not steps:
             steps.append(description)
         return self._prepare(augmented), "+".join(steps)
-
-    def _channel_profile(self, index: int, recordings: list[RealRecording]) -> ChannelProfile:
-        if index not in self._channel_profiles:
-            audio = self.load_real(index, recordings)
-            assert audio is not None  # _random_real only returns readable recordings
-            self._channel_profiles[index] = self.channel_matcher.profile([audio])
-        return self._channel_profiles[index]
 
     def fingerprints(self, generators: dict[str, object] | None = None, window_only: bool = False) -> dict[str, str]:
         """Per system (and ``bonafide``), a hash of every setting that shapes its clips' content.
@@ -455,6 +441,7 @@ class DatasetBuilder:
         by_split: dict[str, list[int]] = defaultdict(list)
         for index, real in enumerate(recordings):
             by_split[real.split].append(index)
+        sources = _Sources(recordings, dict(by_split), generators, bank)
 
         fingerprints = self.fingerprints(generators)
         self._window_fingerprints = self.fingerprints(generators, window_only=True)
@@ -477,7 +464,7 @@ class DatasetBuilder:
                         rows.append(sidecar["row"])
                         reused += 1
                         continue
-                made = self._make_row(item, recordings, by_split, generators, bank)
+                made = self._make_row(item, sources)
                 if made is None:
                     failed += 1
                     continue
@@ -555,19 +542,12 @@ class DatasetBuilder:
                         removed += path.suffix == ".wav" and root.parent != cache
         return removed
 
-    def _make_row(
-        self,
-        item: Item,
-        recordings: list[RealRecording],
-        by_split: dict[str, list[int]],
-        generators: dict[str, object],
-        bank: TextBank,
-    ) -> tuple[Audio, dict[str, str]] | None:
+    def _make_row(self, item: Item, sources: _Sources) -> tuple[Audio, dict[str, str]] | None:
         last_error: Exception | None = None
         for attempt in range(_ATTEMPTS):
             try:
-                window, fields = self.cached_window(item, recordings, by_split, generators, bank, attempt)
-                audio, description = self.finish(window, item, recordings, by_split)
+                window, fields = self.cached_window(item, sources, attempt)
+                audio, description = self.finish(window, item, sources)
             except (AudioError, ValueError, RuntimeError, OSError) as error:
                 if isinstance(error, BuildError):
                     raise
