@@ -33,6 +33,21 @@ AudioFile: TypeAlias = str | Path | bytes | BinaryIO
 MODEL_SAMPLE_RATE_HZ: Hertz = 16_000
 
 
+def frame_levels_db(
+    samples: np.ndarray, frame_len: int, hop_len: int | None = None, floor_power: float = 1e-20
+) -> np.ndarray:
+    """Level of each frame in dB (10·log10 of its mean power, at least ``floor_power``).
+
+    Frames of ``frame_len`` samples every ``hop_len`` (default: back to back); a trailing partial
+    frame is dropped, so a signal shorter than one frame gives an empty array.
+    """
+    samples = np.asarray(samples, dtype=np.float64)
+    if len(samples) < frame_len:
+        return np.empty(0)
+    frames = np.lib.stride_tricks.sliding_window_view(samples, frame_len)[:: hop_len or frame_len]
+    return 10.0 * np.log10(np.maximum(np.mean(frames**2, axis=1), floor_power))
+
+
 class AudioError(ValueError):
     """Audio input that vcfad cannot use; the message says why, for the user."""
 
@@ -161,12 +176,9 @@ class Audio:
     # -- helpers ----------------------------------------------------------------------------------
     def _frame_db(self, frame_s: Seconds) -> tuple[np.ndarray, int]:
         frame = max(1, round(frame_s * self.sample_rate_hz))
-        count = self.num_samples // frame
-        if count == 0:
+        if self.num_samples < frame:
             return np.array([self.rms_dbfs()]), max(frame, self.num_samples)
-        frames = self.samples[: count * frame].reshape(count, frame).astype(np.float64)
-        power = np.mean(frames**2, axis=1)
-        return 10.0 * np.log10(np.maximum(power, 1e-20)), frame
+        return frame_levels_db(self.samples, frame), frame
 
     def _active_span(self, top_db: Decibels, frame_s: Seconds) -> tuple[int, int]:
         if self.num_samples == 0:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
-from shared.audio import Audio, Decibels, Hertz
+from shared.audio import Audio, Decibels, Hertz, frame_levels_db
 
 _FFT_SIZE = 1024
 _NOISE_FRAME_S = 0.05
@@ -46,12 +46,6 @@ class ChannelProfile:
     sample_rate_hz: Hertz
     #: Speech level (90th percentile of frame levels) over the room-tone level, in dB.
     snr_db: Decibels
-
-
-def _frame_levels_db(samples: np.ndarray, frame: int) -> np.ndarray:
-    count = len(samples) // frame
-    frames = samples[: count * frame].reshape(count, frame).astype(np.float64)
-    return 10.0 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
 
 
 def _long_term_spectrum(samples: np.ndarray, sample_rate_hz: Hertz) -> tuple[np.ndarray, np.ndarray]:
@@ -108,12 +102,11 @@ class ChannelMatcher:
         frequencies, spectrum_db = _long_term_spectrum(samples, rate)
         frame = round(_NOISE_FRAME_S * rate)
         hop = frame // 2
-        starts = np.arange(0, max(len(samples) - frame, 0) + 1, hop)
-        levels = np.array([10.0 * np.log10(np.mean(samples[s : s + frame] ** 2) + 1e-12) for s in starts])
-        quiet = starts[levels <= np.percentile(levels, 10)]
-        noise_frames = np.stack([samples[s : s + frame] for s in quiet]).astype(np.float32)
-        snr_db = float(np.percentile(levels, 90) - np.mean(levels[levels <= np.percentile(levels, 10)]))
-        return ChannelProfile(frequencies, spectrum_db, noise_frames, rate, snr_db)
+        frames = np.lib.stride_tricks.sliding_window_view(samples, frame)[::hop]
+        levels = frame_levels_db(samples, frame, hop, floor_power=1e-12)
+        quiet = levels <= np.percentile(levels, 10)
+        snr_db = float(np.percentile(levels, 90) - np.mean(levels[quiet]))
+        return ChannelProfile(frequencies, spectrum_db, frames[quiet].astype(np.float32), rate, snr_db)
 
     # -- application ------------------------------------------------------------------------
     def equalizer_db(self, audio: Audio, profile: ChannelProfile) -> tuple[np.ndarray, np.ndarray]:
@@ -154,7 +147,8 @@ class ChannelMatcher:
         if profile.snr_db < self.max_snr_db:
             tone = self.room_tone(profile, audio.duration_s, seed).resample(audio.sample_rate_hz).samples
             tone = tone[: len(shaped)].astype(np.float64)
-            speech_db = np.percentile(_frame_levels_db(shaped, round(0.05 * audio.sample_rate_hz)), 90)
+            frame = round(_NOISE_FRAME_S * audio.sample_rate_hz)
+            speech_db = np.percentile(frame_levels_db(shaped, frame, floor_power=1e-12), 90)
             tone_db = 10.0 * np.log10(np.mean(tone**2) + 1e-12)
             shaped[: len(tone)] += tone * 10.0 ** ((speech_db - snr_db - tone_db) / 20.0)
         return Audio(shaped.astype(np.float32), audio.sample_rate_hz)

@@ -16,7 +16,7 @@ import soundfile as sf
 from scipy import signal
 
 from services.detector.dataset.config import Augment
-from shared.audio import Audio
+from shared.audio import Audio, frame_levels_db
 
 _RATE_HZ = 16_000
 
@@ -51,11 +51,9 @@ def add_noise(samples: np.ndarray, rng: np.random.Generator, snr_db: float, expo
 
 def floor_level_db(samples: np.ndarray, frame: int = 320) -> float:
     """The recording's noise floor: 5th percentile of 20 ms frame levels (dBFS)."""
-    count = len(samples) // frame
-    if count == 0:
+    if len(samples) < frame:
         return -120.0
-    power = np.mean(samples[: count * frame].reshape(count, frame).astype(np.float64) ** 2, axis=1)
-    return float(np.percentile(10 * np.log10(np.maximum(power, 1e-12)), 5))
+    return float(np.percentile(frame_levels_db(samples, frame, floor_power=1e-12), 5))
 
 
 def raise_floor(samples: np.ndarray, rng: np.random.Generator, target_db: float) -> np.ndarray:
