@@ -185,12 +185,11 @@ def run_evaluation(config: EvalConfig) -> dict:
                 raw = cloner.backend.synthesize(enrolled.voice, text)
                 synth_s = time.perf_counter() - t0
                 t0 = time.perf_counter()
-                variants = [(backend, cloner.finish(raw, enrolled if settings.match_channel else None, text))]
+                variants = [(backend, backend, cloner.finish(raw, enrolled if settings.match_channel else None, text))]
                 finish_s = time.perf_counter() - t0
                 if config.channel_ablation and settings.match_channel:
-                    variants.append((f"{backend} (no channel match)", cloner.finish(raw)))
-                for row_name, audio in variants:
-                    folder = row_name.replace(" (no channel match)", "-no-channel")
+                    variants.append((f"{backend} (no channel match)", f"{backend}-no-channel", cloner.finish(raw)))
+                for row_name, folder, audio in variants:
                     path = config.work_dir / folder / f"{speaker}_{ref_kind}_{text_kind}.wav"
                     audio.write(path)
                     spent_s = synth_s + (finish_s if row_name == backend else 0.0)

@@ -161,7 +161,7 @@ class Cloner:
         enrolled = self.enroll(voice, lambda f, s: report(0.15 + 0.45 * f, s))
         report(0.6, "synthesizing")
         audio = self.speak(enrolled, text, lambda f, s: report(0.6 + 0.35 * f, s), match_channel)
-        report(1.0, "done")
+        report(1.0, "done")  # speak() reported "finishing" at 0.95
         return audio
 
     def speak(
@@ -178,6 +178,8 @@ class Cloner:
             audio = self.backend.synthesize(enrolled.voice, text, progress)
         except TextToSpeechError as error:
             raise CloneInputError(str(error)) from None
+        if progress is not None:
+            progress(1.0, "finishing")
         if match_channel is None:
             match_channel = self.settings.match_channel
         return self.finish(audio, enrolled if match_channel else None, text)

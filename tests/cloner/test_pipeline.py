@@ -20,7 +20,7 @@ def test_clone_one_and_several_references(piper_cloner: Cloner, speaker_files: d
     assert 0.8 < audio.duration_s < 5.0
     fractions = [f for f, _ in stages]
     assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] == 1.0
-    assert {"encoding reference", "synthesizing", "done"} <= {s for _, s in stages}
+    assert {"encoding reference", "synthesizing", "finishing", "done"} <= {s for _, s in stages}
     # Several files (bytes and a file object too) are one "long" reference.
     voice = piper_cloner.encode([files[1].read_bytes(), io.BytesIO(files[2].read_bytes()), str(files[3])])
     assert len(voice.clips) == 3 and voice.duration_s > 5
