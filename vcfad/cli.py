@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from pydantic import ValidationError
+
 from services.detector.manifest import ManifestError
 from shared.audio import AudioError
 
@@ -41,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except (CLIError, AudioError, ManifestError, FileNotFoundError) as error:
         print(f"vcfad {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except ValidationError as error:  # a VCFAD_* environment setting that does not parse
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        print(f"vcfad {args.command}: error: invalid {error.title} (VCFAD_* environment): {problems}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -64,3 +64,15 @@ def test_clone_single_and_batch(tmp_path: Path, speaker_files: dict[str, list[Pa
     done = _vcfad("clone", "--reference", str(tmp_path / "missing.wav"), "--text", "Hi.", "--output", str(out),
                   "--backend", "piper")  # fmt: skip
     assert done.returncode == 2 and "no such file" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_bad_environment_setting_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], librispeech_clip: Path, tmp_path: Path
+) -> None:
+    from vcfad.cli import main
+
+    monkeypatch.setenv("VCFAD_CLONER_MATCH_CHANNEL", "maybe")
+    args = ["clone", "--reference", str(librispeech_clip), "--text", "Hi.", "--output", str(tmp_path / "o.wav")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "match_channel" in err and "VCFAD_" in err and "Traceback" not in err and len(err.splitlines()) == 1
