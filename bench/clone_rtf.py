@@ -65,7 +65,18 @@ def main() -> int:
             started = time.perf_counter()
             audio = cloner.speak(enrolled, text)
             elapsed = time.perf_counter() - started
-            runs.append({"chars": len(text), "audio_s": round(audio.duration_s, 2), "synth_s": round(elapsed, 3)})
+            # The channel stage alone (already inside synth_s when match_channel is on): same cost again.
+            started = time.perf_counter()
+            cloner.channel_matcher.apply(audio, enrolled.channel, seed=0)
+            channel_s = time.perf_counter() - started
+            runs.append(
+                {
+                    "chars": len(text),
+                    "audio_s": round(audio.duration_s, 2),
+                    "synth_s": round(elapsed, 3),
+                    "channel_stage_s": round(channel_s, 4),
+                }
+            )
     total_audio = sum(r["audio_s"] for r in runs)
     total_time = sum(r["synth_s"] for r in runs)
     summary = {
@@ -77,7 +88,9 @@ def main() -> int:
         "load_s": round(load_s, 1),
         "encode_reference_s": round(encode_s, 2),
         "enroll_s": round(enroll_s, 1),
+        "match_channel": cloner.settings.match_channel,
         "rtf": round(total_time / total_audio, 3),
+        "channel_stage_rtf": round(sum(r["channel_stage_s"] for r in runs) / total_audio, 4),
         "runs": runs,
     }
     text = json.dumps(summary, indent=1)
