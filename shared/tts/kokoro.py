@@ -12,6 +12,7 @@ picked per input length from a pack, or mixed from several packs, or given direc
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +22,8 @@ import numpy as np
 
 from shared.audio import Audio, Hertz
 from shared.tts import TextToSpeechError, check_text
+
+logger = logging.getLogger(__name__)
 
 SAMPLE_RATE_HZ: Hertz = 24_000
 VOICES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
@@ -94,7 +97,7 @@ def fast_kokoro_model_path() -> Path:
     from shared.offline_models import cache_dir
     from shared.tts.kokoro_quantize import cached_fast_model, calibration_feeds
 
-    def make_feeds() -> list[dict[str, np.ndarray]]:
+    def make_feeds() -> list[dict[str, np.ndarray]]:  # only called when the cache lacks the graph
         vocab = load_vocab()
         phonemizer = EspeakPhonemizer()
 
@@ -103,7 +106,9 @@ def fast_kokoro_model_path() -> Path:
 
         return calibration_feeds(load_style_packs(), tokenize)
 
-    return cached_fast_model(kokoro_model_path(), cache_dir(), make_feeds)
+    data = _kokoro_package_data()
+    extra = tuple(path for path in (data / "model.sha256", data / "voices_ja.npz") if path.exists())
+    return cached_fast_model(kokoro_model_path(), cache_dir(), make_feeds, extra)
 
 
 def load_vocab() -> dict[str, int]:
@@ -161,11 +166,19 @@ class KokoroTTS:
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        path = fast_kokoro_model_path() if graph == "fast" else kokoro_model_path()
+        path = kokoro_model_path()
+        if graph == "fast":
+            try:
+                path = fast_kokoro_model_path()
+            except OSError as error:  # e.g. a read-only cache: still speak, just slower
+                logger.warning("Kokoro: fast graph unavailable (%s); running the packaged graph", error)
+                graph = "packaged"
         self._session = onnxruntime.InferenceSession(
             str(path), sess_options=options, providers=["CPUExecutionProvider"]
         )
         self.graph = graph
+        #: The ONNX file this engine runs (part of an enrolled voice's cache key).
+        self.model_path = path
         self._vocab = load_vocab()
         self._phonemizer = EspeakPhonemizer()
         self.packs = load_style_packs()

@@ -22,7 +22,8 @@ Recipe, deterministic for a given packaged model:
    ranges calibrated (min/max)
    on fixed English sentences spoken with the five style packs and with random styles drawn as
    widely as the cloner's style bank draws them (pack mixes + offsets up to 2.2 × the packs'
-   spread), so fitted voices stay inside the calibrated ranges.
+   spread), so bank voices stay inside the calibrated ranges (a refined style, ``fit_iterations``
+   > 0, may step further; activations beyond a range are clipped, not wrapped).
 
 The result is cached (``VCFAD_CACHE_DIR``); :func:`fast_kokoro_model_path` builds it once (about
 1–2 min on 2 cores) under a file lock, so concurrent processes wait instead of building twice.
@@ -33,9 +34,9 @@ from __future__ import annotations
 import collections
 import fcntl
 import hashlib
-import json
 import logging
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -46,9 +47,10 @@ logger = logging.getLogger(__name__)
 RECIPE_VERSION = 1
 _GENERATOR = "/decoder/decoder/generator/"
 #: Convolutions quantized statically: the generator's 256-channel residual blocks (at 800 frames per
-#: second) and both noise-branch blocks. The 128-channel blocks at the output rate (resblocks 3–5)
-#: stay float: quantized, each added 0.4–1.4 dB of 4–12 kHz energy (8-bit activation error) and
-#: moved the GE2E voice by up to 0.02, for 17–28 % more speed.
+#: second) and both noise-branch blocks (noise_res.1 runs at the output rate and stays transparent).
+#: The 128-channel residual blocks at the output rate (resblocks 3–5) stay float: quantized, each
+#: added 0.4–1.4 dB of 4–12 kHz energy (8-bit activation error) and moved the GE2E voice by up to
+#: 0.02, for 17–28 % more speed.
 STATIC_PREFIXES = (
     f"{_GENERATOR}resblocks.0/",
     f"{_GENERATOR}resblocks.1/",
@@ -120,10 +122,15 @@ def dequantize_convolutions(model):  # onnx.ModelProto → onnx.ModelProto (onnx
         if len(after) == 1 and after[0].op_type == "Add":  # integer bias: Div → Floor → Cast → Reshape
             add = after[0]
             chain.append(add)
-            divide = producer[producer[producer[producer[add.input[1]].input[0]].input[0]].input[0]]
-            if divide.op_type != "Div":
-                raise ValueError(f"unexpected Kokoro graph: bias of {node.name} is not a scaled initializer")
-            bias = array(divide.input[0]).astype(np.float32)
+            step = producer.get(next(name for name in add.input if name != node.output[0]))
+            for op_type in ("Reshape", "Cast", "Floor", "Div"):
+                if step is None or step.op_type != op_type:
+                    raise ValueError(f"unexpected Kokoro graph: bias of {node.name} is not a scaled initializer")
+                if op_type != "Div":
+                    step = producer.get(step.input[0])
+            if step.input[0] not in initializers:
+                raise ValueError(f"unexpected Kokoro graph: bias of {node.name} is not an initializer")
+            bias = array(step.input[0]).astype(np.float32)
             cast = only_consumer(add.output[0], "Cast")
         else:
             cast = only_consumer(node.output[0], "Cast")
@@ -164,7 +171,9 @@ def _prune(graph) -> None:
     graph.initializer.extend(kept)
 
 
-def calibration_feeds(packs: dict[str, np.ndarray], tokenize) -> list[dict[str, np.ndarray]]:
+def calibration_feeds(
+    packs: dict[str, np.ndarray], tokenize: Callable[[str], list[int]]
+) -> list[dict[str, np.ndarray]]:
     """Model inputs for range calibration: every sentence with every pack, plus random styles.
 
     ``tokenize`` maps an English sentence to token ids; ``packs`` are the (510, 256) style packs.
@@ -234,6 +243,8 @@ def build_fast_model(
             per_channel=True,
             calibrate_method=CalibrationMethod.MinMax,
         )
+        with partial.open("rb+") as handle:  # on disk before the rename: a crash leaves no half file
+            os.fsync(handle.fileno())
         partial.replace(out)  # atomic: a concurrent reader never sees half a file
     finally:
         float_path.unlink(missing_ok=True)
@@ -242,21 +253,35 @@ def build_fast_model(
     return out
 
 
-def source_fingerprint(source: Path) -> str:
-    """sha256 of the packaged graph (its first and last 8 MB and its size: cheap, and enough to
-    notice a different package version)."""
-    digest = hashlib.sha256(str(source.stat().st_size).encode())
+def fingerprint(source: Path, extra_files: tuple[Path, ...] = ()) -> str:
+    """What the cached graph depends on: the packaged graph (its first and last 8 MB and its size),
+    the other inputs of the calibration (``extra_files``: the package's published sha256 of the
+    graph, the style packs), the recipe and the onnxruntime version that quantized it."""
+    import onnxruntime
+
+    digest = hashlib.sha256()
+    size = source.stat().st_size
+    digest.update(str(size).encode())
     with source.open("rb") as handle:
         digest.update(handle.read(8 << 20))
-        handle.seek(max(0, source.stat().st_size - (8 << 20)))
+        handle.seek(max(0, size - (8 << 20)))
         digest.update(handle.read())
+    for path in extra_files:
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    recipe = (RECIPE_VERSION, STATIC_PREFIXES, CALIBRATION_SENTENCES, RANDOM_STYLES, CALIBRATION_SEED)
+    digest.update(repr(recipe).encode())
+    digest.update(onnxruntime.__version__.encode())
     return digest.hexdigest()[:16]
 
 
-def cached_fast_model(source: Path, cache: Path, make_feeds) -> Path:
+def cached_fast_model(
+    source: Path,
+    cache: Path,
+    make_feeds: Callable[[], list[dict[str, np.ndarray]]],
+    extra_files: tuple[Path, ...] = (),
+) -> Path:
     """The cached fast graph for ``source``, built once under a lock (``make_feeds()`` → feeds)."""
-    fingerprint = source_fingerprint(source)
-    out = cache / f"kokoro-static-int8-v{RECIPE_VERSION}-{fingerprint}.onnx"
+    out = cache / f"kokoro-static-int8-{fingerprint(source, extra_files)}.onnx"
     if out.exists():
         return out
     cache.mkdir(parents=True, exist_ok=True)
@@ -265,11 +290,6 @@ def cached_fast_model(source: Path, cache: Path, make_feeds) -> Path:
         if not out.exists():
             logger.warning("Kokoro: building the statically quantized graph once (1–2 min) → %s", out)
             build_fast_model(source, out, make_feeds())
-            (cache / f"{out.name}.json").write_text(
-                json.dumps(
-                    {"source": str(source), "recipe_version": RECIPE_VERSION, "static_prefixes": STATIC_PREFIXES}
-                )
-            )
     return out
 
 

@@ -69,6 +69,66 @@ def test_dequantize_turns_dynamic_int8_convolutions_back_into_float(tiny_float_m
     assert error < 0.03 and error < dynamic_error, (error, dynamic_error)
 
 
+def test_dequantize_folds_kokoros_integer_bias_chain(tmp_path: Path) -> None:
+    """Kokoro's own pattern (80 of its 87 convolutions): the bias is quantized on the fly with the
+    dynamic scale (Div → Floor → Cast → Reshape) and added in int32 before the Cast and rescale."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(2)
+    weight = rng.normal(0, 0.3, (6, 3, 5)).astype(np.float32)
+    bias = rng.normal(0, 0.2, 6).astype(np.float32)
+    weight_scale = np.float32(np.abs(weight).max() / 127)
+    weight_q = (np.round(weight / weight_scale) + 128).astype(np.uint8)
+    initializers = [
+        numpy_helper.from_array(weight_q, "c/W_quantized"),
+        numpy_helper.from_array(np.array(weight_scale, np.float32), "c/W_scale"),
+        numpy_helper.from_array(np.array(128, np.uint8), "c/W_zero_point"),
+        numpy_helper.from_array(bias, "c.bias"),
+        numpy_helper.from_array(np.array([1, 6, 1], np.int64), "bias_shape"),
+    ]
+    nodes = [
+        helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
+        helper.make_node("Mul", ["xs", "c/W_scale"], ["bias_scale"]),
+        helper.make_node("Div", ["c.bias", "bias_scale"], ["bias_div"]),
+        helper.make_node("Floor", ["bias_div"], ["bias_floor"]),
+        helper.make_node("Cast", ["bias_floor"], ["bias_int"], to=TensorProto.INT32),
+        helper.make_node("Reshape", ["bias_int", "bias_shape"], ["bias_r"]),
+        helper.make_node(
+            "ConvInteger", ["xq", "c/W_quantized", "xz", "c/W_zero_point"], ["y_int"], name="c_quant", pads=[2, 2]
+        ),
+        helper.make_node("Add", ["y_int", "bias_r"], ["y_bias"]),
+        helper.make_node("Cast", ["y_bias"], ["y_float"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["y_float", "bias_scale"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "kokoro-like",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, None])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, None])],
+        initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    dynamic = tmp_path / "dynamic.onnx"
+    onnx.save(model, str(dynamic))
+    x = rng.normal(0, 1, (1, 3, 200)).astype(np.float32)
+
+    rewritten = dequantize_convolutions(onnx.load(str(dynamic)))
+    assert [node.op_type for node in rewritten.graph.node] == ["Conv"]
+    assert len(rewritten.graph.node[0].input) == 3  # the float bias is folded into the Conv
+    path = tmp_path / "rewritten.onnx"
+    onnx.save(rewritten, str(path))
+    # Exactly a float Conv with the dequantized weight and the float bias.
+    dequantized = (weight_q.astype(np.float32) - 128) * weight_scale
+    padded = np.pad(x[0], ((0, 0), (2, 2)))
+    expected = np.stack(
+        [sum(np.convolve(padded[c], dequantized[o, c][::-1], "valid") for c in range(3)) + bias[o] for o in range(6)]
+    )[None]
+    np.testing.assert_allclose(_run(path, x), expected, atol=1e-4)
+    # …and within the dynamic graph's activation rounding of the original.
+    assert np.abs(_run(dynamic, x) - expected).max() < 0.05 * np.abs(expected).max()
+
+
 def test_build_quantizes_only_the_chosen_blocks(tiny_float_model, tmp_path: Path) -> None:
     float_path, x, expected = tiny_float_model
     rng = np.random.default_rng(1)

@@ -263,9 +263,12 @@ class KokoroGE2EBackend:
             logger.warning("no style bank at %s: fitting starts from the five packs", DEFAULT_BANK)
         self.fitter = StyleFitter(judge, bank, settings.fit_iterations, settings.fit_seed)
         self.cache = settings.voice_cache_dir or cache_dir() / "cloner" / "voices"
-        # A cached voice is only valid for the bank and graph that made it.
+        # A cached voice is only valid for the bank and the graph file that made it.
         bank_id = hashlib.sha256(DEFAULT_BANK.read_bytes()).hexdigest()[:10] if bank is not None else "none"
-        self._tag = f"kokoro-ge2e-{settings.kokoro_graph}-i{settings.fit_iterations}-s{settings.fit_seed}-bank{bank_id}"
+        self._tag = (
+            f"kokoro-ge2e-{Path(self.tts.model_path).stem}-i{settings.fit_iterations}"
+            f"-s{settings.fit_seed}-bank{bank_id}"
+        )
 
     @property
     def sample_rate_hz(self) -> Hertz:
