@@ -72,9 +72,13 @@ def test_eq_is_bounded_and_clean_references_add_no_noise(clean_speech: Audio) ->
     assert profile.snr_db > matcher.max_snr_db
     _, gain_db = matcher.equalizer_db(clean_speech, profile)
     assert np.max(np.abs(gain_db)) <= 6.0 + 1e-9
-    matched = matcher.apply(clean_speech, profile)
-    # No room tone was added: the floor stays the clean clone's own.
-    assert abs(_floor_below_speech_db(matched) - _floor_below_speech_db(clean_speech)) < 4
+    matched = matcher.apply(clean_speech, profile, seed=3)
+    # No room tone was added: room tone is drawn per seed, so the output would differ between
+    # seeds; without it the output is the EQ alone. The EQ itself may move the clip's floor against
+    # its speech by up to twice its bound (boost in the floor's bands, cut in the speech's); Piper's
+    # output, and so how far it moves, varies per run (4.8 dB seen once), so only that bound holds.
+    np.testing.assert_array_equal(matcher.apply(clean_speech, profile, seed=4).samples, matched.samples)
+    assert abs(_floor_below_speech_db(matched) - _floor_below_speech_db(clean_speech)) < 2 * 6.0
     with pytest.raises(ValueError, match="at least one"):
         matcher.profile([])
 
