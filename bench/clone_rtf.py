@@ -12,7 +12,6 @@ Prints a JSON summary; ``--output`` also writes it to a file.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -20,6 +19,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.report import emit_json  # the repo root is on the path only from here
 
 TEXTS = (
     "Please call Stella.",
@@ -119,11 +120,7 @@ def main() -> int:
         else None,
         "runs": runs[default_graph],
     }
-    text = json.dumps(summary, indent=1)
-    print(text)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text + "\n", encoding="utf-8")
+    emit_json(summary, args.output)
     return 0
 
 

@@ -30,6 +30,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.report import emit_json  # the repo root is on the path only from here
+
 SENTENCES = (
     "We walked along the shore until the sun went down.",
     "The wind grew colder, and the waves became louder and louder.",
@@ -47,6 +49,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--all-generator", action="store_true", help="also build and time the rejected variant")
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument(
+        "--profile", action="store_true", help="also report each graph's share of kernel time by operator type"
+    )
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="kokoro-graphs-"))  # float graphs: ~0.3 GB each
@@ -65,7 +70,13 @@ def _run(args: argparse.Namespace, scratch: Path) -> int:
     from shared.asr import SpeechRecognizer, word_error_rate
     from shared.audio import Audio
     from shared.speaker import SpeakerEncoder
-    from shared.tts.kokoro import SAMPLE_RATE_HZ, KokoroTTS, fast_kokoro_model_path, kokoro_model_path
+    from shared.tts.kokoro import (
+        SAMPLE_RATE_HZ,
+        KokoroTTS,
+        fast_kokoro_model_path,
+        kokoro_model_path,
+        stacked_packs,
+    )
     from shared.tts.kokoro_quantize import build_fast_model, dequantize_convolutions
 
     graphs = {"packaged": kokoro_model_path(), "fast": fast_kokoro_model_path()}
@@ -82,7 +93,7 @@ def _run(args: argparse.Namespace, scratch: Path) -> int:
             prefixes=("/decoder/decoder/generator/resblocks.", "/decoder/decoder/generator/noise_res."),
         )
 
-    packs = np.stack([tts.packs[name] for name in sorted(tts.packs)])
+    packs = stacked_packs(tts.packs)
     bank = StyleBank.load(DEFAULT_BANK)
     chosen = np.random.default_rng(11).choice(len(bank.params), len(SENTENCES), replace=False)
     feeds = []
@@ -106,6 +117,11 @@ def _run(args: argparse.Namespace, scratch: Path) -> int:
     }
     for session in sessions.values():
         session.run(None, feeds[0])  # warm-up
+    op_shares = (
+        {name: _op_shares(path, feeds[0], args.threads, scratch) for name, path in graphs.items()}
+        if args.profile
+        else {}
+    )
     outputs: dict[str, list[np.ndarray]] = {name: [] for name in sessions}
     seconds: dict[str, list[float]] = {name: [] for name in sessions}
     for repeat in range(args.repeats):
@@ -148,12 +164,31 @@ def _run(args: argparse.Namespace, scratch: Path) -> int:
             "ge2e_to_float_min": round(float(np.min(similarities)), 4),
             "wer_whisper_base": round(float(np.mean(errors)), 3),
         }
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text + "\n", encoding="utf-8")
+        if name in op_shares:
+            report["graphs"][name]["kernel_time_share_by_op"] = op_shares[name]
+    emit_json(report, args.output)
     return 0
+
+
+def _op_shares(path: Path, feed: dict, threads: int, scratch: Path, top: int = 6) -> dict[str, float]:
+    """Share of kernel time per operator type in one profiled run (ONNX Runtime's profiler)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.enable_profiling = True
+    options.profile_file_prefix = str(scratch / f"profile-{path.stem}")
+    session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    session.run(None, feed)
+    events = json.loads(Path(session.end_profiling()).read_text(encoding="utf-8"))
+    totals: dict[str, float] = {}
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            op = event["args"]["op_name"]
+            totals[op] = totals.get(op, 0.0) + event["dur"]
+    whole = sum(totals.values())
+    ranked = sorted(totals.items(), key=lambda item: -item[1])[:top]
+    return {op: round(duration / whole, 3) for op, duration in ranked}
 
 
 if __name__ == "__main__":

@@ -121,6 +121,17 @@ def to_tokens(vocab: Mapping[str, int], phonemes: str) -> list[int]:
     return [vocab[ch] for ch in phonemes if ch in vocab]
 
 
+def stacked_packs(packs: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The style packs as one (n_packs, 510, 256) array, in name order."""
+    return np.stack([packs[name] for name in sorted(packs)])
+
+
+def style_spread(stacked: np.ndarray) -> np.ndarray:
+    """Per-dimension spread of the packs' mean styles: the scale of a natural step in style space
+    (the cloner's style bank and the fast graph's calibration both draw offsets in it)."""
+    return stacked.mean(axis=1).std(axis=0) + 1e-3
+
+
 def load_style_packs() -> dict[str, np.ndarray]:
     """The five style packs as ``{name: (510, 256) float32}`` (row i = style for i+1 tokens)."""
     with (_kokoro_package_data() / "voices_ja.npz").open("rb") as handle:

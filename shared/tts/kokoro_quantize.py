@@ -2,12 +2,12 @@
 
 The packaged Kokoro-82M graph is *dynamically* quantized: every convolution is a ``ConvInteger``
 fed by a ``DynamicQuantizeLinear`` of its input. ONNX Runtime has no fast kernel for
-``ConvInteger`` (im2col + a generic integer GEMM); profiled on one core, 87 such convolutions
-took 63 % of the run, and the 48 inside the decoder's generator (128–256 channels, kernels 3–11,
-at 800–4800 frames per second of audio) nearly all of it. As plain float convolutions they cost
-the same, because they are compute-bound. ``QLinearConv`` (static int8 activations, per-channel
-int8 weights) runs on the CPU's int8 dot-product units instead: about 5× faster for those layers.
-Quantizing all 48 generator convolutions halved the run time but audibly changed the spectrum, so
+``ConvInteger`` (im2col + a generic integer GEMM); profiled on one core (``bench/kokoro_graphs.py
+--profile``), the 87 such convolutions took 64 % of the kernel time; 48 of them are the decoder's
+generator (128–256 channels, kernels 3–11, at 800–4800 frames per second of audio). As plain float
+convolutions they cost the same: they are compute-bound. ``QLinearConv`` (static int8 activations,
+per-channel int8 weights) runs on the CPU's int8 dot-product units instead.
+Quantizing all 48 generator convolutions was faster still but audibly changed the spectrum, so
 only the ones that stay transparent are quantized: the graph runs ≈30 % faster than the packaged
 one and is closer to the float graph than the packaged one is (docs/cloning.md, "Speed").
 
@@ -178,8 +178,10 @@ def calibration_feeds(
 
     ``tokenize`` maps an English sentence to token ids; ``packs`` are the (510, 256) style packs.
     """
-    stacked = np.stack([packs[name] for name in sorted(packs)])
-    spread = stacked.mean(axis=1).std(axis=0) + 1e-3
+    from shared.tts.kokoro import stacked_packs, style_spread
+
+    stacked = stacked_packs(packs)
+    spread = style_spread(stacked)
     rng = np.random.default_rng(CALIBRATION_SEED)
     tables = [stacked[i] for i in range(len(stacked))]
     for _ in range(RANDOM_STYLES):

@@ -89,10 +89,11 @@ class StyleJudge:
     def __init__(self, tts: KokoroTTS, encoder: SpeakerEncoder) -> None:
         self.tts = tts
         self.encoder = encoder
-        self.packs = np.stack([tts.packs[name] for name in sorted(tts.packs)])
+        from shared.tts.kokoro import stacked_packs, style_spread
+
+        self.packs = stacked_packs(tts.packs)
         self._tokens = [tts.tokens(tts.phonemes(s)[0]) for s in CALIBRATION_SENTENCES]
-        # Per-dimension spread of the packs: the scale of a natural step in style space.
-        self.spread = self.packs.mean(axis=1).std(axis=0) + 1e-3
+        self.spread = style_spread(self.packs)
 
     def speak(self, params: StyleParams) -> Audio:
         table = params.table(self.packs)
