@@ -52,7 +52,7 @@ fi
 PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
 # pyworld and resemblyzer's dependencies still import pkg_resources, which setuptools 81 dropped.
 "${PIP[@]}" --upgrade pip 'setuptools>=68,<81' wheel
-"${PIP[@]}" -e '.[dev]'
+"${PIP[@]}" -e '.[dev,data]'
 # resemblyzer pins the unmaintained `webrtcvad` (fails to build) and the `typing` backport
 # (breaks Python 3.11); its real dependencies are in pyproject, so install it alone.
 "${PIP[@]}" --no-deps 'resemblyzer==0.1.4'

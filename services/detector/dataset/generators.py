@@ -295,24 +295,25 @@ class GriffinLimCopy:
 
 
 class NeuralVocoderCopy:
-    """A shipped neural vocoder of :mod:`services.detector.dataset.neural_vocoder`."""
+    """A neural vocoder: a trained folder of :mod:`services.detector.dataset.neural_vocoder`
+    (``options.model_path``), or a pretrained one by name (``hifigan-v1-universal``,
+    ``hifigan-v1-LJSpeech``, ``hifigan-ts-16k``: :mod:`services.detector.dataset.pretrained_vocoder`)."""
 
     def __init__(self, system: System) -> None:
         try:
-            from services.detector.dataset.neural_vocoder import NeuralVocoder
+            from services.detector.dataset.neural_vocoder import DEFAULT_VOCODER, MODELS_DIR, load_copy_synthesizer
         except ImportError as error:
             raise GeneratorUnavailableError(f"the neural vocoder module is unavailable: {error}") from None
-        path = system.options.get("model_path")
-        folder = None
-        if path:
-            folder = Path(path) if Path(path).is_absolute() else REPO_ROOT / path
+        model = str(system.options.get("model_path") or MODELS_DIR / DEFAULT_VOCODER)
+        if (REPO_ROOT / model).is_dir():  # a folder relative to the repo (an absolute one stays as is)
+            model = str(REPO_ROOT / model)
         try:
-            self.vocoder = NeuralVocoder.load(folder, threads=1)
+            self.vocoder = load_copy_synthesizer(model, threads=1)
         except (FileNotFoundError, RuntimeError, ValueError, KeyError, OSError) as error:
-            raise GeneratorUnavailableError(f"no trained neural vocoder: {error}") from None
+            raise GeneratorUnavailableError(f"neural vocoder {model!r} is unavailable: {error}") from None
         self.system, self.family = system.name, FAMILIES[system.kind]
-        files = sorted(folder.glob("*.pt")) if folder else []
-        self.content_id = ";".join(f"{f.name}:{f.stat().st_size}:{int(f.stat().st_mtime)}" for f in files)
+        # Part of the build's resume key: other weights or another analysis make new clips.
+        self.content_id = self.vocoder.content_id
 
     def copy(self, audio: Audio, rng: np.random.Generator) -> Audio:
         return self.vocoder.copy_synthesize(audio)

