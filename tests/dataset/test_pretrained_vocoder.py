@@ -82,8 +82,8 @@ def test_fold_weight_norm_matches_torch() -> None:
 @needs_wheel
 def test_checkpoints_match_the_architecture() -> None:
     config = HiFiGANConfig.from_json(package_data_dir() / "config.json")
-    assert config.sample_rate_hz == 22050
-    assert int(np.prod(config.upsample_rates)) == config.hop_length
+    assert config.front_end.sample_rate_hz == 22050
+    assert int(np.prod(config.upsample_rates)) == config.front_end.hop_length
     for name in ("hifigan-v1-universal", "hifigan-v1-LJSpeech"):
         state = torch.load(weight_file(name), map_location="cpu")["generator"]
         generator = _build_generator(config)

