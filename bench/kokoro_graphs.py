@@ -75,6 +75,7 @@ def _run(args: argparse.Namespace, scratch: Path) -> int:
         KokoroTTS,
         fast_kokoro_model_path,
         kokoro_model_path,
+        model_feed,
         stacked_packs,
     )
     from shared.tts.kokoro_quantize import build_fast_model, dequantize_convolutions
@@ -96,17 +97,10 @@ def _run(args: argparse.Namespace, scratch: Path) -> int:
     packs = stacked_packs(tts.packs)
     bank = StyleBank.load(DEFAULT_BANK)
     chosen = np.random.default_rng(11).choice(len(bank.params), len(SENTENCES), replace=False)
-    feeds = []
-    for sentence, index in zip(SENTENCES, chosen, strict=True):
-        tokens = tts.tokens(tts.phonemes(sentence)[0])
-        table = StyleParams.from_vector(bank.params[index]).table(packs)
-        feeds.append(
-            {
-                "tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
-                "style": table[len(tokens) - 1].reshape(1, -1),
-                "speed": np.array([1.0], dtype=np.float32),
-            }
-        )
+    feeds = [
+        model_feed(tts.tokens(tts.phonemes(sentence)[0]), StyleParams.from_vector(bank.params[index]).table(packs))
+        for sentence, index in zip(SENTENCES, chosen, strict=True)
+    ]
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = args.threads

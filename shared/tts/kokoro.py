@@ -16,12 +16,15 @@ import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 
 from shared.audio import Audio, Hertz
 from shared.tts import TextToSpeechError, check_text
+
+if TYPE_CHECKING:
+    from piper.phonemize_espeak import EspeakPhonemizer
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +63,7 @@ GRAPHS: tuple[str, ...] = get_args(KokoroGraph)
 Style = str | Mapping[str, float] | np.ndarray
 
 
-def to_kokoro_phonemes(phonemizer, text: str) -> list[str]:
+def to_kokoro_phonemes(phonemizer: EspeakPhonemizer, text: str) -> list[str]:
     """English ``text`` → Kokoro phoneme strings, one per sentence (``phonemizer``: Piper's
     ``EspeakPhonemizer``)."""
     out = []
@@ -119,6 +122,17 @@ def load_vocab() -> dict[str, int]:
 def to_tokens(vocab: Mapping[str, int], phonemes: str) -> list[int]:
     """Token ids of a Kokoro phoneme string (symbols outside the vocabulary are dropped)."""
     return [vocab[ch] for ch in phonemes if ch in vocab]
+
+
+def model_feed(tokens: list[int], table: np.ndarray, speed: float = 1.0) -> dict[str, np.ndarray]:
+    """The Kokoro graph's inputs for ``tokens`` spoken with style ``table`` ((N, 256): row i is the
+    style for i + 1 tokens) at ``speed``: the tokens padded with the boundary token 0 each side."""
+    vector = table[min(len(tokens), len(table)) - 1]
+    return {
+        "tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
+        "style": vector.reshape(1, STYLE_DIM).astype(np.float32),
+        "speed": np.array([speed], dtype=np.float32),
+    }
 
 
 def stacked_packs(packs: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -234,16 +248,8 @@ class KokoroTTS:
     ) -> np.ndarray:
         """Raw model call: token ids (≤ :data:`MAX_TOKENS`) → 24 kHz samples."""
         table = self.style_table if style is None else self.resolve_style(style)
-        tokens = tokens[:MAX_TOKENS]
-        vector = table[min(len(tokens), len(table)) - 1]
-        audio = self._session.run(
-            None,
-            {
-                "tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
-                "style": vector.reshape(1, STYLE_DIM).astype(np.float32),
-                "speed": np.array([self.speed if speed is None else speed], dtype=np.float32),
-            },
-        )[0]
+        feed = model_feed(tokens[:MAX_TOKENS], table, self.speed if speed is None else speed)
+        audio = self._session.run(None, feed)[0]
         return np.asarray(audio, dtype=np.float32).ravel()
 
     def synthesize(self, text: str, *, voice: Style | None = None, speed: float | None = None) -> Audio:

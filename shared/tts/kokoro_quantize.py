@@ -178,7 +178,7 @@ def calibration_feeds(
 
     ``tokenize`` maps an English sentence to token ids; ``packs`` are the (510, 256) style packs.
     """
-    from shared.tts.kokoro import stacked_packs, style_spread
+    from shared.tts.kokoro import model_feed, stacked_packs, style_spread
 
     stacked = stacked_packs(packs)
     spread = style_spread(stacked)
@@ -193,14 +193,7 @@ def calibration_feeds(
     for index, table in enumerate(tables):
         # packs speak every sentence; each random style speaks one (cycling), which keeps it short
         chosen = tokenized if index < len(stacked) else [tokenized[index % len(tokenized)]]
-        for tokens in chosen:
-            feeds.append(
-                {
-                    "tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
-                    "style": table[len(tokens) - 1].reshape(1, -1).astype(np.float32),
-                    "speed": np.array([1.0], dtype=np.float32),
-                }
-            )
+        feeds.extend(model_feed(tokens, table) for tokens in chosen)
     return feeds
 
 

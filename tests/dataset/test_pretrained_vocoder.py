@@ -219,6 +219,10 @@ def test_cli_refuses_what_it_cannot_do(capsys: pytest.CaptureFixture[str], tmp_p
     assert "--baseline needs a trained vocoder folder" in capsys.readouterr().err
     assert pretrained_vocoder.main(["fit-window", "hifigan-ts-16k", "--data", str(tmp_path)]) == 2
     assert "no train-clean-100 clips" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:
+        pretrained_vocoder.main(["fit-window", "hifigan-ts-16k", "--clips", "0"])
+    assert refused.value.code == 2
+    assert "--clips must be at least 1" in capsys.readouterr().err
 
 
 @needs_ts_wheel

@@ -522,20 +522,21 @@ def load_copy_synthesizer(model: str, *, threads: int = 1) -> CopySynthesizer:
 def _evaluate_command(args: argparse.Namespace) -> int:
     loaded = load_copy_synthesizer(args.model, threads=args.threads)
     vocoder: CopySynthesizer = loaded
-    if args.baseline and not isinstance(loaded, NeuralVocoder):
-        raise ValueError(f"--baseline needs a trained vocoder folder, not {args.model}")
-    if args.baseline == "griffin-lim" and isinstance(loaded, NeuralVocoder):
-        vocoder = GriffinLimCopy(loaded.config)
-    elif args.baseline == "source-filter-prior" and isinstance(loaded, NeuralVocoder):
-        import dataclasses
+    if args.baseline:
+        if not isinstance(loaded, NeuralVocoder):
+            raise ValueError(f"--baseline needs a trained vocoder folder, not {args.model}")
+        if args.baseline == "griffin-lim":
+            vocoder = GriffinLimCopy(loaded.config)
+        else:  # source-filter-prior
+            import dataclasses
 
-        from services.detector.dataset.neural_vocoder_nets import build_generator, needs_f0
+            from services.detector.dataset.neural_vocoder_nets import build_generator, needs_f0
 
-        if not needs_f0(loaded.config):
-            raise ValueError(f"{args.model} has no source-filter prior (only HiFi-GAN with nsf_harmonics > 0)")
-        # An untrained generator of the same config outputs exactly its prior (zero-initialised residual).
-        config = dataclasses.replace(loaded.config, name="source-filter-prior")
-        vocoder = NeuralVocoder(config, build_generator(config))
+            if not needs_f0(loaded.config):
+                raise ValueError(f"{args.model} has no source-filter prior (only HiFi-GAN with nsf_harmonics > 0)")
+            # An untrained generator of the same config outputs exactly its prior (zero-initialised residual).
+            config = dataclasses.replace(loaded.config, name="source-filter-prior")
+            vocoder = NeuralVocoder(config, build_generator(config))
     files = heldout_files(Path(args.data), per_speaker=args.per_speaker)[: args.max_clips]
     summary = evaluate_vocoder(
         vocoder, files, asr=not args.no_asr, out_dir=Path(args.write) if args.write else None,

@@ -34,6 +34,7 @@ import importlib.metadata
 import json
 import sys
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -79,11 +80,17 @@ class MelFrontEnd:
             padded, n_fft=self.n_fft, hop_length=self.hop_length, win_length=self.win_length,
             window="hann", center=False,
         )  # fmt: skip
-        basis = librosa.filters.mel(
+        magnitude = np.sqrt(np.abs(spectrum) ** 2 + 1e-9)
+        return np.log(np.maximum(self.mel_basis @ magnitude, 1e-5)).astype(np.float32)
+
+    @cached_property
+    def mel_basis(self) -> np.ndarray:
+        """(n_mels, n_fft/2 + 1) Slaney filterbank, built once per front end (log_mel runs per clip)."""
+        import librosa
+
+        return librosa.filters.mel(
             sr=self.sample_rate_hz, n_fft=self.n_fft, n_mels=self.n_mels, fmin=self.fmin_hz, fmax=self.fmax_hz
         )
-        magnitude = np.sqrt(np.abs(spectrum) ** 2 + 1e-9)
-        return np.log(np.maximum(basis @ magnitude, 1e-5)).astype(np.float32)
 
 
 #: ``hifigan-ts-16k``'s front end. The window is the best of 320–512 samples by copy-synthesis
@@ -333,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     fit.add_argument("--clips", type=int, default=12, help="first N librispeech/train-clean-100 clips (3 s each)")
     fit.add_argument("--data", type=Path, default=DEFAULT_SHARED_DATA, help="the shared data folder")
     args = parser.parse_args(argv)
+    if args.clips < 1:
+        parser.error(f"--clips must be at least 1, not {args.clips}")
     files = sorted((args.data / "librispeech" / "train-clean-100").rglob("*.flac"))[: args.clips]
     if not files:
         print(f"error: no train-clean-100 clips under {args.data}", file=sys.stderr)
