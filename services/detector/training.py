@@ -154,6 +154,36 @@ CANDIDATE_LAYER_SETS: tuple[tuple[int, ...], ...] = tuple(
 CANDIDATE_C: tuple[float, ...] = (0.0001, 0.0003, 0.001, 0.01, 0.1)
 
 
+def fit_probe_head(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_dev: np.ndarray,
+    y_dev: np.ndarray,
+    layers: Sequence[int],
+    c_value: float,
+) -> tuple[ProbeHead, float, float]:
+    """Fit one probe candidate on pooled features (clips, blocks, 2·width); return it with its
+    dev EER and the dev EER threshold."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    columns = [layer - 1 for layer in layers]
+    flat_train = x_train[:, columns].reshape(len(x_train), -1)
+    flat_dev = x_dev[:, columns].reshape(len(x_dev), -1)
+    scaler = StandardScaler().fit(flat_train)
+    classifier = LogisticRegression(C=c_value, class_weight="balanced", max_iter=3000)
+    classifier.fit(scaler.transform(flat_train), y_train)
+    dev_eer, threshold = equal_error_rate(y_dev, classifier.predict_proba(scaler.transform(flat_dev))[:, 1])
+    head = ProbeHead(
+        layers=tuple(layers),
+        mean=scaler.mean_.astype(np.float32),
+        scale=scaler.scale_.astype(np.float32),
+        coef=classifier.coef_[0].astype(np.float32),
+        intercept=float(classifier.intercept_[0]),
+    )
+    return head, dev_eer, threshold
+
+
 def train_whisper_probe(
     manifest: Path,
     out_dir: Path,
@@ -163,9 +193,6 @@ def train_whisper_probe(
     c_values: Sequence[float] = CANDIDATE_C,
 ) -> TrainResult:
     """Logistic regression over pooled Whisper encoder layers; layers and C chosen on dev EER."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
     from services.detector.features import WhisperLayerFeatures
 
     train, dev = _split_rows(manifest)
@@ -178,21 +205,8 @@ def train_whisper_probe(
     search: list[dict] = []
     best: dict | None = None
     for layers, c_value in itertools.product(layer_sets, c_values):
-        flat_train = x_train[:, [layer - 1 for layer in layers]].reshape(len(x_train), -1)
-        flat_dev = x_dev[:, [layer - 1 for layer in layers]].reshape(len(x_dev), -1)
-        scaler = StandardScaler().fit(flat_train)
-        classifier = LogisticRegression(C=c_value, class_weight="balanced", max_iter=3000)
-        classifier.fit(scaler.transform(flat_train), y_train)
-        dev_scores = classifier.predict_proba(scaler.transform(flat_dev))[:, 1]
-        dev_eer, threshold = equal_error_rate(y_dev, dev_scores)
+        head, dev_eer, threshold = fit_probe_head(x_train, y_train, x_dev, y_dev, layers, c_value)
         search.append({"layers": list(layers), "C": c_value, "dev_eer": dev_eer, "threshold": threshold})
-        head = ProbeHead(
-            layers=tuple(layers),
-            mean=scaler.mean_.astype(np.float32),
-            scale=scaler.scale_.astype(np.float32),
-            coef=classifier.coef_[0].astype(np.float32),
-            intercept=float(classifier.intercept_[0]),
-        )
         # Strictly better only: on ties the earlier (fewer, shallower layers) candidate stays. The
         # tolerance keeps float noise from breaking ties (the same EER summed in another order).
         if best is None or dev_eer < best["dev_eer"] - 1e-9:

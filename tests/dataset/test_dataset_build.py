@@ -127,3 +127,24 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     err = capsys.readouterr().err
     assert "systems.2.split" in err and err.count("\n") == 1
     assert main(["data", "probe", str(tmp_path / "none.tsv")]) == 2
+
+
+def test_more_windows_per_recording_reuse_every_clip_made(shared_data_dir: Path, tmp_path: Path) -> None:
+    # Raising the window count (coverage, max_per_clip) must keep every clip and id made before and
+    # only add clips: a bigger build grows from a smaller one instead of starting over.
+    config = load_config(TINY)
+    small = config.model_copy(
+        update={
+            "real": [r.model_copy(update={"max_clips": 4}) for r in config.real],
+            "systems": [s for s in config.systems if s.kind in ("espeak-ng", "flite")],
+        }
+    )
+    first = build_dataset(small, output_dir=tmp_path, probe=False)
+    before = {row["path"]: row for row in _rows(tmp_path)}
+    windows = small.windows.model_copy(update={"coverage": 2.5, "max_per_clip": 5})
+    second = build_dataset(small.model_copy(update={"windows": windows}), output_dir=tmp_path, probe=False)
+    after = {row["path"]: row for row in _rows(tmp_path)}
+    assert second.reused_items == len(before) and first.failed_items == second.failed_items == 0
+    assert all(after[path] == row for path, row in before.items())
+    for label in ("bonafide", "spoof"):
+        assert sum(r["label"] == label for r in after.values()) > sum(r["label"] == label for r in before.values())

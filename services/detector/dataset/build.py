@@ -217,7 +217,7 @@ class DatasetBuilder:
             rng = item_rng(self.config.seed, "windows", real.key)
             # Windows are placed at random (they may overlap) rather than tiled: tiling until a
             # draw no longer fits rejects long draws more often and skews real clips short.
-            count = min(windows.max_per_clip, int(audio.duration_s / mean_s))
+            count = min(windows.max_per_clip, int(windows.coverage * audio.duration_s / mean_s))
             stem = Path(real.key).stem
             for _ in range(count):
                 duration = draw_duration(rng, windows)
@@ -409,7 +409,9 @@ class DatasetBuilder:
         """
         shared = {
             "seed": self.config.seed,
-            "windows": self.config.windows.model_dump(mode="json"),
+            # How many windows there are does not shape any clip's content: growing the count
+            # reuses every clip already made (window and fake ids are seeded one by one).
+            "windows": self.config.windows.model_dump(mode="json", exclude={"max_per_clip", "coverage"}),
             "policy": repr(self.policy),
             "version": _CONTENT_VERSION,
         }

@@ -76,6 +76,10 @@ class Windows(_Strict):
     distribution: Literal["uniform", "log-uniform"] = "log-uniform"
     #: At most this many windows from one real recording.
     max_per_clip: int = Field(default=8, ge=1)
+    #: Windows drawn per real recording = coverage × its length / the mean window length (capped
+    #: by max_per_clip): how many windows, on average, hold each second of real speech. Windows
+    #: are placed at random, so above 1 they overlap; the fakes follow the real count.
+    coverage: float = Field(default=1.0, gt=0.0)
 
     @model_validator(mode="after")
     def _ordered(self) -> Windows:
