@@ -16,9 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from services.detector.features import WhisperLayerFeatures
-from services.detector.manifest import read_manifest, select
-from services.detector.training import CANDIDATE_C, FeatureCache, fit_probe_head
+from services.detector.manifest import ManifestError
+from services.detector.training import CANDIDATE_C, fit_probe_head, probe_features, split_rows
+
+#: Blocks whose pooled statistics the training cache holds (the trainer's candidate layers).
+CACHED_BLOCKS = (1, 2, 3, 4)
 
 
 def main() -> None:
@@ -29,13 +31,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    rows = read_manifest(args.manifest)
-    train, dev = select(rows, "train"), select(rows, "dev")
-    extractor = WhisperLayerFeatures("base", num_layers=4)
-    cache = FeatureCache(extractor.cache_id)
-    x_train, x_dev = cache.features(train, extractor, "train"), cache.features(dev, extractor, "dev")
-    y_train = np.array([row.is_fake for row in train], dtype=int)
-    y_dev = np.array([row.is_fake for row in dev], dtype=int)
+    if not set(args.layers) <= set(CACHED_BLOCKS):
+        parser.error(f"--layers: blocks {sorted(set(args.layers) - set(CACHED_BLOCKS))} not among {CACHED_BLOCKS}")
+    if not all(0.0 < fraction <= 1.0 for fraction in args.fractions):
+        parser.error(f"--fractions: each must be in (0, 1], got {args.fractions}")
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
+    try:
+        train, dev = split_rows(args.manifest)
+    except ManifestError as error:
+        parser.error(str(error))
+    x_train, y_train, x_dev, y_dev = probe_features(train, dev, num_layers=max(CACHED_BLOCKS))
     rng = np.random.default_rng(args.seed)
     print(f"manifest: {args.manifest}; layers {args.layers}; {len(train)} train / {len(dev)} dev clips")
     print("| share of train | clips | best dev EER per draw (C grid) |")

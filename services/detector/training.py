@@ -55,7 +55,7 @@ def _labels(rows: Sequence[ManifestRow]) -> np.ndarray:
     return np.array([row.is_fake for row in rows], dtype=int)
 
 
-def _split_rows(manifest: Path) -> tuple[list[ManifestRow], list[ManifestRow]]:
+def split_rows(manifest: Path) -> tuple[list[ManifestRow], list[ManifestRow]]:
     rows = read_manifest(manifest)
     train, dev = select(rows, "train"), select(rows, "dev")
     for name, part in (("train", train), ("dev", dev)):
@@ -95,7 +95,7 @@ def train_seed_baseline(manifest: Path, out_dir: Path, name: str = "seed-baselin
 
     from services.detector.features import SeedFeatures
 
-    train, dev = _split_rows(manifest)
+    train, dev = split_rows(manifest)
     extractor = SeedFeatures()
     cache = FeatureCache("seed-193")
     x_train = cache.features(train, extractor, "seed features (train)")
@@ -154,6 +154,20 @@ CANDIDATE_LAYER_SETS: tuple[tuple[int, ...], ...] = tuple(
 CANDIDATE_C: tuple[float, ...] = (0.0001, 0.0003, 0.001, 0.01, 0.1)
 
 
+def probe_features(
+    train: Sequence[ManifestRow], dev: Sequence[ManifestRow], whisper_model: str = "base", num_layers: int = 4
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pooled Whisper features (clips, blocks, 2·width) and labels of train and dev, through the
+    feature cache: ``x_train, y_train, x_dev, y_dev``."""
+    from services.detector.features import WhisperLayerFeatures
+
+    extractor = WhisperLayerFeatures(whisper_model, num_layers=num_layers)
+    cache = FeatureCache(extractor.cache_id)
+    x_train = cache.features(train, extractor, "whisper features (train)")
+    x_dev = cache.features(dev, extractor, "whisper features (dev)")
+    return x_train, _labels(train), x_dev, _labels(dev)
+
+
 def fit_probe_head(
     x_train: np.ndarray,
     y_train: np.ndarray,
@@ -193,14 +207,10 @@ def train_whisper_probe(
     c_values: Sequence[float] = CANDIDATE_C,
 ) -> TrainResult:
     """Logistic regression over pooled Whisper encoder layers; layers and C chosen on dev EER."""
-    from services.detector.features import WhisperLayerFeatures
-
-    train, dev = _split_rows(manifest)
-    extractor = WhisperLayerFeatures(whisper_model, num_layers=max(max(layers) for layers in layer_sets))
-    cache = FeatureCache(extractor.cache_id)
-    x_train = cache.features(train, extractor, "whisper features (train)")
-    x_dev = cache.features(dev, extractor, "whisper features (dev)")
-    y_train, y_dev = _labels(train), _labels(dev)
+    train, dev = split_rows(manifest)
+    x_train, y_train, x_dev, y_dev = probe_features(
+        train, dev, whisper_model, num_layers=max(max(layers) for layers in layer_sets)
+    )
 
     search: list[dict] = []
     best: dict | None = None
