@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 # docker-compose: the client that checks docker-compose.yml (`docker-compose config`; no engine needed).
-APT_PACKAGES=(espeak-ng flite festival festvox-kallpc16k sox ffmpeg redis-server chromium chromium-driver docker-compose)
+APT_PACKAGES=(espeak-ng flite festival festvox-kallpc16k festvox-us-slt-hts sox ffmpeg redis-server chromium chromium-driver docker-compose)
 
 missing=()
 for package in "${APT_PACKAGES[@]}"; do

@@ -34,15 +34,35 @@ class ModelScores:
         return np.array([row.is_fake for row in self.rows], dtype=int)
 
 
-def score_manifest(detector: Detector, rows: Sequence[ManifestRow]) -> ModelScores:
+def score_manifest(detector: Detector, rows: Sequence[ManifestRow], label: str | None = None) -> ModelScores:
+    """Score every row; ``label`` names the model in reports (default: its name)."""
+    label = label or detector.name
     kept, scores, failed = [], [], []
-    for row in tqdm(rows, desc=f"scoring with {detector.name}", unit="clip", leave=False):
+    for row in tqdm(rows, desc=f"scoring with {label}", unit="clip", leave=False):
         try:
             scores.append(detector.detect(row.path).score)
             kept.append(row)
         except AudioError as error:
             failed.append((str(row.path), str(error)))
-    return ModelScores(detector.name, detector.threshold, kept, np.array(scores), failed)
+    return ModelScores(label, detector.threshold, kept, np.array(scores), failed)
+
+
+def model_labels(detectors: Sequence[Detector]) -> list[str]:
+    """Report labels: each model's name, with its folder added where two compared models share a name
+    (a retrained candidate beside the shipped model would otherwise be two identical columns)."""
+    names = [detector.name for detector in detectors]
+    return [
+        f"{name} ({_shown_path(detector.model_dir)})" if names.count(name) > 1 else name
+        for name, detector in zip(names, detectors, strict=True)
+    ]
+
+
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the working folder where it lies under it (shorter report columns)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def summarise(result: ModelScores) -> dict:
@@ -151,7 +171,10 @@ def evaluate(
         rows = [row for row in rows if row.split == split]
         if not rows:
             raise ManifestError(f"{', '.join(map(str, manifests))}: no rows in split {split!r}")
-    results = [score_manifest(detector, rows) for detector in detectors]
+    results = [
+        score_manifest(detector, rows, label)
+        for detector, label in zip(detectors, model_labels(detectors), strict=True)
+    ]
     summaries = [summarise(result) for result in results]
     if out_dir is not None:
         out_dir = Path(out_dir)

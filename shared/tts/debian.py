@@ -6,8 +6,8 @@ an :class:`~shared.audio.Audio` at the engine's native sample rate, like the oth
 
     audio = EspeakNgTTS(voice="en-us", variant="f3", speed_wpm=160).synthesize("Please call Stella.")
 
-They are formant (espeak-ng), diphone (festival ``kal_diphone``) and clustergen/diphone (flite)
-synthesizers: the "classical-tts" family of the detector's fakes.
+They are formant (espeak-ng), diphone or HTS (festival ``kal_diphone``, ``cmu_us_slt_arctic_hts``)
+and clustergen/diphone (flite) synthesizers: the "classical-tts" family of the detector's fakes.
 """
 
 from __future__ import annotations
@@ -148,9 +148,19 @@ class FliteTTS:
             return _run_to_wav(command, out)
 
 
+#: Where Debian's festvox packages put their voices (one folder per voice, under a language folder).
+FESTIVAL_VOICES_DIR = Path("/usr/share/festival/voices")
+
+
+def festival_voice_installed(voice: str) -> bool:
+    """Whether festival has ``voice`` (a name without the ``voice_`` prefix) on this machine."""
+    return any(FESTIVAL_VOICES_DIR.glob(f"*/{voice}"))
+
+
 @dataclass(frozen=True)
 class FestivalTTS:
-    """festival's ``text2wave`` (default ``kal_diphone``, 16 kHz diphone synthesis).
+    """festival's ``text2wave`` (default ``kal_diphone``, 16 kHz diphone synthesis; HTS voices such
+    as ``cmu_us_slt_arctic_hts`` speak at their own rate, 32 kHz there).
 
     Parameters
     ----------
@@ -169,11 +179,15 @@ class FestivalTTS:
 
     @property
     def sample_rate_hz(self) -> Hertz:
-        return 16_000
+        return 32_000 if self.voice.endswith("_hts") else 16_000
 
     def synthesize(self, text: str) -> Audio:
         """Speak ``text``; returns audio at the voice's native rate."""
         program = _require("text2wave", "festival")
+        if not festival_voice_installed(self.voice):
+            raise TTSEngineError(
+                f"the festival voice {self.voice!r} is not installed (e.g. apt-get install festvox-us-slt-hts)"
+            )
         text = _clean_text(text)
         with tempfile.TemporaryDirectory(prefix="vcfad-festival-") as folder:
             out = Path(folder) / "out.wav"

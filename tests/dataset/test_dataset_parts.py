@@ -14,7 +14,17 @@ from services.detector.dataset.probe import FEATURES, clip_features, probe_rows
 from services.detector.manifest import ManifestRow
 from shared.audio import Audio, load_audio
 from shared.tts import TextToSpeech, TextToSpeechError
-from shared.tts.debian import EspeakNgTTS, FestivalTTS, FliteTTS, MbrolaTTS, PicoTTS, RHVoiceTTS, available_engines
+from shared.tts.debian import (
+    EspeakNgTTS,
+    FestivalTTS,
+    FliteTTS,
+    MbrolaTTS,
+    PicoTTS,
+    RHVoiceTTS,
+    TTSEngineError,
+    available_engines,
+    festival_voice_installed,
+)
 
 MINIMAL = {
     "name": "x",
@@ -150,6 +160,7 @@ def test_probe_flags_a_planted_shortcut_and_not_a_fair_set() -> None:
         FliteTTS("slt", duration_stretch=1.1),
         FliteTTS("kal16"),
         FestivalTTS(),
+        FestivalTTS("cmu_us_slt_arctic_hts", duration_stretch=1.1),
         PicoTTS("en-GB"),
         RHVoiceTTS("alan", rate=1.1),
         MbrolaTTS("us2"),
@@ -161,6 +172,8 @@ def test_debian_engines_speak(engine: TextToSpeech) -> None:
     # pico, rhvoice and mbrola come from Debian contrib/non-free: scripts/install.sh installs them as root.
     if program not in available_engines():
         pytest.skip(f"{program} is not installed")
+    if isinstance(engine, FestivalTTS) and not festival_voice_installed(engine.voice):
+        pytest.skip(f"the festival voice {engine.voice} is not installed (scripts/install.sh installs it)")
     assert isinstance(engine, TextToSpeech)
     short = engine.synthesize("Please call Stella.")
     long = engine.synthesize("Please call Stella. Ask her to bring these things with her from the store.")
@@ -169,6 +182,19 @@ def test_debian_engines_speak(engine: TextToSpeech) -> None:
     assert -40 < long.rms_dbfs() < 0
     with pytest.raises(TextToSpeechError):
         engine.synthesize("   ")
+
+
+def test_a_missing_festival_voice_is_named_not_a_festival_traceback() -> None:
+    from services.detector.dataset.config import System
+    from services.detector.dataset.generators import GeneratorUnavailableError, build_generator
+
+    if "festival" not in available_engines():
+        pytest.skip("festival is not installed")
+    with pytest.raises(TTSEngineError, match="'no_such_voice' is not installed"):
+        FestivalTTS("no_such_voice").synthesize("Please call Stella.")
+    system = System(name="festival-x", kind="festival", split="test", options={"voice": "no_such_voice"})
+    with pytest.raises(GeneratorUnavailableError, match="'no_such_voice' is not installed"):
+        build_generator(system)
 
 
 @pytest.mark.parametrize("kind", ["pico", "rhvoice", "mbrola"])

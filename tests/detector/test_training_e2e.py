@@ -48,3 +48,11 @@ def test_seed_baseline_onnx_equals_scikit_learn(tiny_manifest: Path, tmp_path: P
     detection = detector.detect(tiny_manifest.parent / rows[0][0], timeline=True)
     assert 0.0 <= detection.score <= 1.0 and detection.label in ("fake", "real")
     assert detection.timeline and all(0.0 <= w.score <= 1.0 for w in detection.timeline)
+
+    # Compared beside the shipped model of the same name, each keeps its own column in the reports.
+    shipped = Detector.from_model_dir(REPO_ROOT / "models/detector/seed-baseline")
+    assert shipped.name == detector.name
+    summaries = evaluate([shipped, detector], [tiny_manifest], tmp_path / "compare", split="test")
+    labels = [summary["model"] for summary in summaries]
+    assert len(set(labels)) == 2 and str(tmp_path / "seed") in labels[1]
+    assert all(label in (tmp_path / "compare" / "report.md").read_text() for label in labels)

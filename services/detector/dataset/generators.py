@@ -132,15 +132,17 @@ class FliteGenerator:
 
 
 class FestivalGenerator:
-    """festival (``kal_diphone`` by default) with a random duration stretch."""
+    """festival (``kal_diphone`` by default, ``options.voice`` another) with a random duration stretch."""
 
     def __init__(self, system: System) -> None:
-        from shared.tts.debian import available_engines
+        from shared.tts.debian import available_engines, festival_voice_installed
 
         if "festival" not in available_engines():
             raise GeneratorUnavailableError("festival is not installed (apt-get install festival festvox-kallpc16k)")
         self.system, self.family = system.name, FAMILIES[system.kind]
         self.voice = str(system.options.get("voice", "kal_diphone"))
+        if not festival_voice_installed(self.voice):
+            raise GeneratorUnavailableError(f"the festival voice {self.voice!r} is not installed (scripts/install.sh)")
         self.options = system.options
 
     def speak(self, text: str, rng: np.random.Generator) -> tuple[Audio, str]:
