@@ -57,7 +57,8 @@ def speech(librispeech_clip: Path) -> Audio:
 @pytest.fixture(scope="module")
 def other_speaker_speech(shared_data_dir: Path, librispeech_clip: Path) -> Audio:
     others = sorted(
-        path for path in (shared_data_dir / "librispeech" / "test-other").rglob("*.flac")
+        path
+        for path in (shared_data_dir / "librispeech" / "test-other").rglob("*.flac")
         if path.parent != librispeech_clip.parent
     )
     return load_audio(others[0]).crop(0.0, 4.0)

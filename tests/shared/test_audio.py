@@ -28,12 +28,15 @@ def speech(librispeech_clip: Path) -> Audio:
     return decode_audio(librispeech_clip)
 
 
-@pytest.mark.parametrize(("fmt", "subtype", "suffix"), [
-    ("WAV", "PCM_16", ".wav"),
-    ("FLAC", "PCM_16", ".flac"),
-    ("OGG", "VORBIS", ".ogg"),
-    ("MP3", "MPEG_LAYER_III", ".mp3"),
-])
+@pytest.mark.parametrize(
+    ("fmt", "subtype", "suffix"),
+    [
+        ("WAV", "PCM_16", ".wav"),
+        ("FLAC", "PCM_16", ".flac"),
+        ("OGG", "VORBIS", ".ogg"),
+        ("MP3", "MPEG_LAYER_III", ".mp3"),
+    ],
+)
 def test_every_format_loads_to_16k_mono_normalised(speech: Audio, tmp_path: Path, fmt, subtype, suffix):
     stereo_44k = speech.resample(44_100).samples
     path = tmp_path / f"clip{suffix}"

@@ -291,7 +291,10 @@ class VocoderTrainer:
 
 
 def sample_batch(
-    clips: Sequence[np.ndarray], rng: np.random.Generator, batch_size: int, segment: int,
+    clips: Sequence[np.ndarray],
+    rng: np.random.Generator,
+    batch_size: int,
+    segment: int,
     gain_db: tuple[float, float] = (0.0, 0.0),
 ) -> np.ndarray:
     """``batch_size`` random ``segment``-sample crops of random clips, each with a random gain."""
@@ -310,7 +313,10 @@ def sample_batch(
 
 
 def train_vocoder(
-    config: VocoderConfig, clips: Sequence[np.ndarray], out_dir: Path, settings: TrainSettings,
+    config: VocoderConfig,
+    clips: Sequence[np.ndarray],
+    out_dir: Path,
+    settings: TrainSettings,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train on ``clips`` (16 kHz float32) for ``settings.minutes`` wall time; save into ``out_dir``.
@@ -332,14 +338,20 @@ def train_vocoder(
     running: dict[str, float] = {}
     step = 0
     last_checkpoint = time.monotonic()
-    log(f"{config.name}: {config.arch}, {trainer.parameter_count():,} parameters, {len(clips)} clips, "
-        f"segment {segment} samples x batch {settings.batch_size}, budget {settings.minutes:g} min")
+    log(
+        f"{config.name}: {config.arch}, {trainer.parameter_count():,} parameters, {len(clips)} clips, "
+        f"segment {segment} samples x batch {settings.batch_size}, budget {settings.minutes:g} min"
+    )
 
     def record() -> dict[str, Any]:
         elapsed = time.monotonic() - started
         summary = {
-            "name": config.name, "arch": config.arch, "parameters": trainer.parameter_count(),
-            "steps": step, "train_minutes": round(elapsed / 60.0, 2), "clips": len(clips),
+            "name": config.name,
+            "arch": config.arch,
+            "parameters": trainer.parameter_count(),
+            "steps": step,
+            "train_minutes": round(elapsed / 60.0, 2),
+            "clips": len(clips),
             "settings": {k: v for k, v in vars(settings).items()},
             "final_train_losses": history[-1] if history else {},
             "final_validation_losses": trainer.evaluate(validation),
@@ -399,9 +411,16 @@ class GriffinLimCopy:
         with torch.no_grad():
             mel = torch.exp(self.log_mel(torch.from_numpy(speech.samples)[None]))[0].numpy()
         wave = librosa.feature.inverse.mel_to_audio(
-            mel, sr=config.sample_rate_hz, n_fft=config.n_fft, hop_length=config.hop_length,
-            win_length=config.win_length, power=1.0, n_iter=self.n_iter, fmin=config.fmin_hz,
-            fmax=config.fmax_hz, length=speech.num_samples,
+            mel,
+            sr=config.sample_rate_hz,
+            n_fft=config.n_fft,
+            hop_length=config.hop_length,
+            win_length=config.win_length,
+            power=1.0,
+            n_iter=self.n_iter,
+            fmin=config.fmin_hz,
+            fmax=config.fmax_hz,
+            length=speech.num_samples,
         )
         return Audio(np.clip(wave, -1.0, 1.0).astype(np.float32), config.sample_rate_hz)
 
@@ -429,8 +448,13 @@ def _normalise_text(text: str) -> str:
 
 
 def evaluate_vocoder(
-    vocoder: CopySynthesizer, files: Sequence[Path], *, asr: bool = True, out_dir: Path | None = None,
-    asr_threads: int = 1, log: Callable[[str], None] = print,
+    vocoder: CopySynthesizer,
+    files: Sequence[Path],
+    *,
+    asr: bool = True,
+    out_dir: Path | None = None,
+    asr_threads: int = 1,
+    log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Copy-synthesise ``files``; report spectral distances and the ASR WER of copies vs originals.
 
@@ -472,7 +496,8 @@ def evaluate_vocoder(
         rows.append(row)
         log(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}))
     summary: dict[str, Any] = {
-        "vocoder": vocoder.name, "clips": len(rows),
+        "vocoder": vocoder.name,
+        "clips": len(rows),
         **{key: float(np.mean([row[key] for row in rows])) for key in ("mel_l1", "stft_sc", "stft_logmag")},
         "real_time_factor": synth_s / max(audio_s, 1e-9),
     }
@@ -496,8 +521,12 @@ def _train_command(args: argparse.Namespace) -> int:
     else:
         defaults = {"batch": 8, "segment_s": 0.5, "lr": 5e-4}
     settings = TrainSettings(
-        minutes=args.minutes, max_steps=args.max_steps, threads=args.threads, seed=args.seed,
-        batch_size=args.batch or defaults["batch"], segment_s=args.segment_s or defaults["segment_s"],
+        minutes=args.minutes,
+        max_steps=args.max_steps,
+        threads=args.threads,
+        seed=args.seed,
+        batch_size=args.batch or defaults["batch"],
+        segment_s=args.segment_s or defaults["segment_s"],
         learning_rate=args.lr or defaults["lr"],
     )
     clips = load_training_clips(Path(args.data))
@@ -539,8 +568,12 @@ def _evaluate_command(args: argparse.Namespace) -> int:
             vocoder = NeuralVocoder(config, build_generator(config))
     files = heldout_files(Path(args.data), per_speaker=args.per_speaker)[: args.max_clips]
     summary = evaluate_vocoder(
-        vocoder, files, asr=not args.no_asr, out_dir=Path(args.write) if args.write else None,
-        asr_threads=args.threads, log=lambda line: print(line, flush=True),
+        vocoder,
+        files,
+        asr=not args.no_asr,
+        out_dir=Path(args.write) if args.write else None,
+        asr_threads=args.threads,
+        log=lambda line: print(line, flush=True),
     )
     print(json.dumps(summary, indent=1))
     if args.json:
@@ -583,7 +616,8 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--max-clips", type=int, help="evaluate only the first N held-out clips")
     evaluate.add_argument("--no-asr", action="store_true")
     evaluate.add_argument(
-        "--baseline", choices=("griffin-lim", "source-filter-prior"),
+        "--baseline",
+        choices=("griffin-lim", "source-filter-prior"),
         help="evaluate a reference instead: Griffin-Lim on the model's log-mel, or the HiFi-GAN's DSP prior alone",
     )
     evaluate.add_argument("--write", help="folder for the copies (WAV)")

@@ -92,16 +92,25 @@ class LogMel(nn.Module):
         super().__init__()
         self.n_fft, self.hop, self.win = config.n_fft, config.hop_length, config.win_length
         basis = librosa.filters.mel(
-            sr=config.sample_rate_hz, n_fft=config.n_fft, n_mels=config.n_mels,
-            fmin=config.fmin_hz, fmax=config.fmax_hz,
+            sr=config.sample_rate_hz,
+            n_fft=config.n_fft,
+            n_mels=config.n_mels,
+            fmin=config.fmin_hz,
+            fmax=config.fmax_hz,
         )
         self.register_buffer("basis", torch.from_numpy(basis).float(), persistent=False)
         self.register_buffer("window", torch.hann_window(config.win_length), persistent=False)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, n_mels, frames)
         spec = torch.stft(
-            wave, n_fft=self.n_fft, hop_length=self.hop, win_length=self.win, window=self.window,
-            center=True, pad_mode="reflect", return_complex=True,
+            wave,
+            n_fft=self.n_fft,
+            hop_length=self.hop,
+            win_length=self.win,
+            window=self.window,
+            center=True,
+            pad_mode="reflect",
+            return_complex=True,
         )
         magnitude = torch.sqrt(spec.real.square() + spec.imag.square() + 1e-9)
         return torch.log(torch.clamp(self.basis @ magnitude, min=1e-5))
@@ -160,8 +169,11 @@ class _SourceFilterPrior(nn.Module):
         super().__init__()
         self.config = config
         basis = librosa.filters.mel(
-            sr=config.sample_rate_hz, n_fft=config.n_fft, n_mels=config.n_mels,
-            fmin=config.fmin_hz, fmax=config.fmax_hz,
+            sr=config.sample_rate_hz,
+            n_fft=config.n_fft,
+            n_mels=config.n_mels,
+            fmin=config.fmin_hz,
+            fmax=config.fmax_hz,
         )
         self.register_buffer("inverse_basis", torch.from_numpy(np.linalg.pinv(basis)).float(), persistent=False)
         self.register_buffer("window", torch.hann_window(config.win_length), persistent=False)
@@ -171,8 +183,13 @@ class _SourceFilterPrior(nn.Module):
         # Random phases and noise while training; a fixed seed at inference, so copies are reproducible.
         generator = None if self.training else torch.Generator(device=mel.device).manual_seed(0)
         excitation = harmonic_excitation(f0, config, generator)
-        stft = {"n_fft": config.n_fft, "hop_length": config.hop_length, "win_length": config.win_length,
-                "window": self.window, "center": True}
+        stft = {
+            "n_fft": config.n_fft,
+            "hop_length": config.hop_length,
+            "win_length": config.win_length,
+            "window": self.window,
+            "center": True,
+        }
         spec = torch.stft(excitation, return_complex=True, **stft)
         phase = spec / torch.clamp(spec.abs(), min=1e-6)
         magnitude = torch.clamp(self.inverse_basis @ torch.exp(mel), min=0.0)
@@ -218,12 +235,15 @@ class HiFiGANGenerator(nn.Module):
                 stride = int(np.prod(config.upsample_rates[index + 1 :]))
                 self.source_convs.append(
                     nn.Conv1d(1, channels, 2 * stride, stride=stride, padding=stride // 2)
-                    if stride > 1 else nn.Conv1d(1, channels, 1)
+                    if stride > 1
+                    else nn.Conv1d(1, channels, 1)
                 )
-            self.resblocks.append(nn.ModuleList(
-                _ResBlock2(channels, k, d)
-                for k, d in zip(config.resblock_kernel_sizes, config.resblock_dilations, strict=True)
-            ))
+            self.resblocks.append(
+                nn.ModuleList(
+                    _ResBlock2(channels, k, d)
+                    for k, d in zip(config.resblock_kernel_sizes, config.resblock_dilations, strict=True)
+                )
+            )
         self.conv_post = nn.Conv1d(channels, 1, 7, padding=3)
         if self.prior is not None:  # start as the prior itself: zero correction
             nn.init.zeros_(self.conv_post.weight)
@@ -286,8 +306,11 @@ class VocosGenerator(nn.Module):
         self.magnitude_prior = config.magnitude_prior
         if self.magnitude_prior:
             basis = librosa.filters.mel(
-                sr=config.sample_rate_hz, n_fft=config.n_fft, n_mels=config.n_mels,
-                fmin=config.fmin_hz, fmax=config.fmax_hz,
+                sr=config.sample_rate_hz,
+                n_fft=config.n_fft,
+                n_mels=config.n_mels,
+                fmin=config.fmin_hz,
+                fmax=config.fmax_hz,
             )
             self.register_buffer("inverse_basis", torch.from_numpy(np.linalg.pinv(basis)).float(), persistent=False)
             with torch.no_grad():  # start from the prior: zero correction
@@ -308,8 +331,13 @@ class VocosGenerator(nn.Module):
         spec = torch.polar(magnitude, phase)
         # center=True: frame i is centred on sample i*hop, as in LogMel, so k+1 frames give k*hop samples.
         return torch.istft(
-            spec, n_fft=self.n_fft, hop_length=self.hop, win_length=self.win, window=self.window,
-            center=True, length=(mel.shape[-1] - 1) * self.hop,
+            spec,
+            n_fft=self.n_fft,
+            hop_length=self.hop,
+            win_length=self.win,
+            window=self.window,
+            center=True,
+            length=(mel.shape[-1] - 1) * self.hop,
         )
 
 
@@ -334,8 +362,13 @@ STFT_RESOLUTIONS = ((512, 50, 240), (1024, 120, 600), (2048, 240, 1200))
 
 def _magnitude(wave: torch.Tensor, n_fft: int, hop: int, win: int) -> torch.Tensor:
     spec = torch.stft(
-        wave, n_fft=n_fft, hop_length=hop, win_length=win, window=torch.hann_window(win, device=wave.device),
-        center=True, return_complex=True,
+        wave,
+        n_fft=n_fft,
+        hop_length=hop,
+        win_length=win,
+        window=torch.hann_window(win, device=wave.device),
+        center=True,
+        return_complex=True,
     )
     return torch.sqrt(torch.clamp(spec.real.square() + spec.imag.square(), min=1e-7))
 
