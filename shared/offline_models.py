@@ -11,6 +11,8 @@ import os
 import shutil
 from pathlib import Path
 
+from shared.files import write_atomic
+
 
 class MissingModelError(RuntimeError):
     """A model package is not installed; the message names it."""
@@ -49,13 +51,15 @@ def whisper_model_dir(name: str = "base") -> Path:
     model_bin = target / "model.bin"
     expected_size = (part1 / "model.bin.part1").stat().st_size + (part2 / "model.bin.part2").stat().st_size
     if not model_bin.exists() or model_bin.stat().st_size != expected_size:
-        target.mkdir(parents=True, exist_ok=True)
-        partial = target / "model.bin.partial"
-        with partial.open("wb") as out:
-            for part in (part1 / "model.bin.part1", part2 / "model.bin.part2"):
-                with part.open("rb") as source:
-                    shutil.copyfileobj(source, out, length=8 << 20)
-        partial.replace(model_bin)  # atomic: a concurrent reader never sees half a file
+
+        def concatenate(partial: Path) -> None:
+            with partial.open("wb") as out:
+                for part in (part1 / "model.bin.part1", part2 / "model.bin.part2"):
+                    with part.open("rb") as source:
+                        shutil.copyfileobj(source, out, length=8 << 20)
+
+        # The services start together on a fresh machine and may all assemble it at once.
+        write_atomic(model_bin, concatenate)
         for extra in ("config.json", "tokenizer.json", "vocabulary.txt"):
             shutil.copy2(part1 / extra, target / extra)
     return target

@@ -1,4 +1,4 @@
-"""`vcfad detect`, `vcfad train-detector`, `vcfad eval-detector`."""
+"""`vcfad detect`, `vcfad train-detector`, `vcfad eval-detector`, `vcfad set-threshold`."""
 
 from __future__ import annotations
 
@@ -55,6 +55,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--threads", type=int, default=2)
     evaluate.set_defaults(handler=_evaluate)
 
+    threshold = subparsers.add_parser(
+        "set-threshold",
+        help="set a model's operating threshold from its scores on a manifest (never a test set)",
+        description="Write the EER point (default) or a bounded false-alarm rate on real clips into model.json.",
+    )
+    threshold.add_argument("--model", required=True, help="model folder (or shipped model name) to update")
+    threshold.add_argument(
+        "--manifest", required=True, type=Path, action="append", help="manifest TSV; repeat to pool several"
+    )
+    threshold.add_argument("--split", help="use only this split of the manifest (e.g. dev)")
+    threshold.add_argument(
+        "--false-alarm-rate",
+        type=_rate,
+        help="call at most this share (0-1) of the real clips fake, instead of the EER point",
+    )
+    threshold.add_argument("--threads", type=int, default=2)
+    threshold.set_defaults(handler=_set_threshold)
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a share between 0 and 1, not {value}")
+    return value
+
 
 def _detect(args: argparse.Namespace) -> int:
     from services.detector.inference import Detector
@@ -107,4 +135,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(markdown(summaries, [str(manifest) for manifest in args.manifest]))
     if args.out:
         print(f"reports: {args.out}/report.json, report.md, det.png")
+    return 0
+
+
+def _set_threshold(args: argparse.Namespace) -> int:
+    from services.detector.evaluation import set_threshold
+    from services.detector.inference import Detector
+
+    model_dir = resolve_model(args.model)
+    detector = Detector.from_model_dir(model_dir, threads=args.threads)
+    old, new = set_threshold(detector, args.manifest, split=args.split, false_alarm_rate=args.false_alarm_rate)
+    print(f"{detector.name} ({model_dir}): threshold {old:.4f} -> {new:.4f}")
     return 0

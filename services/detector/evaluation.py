@@ -6,6 +6,7 @@ service runs) at its own shipped threshold: nothing is tuned on the evaluated ma
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections import defaultdict
 from collections.abc import Sequence
@@ -185,3 +186,62 @@ def evaluate(
         (out_dir / "report.md").write_text(markdown(summaries, names))
         plot_det(results, out_dir / "det.png", title=f"DET: {' + '.join(Path(m).parent.name for m in manifests)}")
     return summaries
+
+
+def operating_threshold(result: ModelScores, false_alarm_rate: float | None = None) -> float:
+    """The threshold a model should use, from its scores on data it was not fitted to.
+
+    Without ``false_alarm_rate``: the EER point (what training does on dev). With it: the lowest
+    threshold at which at most that share of the real clips is called fake, for a deployment that
+    must bound false alarms on its own real traffic.
+    """
+    labels = result.labels
+    if false_alarm_rate is None:
+        _, threshold = equal_error_rate(labels, result.scores)
+        if not np.isfinite(threshold):
+            raise ManifestError("the EER point needs real and fake clips; use --false-alarm-rate for real clips only")
+        return threshold
+    real = np.sort(result.scores[labels == 0])[::-1]
+    if real.size == 0:
+        raise ManifestError("no real (bonafide) clips to bound the false-alarm rate on")
+    allowed = int(np.floor(false_alarm_rate * real.size + 1e-9))  # real clips that may score ≥ threshold
+    if allowed >= real.size:
+        return float(real[-1])
+    # Just above the highest real score that must stay below it (scores are probabilities).
+    return float(np.nextafter(real[allowed], np.inf))
+
+
+def set_threshold(
+    detector: Detector,
+    manifests: Sequence[Path],
+    *,
+    split: str | None = None,
+    false_alarm_rate: float | None = None,
+) -> tuple[float, float]:
+    """Score ``manifests`` (optionally one split), write the operating threshold into the model's
+    ``model.json`` with where it came from; returns ``(old, new)`` thresholds."""
+    from services.detector.models import ModelSpec
+
+    rows = [row for manifest in manifests for row in read_manifest(manifest)]
+    if split:
+        rows = [row for row in rows if row.split == split]
+    if not rows:
+        raise ManifestError(f"{', '.join(map(str, manifests))}: no rows" + (f" in split {split!r}" if split else ""))
+    result = score_manifest(detector, rows)
+    new = operating_threshold(result, false_alarm_rate)
+    spec = ModelSpec.read(detector.model_dir)
+    old = spec.threshold
+    spec.threshold = new
+    spec.training.setdefault("threshold_history", []).append(
+        {
+            "threshold": new,
+            "replaced": old,
+            "rule": "eer" if false_alarm_rate is None else f"false_alarm_rate<={false_alarm_rate}",
+            "manifests": [str(manifest) for manifest in manifests],
+            "split": split,
+            "clips": len(result.rows),
+            "date": dt.date.today().isoformat(),
+        }
+    )
+    spec.write(detector.model_dir)
+    return old, new

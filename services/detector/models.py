@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from shared.files import write_atomic
+
 ModelKind = Literal["seed-baseline", "whisper-probe"]
 ONNX_TOLERANCE = 1e-4
 
@@ -135,30 +137,32 @@ def export_probe_onnx(model_dir: Path, target: Path) -> float:
 
     spec = ModelSpec.read(model_dir)
     network = build_probe_network(ProbeHead.load(Path(model_dir) / "head.npz"), spec.whisper_model)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
-    example = torch.randn(2, 80, 300)
-    torch.onnx.export(
-        network,
-        (example,),
-        str(partial),
-        input_names=["log_mel"],
-        output_names=["probability"],
-        dynamic_axes={"log_mel": {0: "batch", 2: "frames"}, "probability": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
-    session = onnxruntime.InferenceSession(str(partial), providers=["CPUExecutionProvider"])
     worst = 0.0
-    generator = torch.Generator().manual_seed(0)
-    for frames in (100, 300, 600):
-        log_mel = torch.randn(3, 80, frames, generator=generator) * 0.5
-        with torch.inference_mode():
-            expected = network(log_mel).numpy()
-        got = session.run(None, {"log_mel": log_mel.numpy()})[0]
-        worst = max(worst, float(np.max(np.abs(got - expected))))
-    if worst > ONNX_TOLERANCE:
-        partial.unlink()
-        raise RuntimeError(f"ONNX export of {model_dir} differs from torch by {worst:.2e} > {ONNX_TOLERANCE}")
-    partial.replace(target)
+
+    def export_and_check(partial: Path) -> None:
+        nonlocal worst
+        example = torch.randn(2, 80, 300)
+        torch.onnx.export(
+            network,
+            (example,),
+            str(partial),
+            input_names=["log_mel"],
+            output_names=["probability"],
+            dynamic_axes={"log_mel": {0: "batch", 2: "frames"}, "probability": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+        session = onnxruntime.InferenceSession(str(partial), providers=["CPUExecutionProvider"])
+        generator = torch.Generator().manual_seed(0)
+        for frames in (100, 300, 600):
+            log_mel = torch.randn(3, 80, frames, generator=generator) * 0.5
+            with torch.inference_mode():
+                expected = network(log_mel).numpy()
+            got = session.run(None, {"log_mel": log_mel.numpy()})[0]
+            worst = max(worst, float(np.max(np.abs(got - expected))))
+        if worst > ONNX_TOLERANCE:
+            raise RuntimeError(f"ONNX export of {model_dir} differs from torch by {worst:.2e} > {ONNX_TOLERANCE}")
+
+    # The service, the CLI and a Celery worker may assemble the graph on first use at once.
+    write_atomic(target, export_and_check)
     return worst

@@ -22,6 +22,7 @@ from services.detector.manifest import ManifestError, ManifestRow, read_manifest
 from services.detector.metrics import equal_error_rate
 from services.detector.models import ONNX_TOLERANCE, ModelSpec, ProbeHead, export_probe_onnx
 from shared.audio import load_audio
+from shared.files import write_atomic
 from shared.offline_models import cache_dir
 
 
@@ -44,9 +45,8 @@ class FeatureCache:
                 arrays.append(np.load(key))
                 continue
             value = np.asarray(extract(load_audio(row.path, DETECTION_LOAD_POLICY)), dtype=np.float32)
-            partial = key.with_suffix(".partial.npy")
-            np.save(partial, value)
-            partial.replace(key)
+            # Two trainings may compute the same clip at once (builds share identical clips).
+            write_atomic(key, lambda temp, value=value: np.save(temp, value))
             arrays.append(value)
         return np.stack(arrays)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.detector.dataset.augment import augment, codec, coloured_noise
+from services.detector.dataset.augment import augment, codec, coloured_noise, distortion
 from services.detector.dataset.build import _apportion, draw_duration
 from services.detector.dataset.config import REPO_ROOT, Augment, ConfigError, Windows, load_config, parse_config
 from services.detector.dataset.probe import FEATURES, clip_features, probe_rows
@@ -104,6 +104,30 @@ def test_codec_round_trip_stays_aligned(speech: Audio, name: str) -> None:
     assert description.startswith(name) and len(out) == speech.num_samples
     correlation = np.corrcoef(out, speech.samples)[0, 1]
     assert correlation > 0.8, f"{name} round trip is misaligned (r={correlation:.2f})"
+
+
+def test_distortion_adds_harmonics_and_keeps_the_level() -> None:
+    # A pure 500 Hz tone (an exact 1 Hz bin of a 1 s FFT) has no energy elsewhere; both modes
+    # (harmonics through random band filters, soft clipping) put at least −45 dB of it elsewhere.
+    tone = (0.3 * np.sin(2 * np.pi * 500 * np.arange(16_000) / 16_000)).astype(np.float32)
+    clean = np.abs(np.fft.rfft(tone)) ** 2
+    assert clean[np.r_[0:480, 521:8001]].sum() < 1e-12 * clean.sum()
+    modes = set()
+    for seed in range(40):
+        out, name = distortion(tone, np.random.default_rng(seed))
+        again, _ = distortion(tone, np.random.default_rng(seed))
+        assert np.array_equal(out, again) and len(out) == len(tone) and np.all(np.isfinite(out))
+        assert np.sqrt(np.mean(out**2)) == pytest.approx(np.sqrt(np.mean(tone**2)), rel=1e-3)
+        power = np.abs(np.fft.rfft(out)) ** 2
+        assert power[np.r_[0:480, 521:8001]].sum() > 3e-5 * power.sum(), name
+        modes.add(name.split("(")[1][:4])
+    assert modes == {"harm", "clip"}
+
+
+def test_augment_applies_distortion_when_asked(speech: Audio) -> None:
+    descriptions = [augment(speech, np.random.default_rng(seed), Augment(distortion_p=1.0))[1] for seed in range(5)]
+    assert all("distort(" in d for d in descriptions)
+    assert not any("distort(" in augment(speech, np.random.default_rng(s), Augment())[1] for s in range(20))
 
 
 def test_coloured_noise_slopes() -> None:

@@ -37,6 +37,19 @@ def test_probe_trains_and_beats_chance_on_unseen_generators(tiny_manifest: Path,
     assert summary["overall"]["eer"] < 0.35
     assert (tmp_path / "report" / "det.png").stat().st_size > 1000
 
+    # set-threshold on dev reproduces training's EER point through the served ONNX graph; a bound
+    # on false alarms then holds on those real clips, and each change is recorded in model.json.
+    args = ["set-threshold", "--model", str(tmp_path / "probe"), "--manifest", str(tiny_manifest), "--split", "dev"]
+    assert vcfad_main(args) == 0
+    assert json.loads((tmp_path / "probe" / "model.json").read_text())["threshold"] == pytest.approx(
+        result.threshold, abs=1e-3
+    )
+    assert vcfad_main([*args, "--false-alarm-rate", "0.1"]) == 0
+    spec = json.loads((tmp_path / "probe" / "model.json").read_text())
+    assert [entry["rule"] for entry in spec["training"]["threshold_history"]] == ["eer", "false_alarm_rate<=0.1"]
+    [dev] = evaluate([Detector.from_model_dir(tmp_path / "probe")], [tiny_manifest], split="dev")
+    assert dev["overall"]["threshold"] == spec["threshold"] and dev["overall"]["false_alarm_rate"] <= 0.1
+
 
 @pytest.mark.slow
 def test_seed_baseline_onnx_equals_scikit_learn(tiny_manifest: Path, tmp_path: Path):

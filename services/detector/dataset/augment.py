@@ -1,8 +1,9 @@
 """Channel augmentation, drawn from ONE distribution for real and fake clips alike.
 
 With a single real corpus, a detector's false alarms follow the recording channel; randomising
-the channel (noise floor, additive noise, EQ, reverb, resampling, band limits, telephone band,
-codec round trips) for both classes leaves the generator's artefacts as the only label cue.
+the channel (noise floor, additive noise, EQ, reverb, non-linear distortion, resampling, band
+limits, telephone band, codec round trips) for both classes leaves the generator's artefacts as
+the only label cue.
 Every step is seeded by the caller's :class:`numpy.random.Generator`, so a clip's chain is
 reproducible, and the chain is described as a short string for the manifest's ``augment`` column.
 """
@@ -98,6 +99,53 @@ def random_reverb(samples: np.ndarray, rng: np.random.Generator) -> tuple[np.nda
     return (samples + wet * 10 ** (wet_db / 20)).astype(np.float32), f"reverb({rt60_s:.2f}s,{wet_db:.0f}dB)"
 
 
+def _random_bands_fir(rng: np.random.Generator, num_taps: int = 63) -> np.ndarray:
+    """An FIR filter passing one to three random bands (centres 150–7000 Hz, 0.3–2 octaves wide)."""
+    taps = np.zeros(num_taps)
+    for _ in range(int(rng.integers(1, 4))):
+        centre_hz = float(np.exp(rng.uniform(np.log(150), np.log(7000))))
+        half_width = 2 ** (float(rng.uniform(0.3, 2.0)) / 2)
+        low_hz, high_hz = max(centre_hz / half_width, 50.0), min(centre_hz * half_width, 7900.0)
+        taps += rng.uniform(0.3, 1.0) * signal.firwin(num_taps, [low_hz, high_hz], pass_zero=False, fs=_RATE_HZ)
+    return taps
+
+
+def distortion(samples: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """A non-linear device channel: harmonic distortion or soft clipping, sometimes with clicks.
+
+    Either the square and cube of the signal, each through its own random band filter, are added
+    at −35…−12 dB (the harmonics and intermodulation of a cheap microphone or preamp: RawBoost's
+    "linear and non-linear convolutive noise"), or the signal is soft-clipped by a tanh with a
+    random drive and asymmetry. Half the time signal-dependent impulses follow (RawBoost's
+    "impulsive signal-dependent noise": 1–8 % of the samples scaled by up to ±30 %). The result
+    keeps the input's RMS level.
+    """
+    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    if peak == 0.0:
+        return samples, "distort(silent)"
+    x = samples.astype(np.float64) / peak
+    if rng.random() < 0.5:
+        level_db = float(rng.uniform(-35, -12))
+        y = x.copy()
+        for order in (2, 3):
+            harmonic = signal.lfilter(_random_bands_fir(rng), [1.0], x**order)
+            scale = np.sqrt(np.mean(x**2) / (np.mean(harmonic**2) + 1e-12))
+            y += harmonic * scale * 10 ** ((level_db + rng.uniform(-6, 0)) / 20)
+        name = f"distort(harm{level_db:.0f}dB)"
+    else:
+        drive = float(np.exp(rng.uniform(np.log(1.5), np.log(8.0))))
+        bias = float(rng.uniform(-0.2, 0.2))
+        y = np.tanh(drive * (x + bias)) - np.tanh(drive * bias)
+        name = f"distort(clip{drive:.1f},{bias:+.2f})"
+    if rng.random() < 0.5:
+        share = float(rng.uniform(0.01, 0.08))
+        hit = rng.random(len(y)) < share
+        y[hit] += y[hit] * rng.uniform(-0.3, 0.3, int(hit.sum()))
+        name += f"+clicks({share:.0%})"
+    y *= np.sqrt(np.mean(samples.astype(np.float64) ** 2) / (np.mean(y**2) + 1e-20))
+    return y.astype(np.float32), name
+
+
 def _resample(samples: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
     return Audio(samples, from_hz).resample(to_hz).samples
 
@@ -162,10 +210,19 @@ def _align(reference: np.ndarray, decoded: np.ndarray) -> np.ndarray:
     return decoded[: len(reference)].astype(np.float32)
 
 
-def augment(audio: Audio, rng: np.random.Generator, config: Augment) -> tuple[Audio, str]:
+def augment(
+    audio: Audio,
+    rng: np.random.Generator,
+    config: Augment,
+    *,
+    distortion_rng: np.random.Generator | None = None,
+) -> tuple[Audio, str]:
     """Apply a random channel to 16 kHz ``audio``; returns the result and its description.
 
-    The order is physical: room and microphone (reverb, EQ), background noise, then the
+    ``distortion_rng`` (default: ``rng``) draws the distortion step alone, so a caller can turn
+    distortion on without changing any other step of any clip.
+
+    The order is physical: room and microphone (reverb, EQ, distortion), background noise, then the
     transmission (resampling, band limit or telephone, codec). The noise floor is always raised to
     a random target level (:func:`raise_floor`) so that neither digital silence (common in
     synthetic speech) nor a recording's room tone is a label cue.
@@ -179,6 +236,10 @@ def augment(audio: Audio, rng: np.random.Generator, config: Augment) -> tuple[Au
         steps.append(name)
     if config.eq_p and rng.random() < config.eq_p:
         x, name = random_eq(x, rng)
+        steps.append(name)
+    distortion_rng = rng if distortion_rng is None else distortion_rng
+    if config.distortion_p and distortion_rng.random() < config.distortion_p:
+        x, name = distortion(x, distortion_rng)
         steps.append(name)
     x = raise_floor(x, rng, float(rng.uniform(*config.floor_dbfs)))
     if config.noise_p and rng.random() < config.noise_p:

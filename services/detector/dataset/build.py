@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -39,6 +38,7 @@ from services.detector.dataset.generators import (
 from services.detector.dataset.readers import Recording, read_corpus
 from shared.audio import Audio, AudioError, LoadPolicy, decode_audio, load_audio
 from shared.channel import ChannelMatcher, ChannelProfile
+from shared.files import write_atomic
 from shared.seeds import stable_int
 
 SPLITS: tuple[Split, ...] = ("train", "dev", "test")
@@ -117,18 +117,6 @@ class _Sources:
 
 def _clean(value: object) -> str:
     return " ".join(str(value).replace("\t", " ").split())
-
-
-def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Keep the suffix: soundfile picks the format from it.
-    temp = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
-    try:
-        write(temp)
-        temp.replace(path)
-    finally:
-        if temp.exists():
-            temp.unlink()
 
 
 class DatasetBuilder:
@@ -366,9 +354,9 @@ class DatasetBuilder:
             except (json.JSONDecodeError, KeyError, AudioError):
                 pass  # damaged: make it again
         window, fields = self.make_item(item, sources, attempt)
-        _write_atomic(wav_path, lambda temp: window.write(temp, subtype="FLOAT"))
+        write_atomic(wav_path, lambda temp: window.write(temp, subtype="FLOAT"))
         sidecar = {"fingerprint": fingerprint, "fields": fields}
-        _write_atomic(side_path, lambda temp: _write_json(temp, sidecar))
+        write_atomic(side_path, lambda temp: _write_json(temp, sidecar))
         return window, fields
 
     def _random_real(self, split: str, sources: _Sources, rng: np.random.Generator) -> tuple[int, Audio]:
@@ -394,7 +382,9 @@ class DatasetBuilder:
             window = self.channel_matcher.apply(window, self._channel_profiles[index], seed=stable_int(item.item_id))
             steps.append(f"channel({sources.recordings[index].recording.speaker})")
         rng = item_rng(self.config.seed, "augment", item.item_id)
-        augmented, description = augment(window, rng, self.config.augment)
+        # Distortion draws from its own stream too: turning it on changes only the clips it hits.
+        distortion_rng = item_rng(self.config.seed, "distortion", item.item_id)
+        augmented, description = augment(window, rng, self.config.augment, distortion_rng=distortion_rng)
         if description != "none" or not steps:
             steps.append(description)
         return self._prepare(augmented), "+".join(steps)
@@ -471,9 +461,9 @@ class DatasetBuilder:
                     failed += 1
                     continue
                 audio, row = made
-                _write_atomic(wav_path, audio.write)
+                write_atomic(wav_path, audio.write)
                 sidecar = {"fingerprint": fingerprint, "row": row}
-                _write_atomic(side_path, lambda temp, sidecar=sidecar: _write_json(temp, sidecar))
+                write_atomic(side_path, lambda temp, sidecar=sidecar: _write_json(temp, sidecar))
                 rows.append(row)
 
         removed = self._remove_orphans(out, {item.relpath for item in real_items + fake_items})
@@ -488,7 +478,7 @@ class DatasetBuilder:
                 for row in rows:
                     handle.write("\t".join(_clean(row[column]) for column in MANIFEST_COLUMNS) + "\n")
 
-        _write_atomic(manifest, write_manifest)
+        write_atomic(manifest, write_manifest)
         counts = {
             split: {
                 label: sum(1 for r in rows if r["split"] == split and r["label"] == label)
@@ -527,7 +517,7 @@ class DatasetBuilder:
             "build_wall_s": round(time.monotonic() - started, 1),
             "warnings": self.warnings[:200],
         }
-        _write_atomic(out / "build_info.json", lambda temp: _write_json(temp, info, indent=2))
+        write_atomic(out / "build_info.json", lambda temp: _write_json(temp, info, indent=2))
         return summary
 
     @staticmethod

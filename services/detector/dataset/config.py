@@ -117,6 +117,10 @@ class Augment(_Strict):
     lowpass_p: float = Field(default=0.15, ge=0.0, le=1.0)
     telephone_p: float = Field(default=0.1, ge=0.0, le=1.0)
     codec_p: float = Field(default=0.3, ge=0.0, le=1.0)
+    #: A non-linear, band-coloured channel (a cheap microphone or preamp: harmonic distortion or
+    #: soft clipping, then signal-dependent clicks), the kind of channel real speech from
+    #: consumer devices has and LibriSpeech rarely does (RawBoost, Tak et al., ICASSP 2022).
+    distortion_p: float = Field(default=0.0, ge=0.0, le=1.0)
     #: Share of text-to-speech fakes that get the recording channel (long-term spectrum and room
     #: tone, :mod:`shared.channel`) of a random real recording of their split, before the rest of
     #: the augmentation: otherwise the real class alone carries its corpus's microphones and rooms,

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from shared.audio import MODEL_SAMPLE_RATE_HZ, Audio, LoadPolicy, SilentAudioError, load_audio
+from shared.files import write_atomic
 
 if TYPE_CHECKING:
     import torch
@@ -190,9 +191,7 @@ def save_vocoder(config: VocoderConfig, generator: torch.nn.Module, path: Path) 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     state = {key: value.detach().cpu().float() for key, value in generator.state_dict().items()}
-    partial = path / (WEIGHTS_FILE + ".partial")
-    torch.save(state, partial)
-    partial.replace(path / WEIGHTS_FILE)
+    write_atomic(path / WEIGHTS_FILE, lambda temp: torch.save(state, temp))
     (path / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
 
 

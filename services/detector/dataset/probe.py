@@ -18,6 +18,7 @@ import numpy as np
 from services.detector.manifest import ManifestRow, read_manifest
 from services.detector.metrics import equal_error_rate
 from shared.audio import decode_audio
+from shared.files import write_atomic
 
 FEATURES = ("duration_s", "noise_floor_db", "silence_share", "high_band_db")
 _FRAME_S = 0.02
@@ -154,8 +155,6 @@ def probe_manifest(manifest: str | Path, output: str | Path | None = None) -> Pr
     features = np.stack([clip_features(*_read(row.path)) for row in tqdm(rows, desc="probe features", unit="clip")])
     result = probe_rows(rows, features)
     if output is not None:
-        output = Path(output)
-        temp = output.with_suffix(".json.partial")
-        temp.write_text(json.dumps(result.as_dict(), indent=2, allow_nan=True) + "\n", encoding="utf-8")
-        temp.replace(output)
+        text = json.dumps(result.as_dict(), indent=2, allow_nan=True) + "\n"
+        write_atomic(Path(output), lambda temp: temp.write_text(text, encoding="utf-8"))
     return result
