@@ -160,6 +160,16 @@ def markdown(summaries: Sequence[dict], manifests: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def manifest_rows(manifests: Sequence[Path], split: str | None = None) -> list[ManifestRow]:
+    """The rows of ``manifests`` pooled, optionally of one split only (an error if none are left)."""
+    rows = [row for manifest in manifests for row in read_manifest(manifest)]
+    if split:
+        rows = [row for row in rows if row.split == split]
+        if not rows:
+            raise ManifestError(f"{', '.join(map(str, manifests))}: no rows in split {split!r}")
+    return rows
+
+
 def evaluate(
     detectors: Sequence[Detector],
     manifests: Sequence[Path],
@@ -167,11 +177,7 @@ def evaluate(
     split: str | None = None,
 ) -> list[dict]:
     """Score the rows of ``manifests`` (optionally one split) with each detector; write reports to ``out_dir``."""
-    rows = [row for manifest in manifests for row in read_manifest(manifest)]
-    if split:
-        rows = [row for row in rows if row.split == split]
-        if not rows:
-            raise ManifestError(f"{', '.join(map(str, manifests))}: no rows in split {split!r}")
+    rows = manifest_rows(manifests, split)
     results = [
         score_manifest(detector, rows, label)
         for detector, label in zip(detectors, model_labels(detectors), strict=True)
@@ -196,19 +202,23 @@ def operating_threshold(result: ModelScores, false_alarm_rate: float | None = No
     must bound false alarms on its own real traffic.
     """
     labels = result.labels
+    _require_classes(labels, false_alarm_rate)
     if false_alarm_rate is None:
-        _, threshold = equal_error_rate(labels, result.scores)
-        if not np.isfinite(threshold):
-            raise ManifestError("the EER point needs real and fake clips; use --false-alarm-rate for real clips only")
-        return threshold
+        return equal_error_rate(labels, result.scores)[1]
     real = np.sort(result.scores[labels == 0])[::-1]
-    if real.size == 0:
-        raise ManifestError("no real (bonafide) clips to bound the false-alarm rate on")
     allowed = int(np.floor(false_alarm_rate * real.size + 1e-9))  # real clips that may score ≥ threshold
     if allowed >= real.size:
         return float(real[-1])
     # Just above the highest real score that must stay below it (scores are probabilities).
     return float(np.nextafter(real[allowed], np.inf))
+
+
+def _require_classes(labels: np.ndarray, false_alarm_rate: float | None) -> None:
+    """The EER point needs both classes; a false-alarm bound needs real clips."""
+    if false_alarm_rate is None and len(set(labels.tolist())) < 2:
+        raise ManifestError("the EER point needs real and fake clips; use --false-alarm-rate for real clips only")
+    if not (labels == 0).any():
+        raise ManifestError("no real (bonafide) clips to bound the false-alarm rate on")
 
 
 def set_threshold(
@@ -222,11 +232,9 @@ def set_threshold(
     ``model.json`` with where it came from; returns ``(old, new)`` thresholds."""
     from services.detector.models import ModelSpec
 
-    rows = [row for manifest in manifests for row in read_manifest(manifest)]
-    if split:
-        rows = [row for row in rows if row.split == split]
-    if not rows:
-        raise ManifestError(f"{', '.join(map(str, manifests))}: no rows" + (f" in split {split!r}" if split else ""))
+    rows = manifest_rows(manifests, split)
+    # Before scoring, which takes minutes on a large manifest; checked again after failed clips drop out.
+    _require_classes(np.array([row.is_fake for row in rows], dtype=int), false_alarm_rate)
     result = score_manifest(detector, rows)
     new = operating_threshold(result, false_alarm_rate)
     spec = ModelSpec.read(detector.model_dir)
