@@ -96,8 +96,14 @@ def test_cloner_applies_the_channel_unless_told_not_to(
     matched = piper_cloner.clone(references, text)
     assert piper_cloner.settings.match_channel
     clean_settings = ClonerSettings(backend="piper", threads=1, voice_cache_dir=tmp_path, match_channel=False)
-    clean = Cloner.from_settings(clean_settings).clone(references, text)
-    assert _floor_below_speech_db(clean) - _floor_below_speech_db(matched) > 10
+    clean_cloner = Cloner.from_settings(clean_settings)
+    clean = clean_cloner.clone(references, text)
+    # Piper's VITS noise is not seeded, so the clean clone's pauses (and its floor) move between
+    # runs: over 13 runs clean 29–40 dB, matched 19–20.5 dB. Without channel matching the gap is
+    # ~0; 5 dB separates the two with room for that spread (10 dB failed once in CI).
+    assert _floor_below_speech_db(clean) - _floor_below_speech_db(matched) > 5
     # Per call, either way round (the worker's per-job option).
     also_clean = piper_cloner.clone(references, text, match_channel=False)
-    assert _floor_below_speech_db(also_clean) - _floor_below_speech_db(matched) > 10
+    assert _floor_below_speech_db(also_clean) - _floor_below_speech_db(matched) > 5
+    also_matched = clean_cloner.clone(references, text, match_channel=True)
+    assert abs(_floor_below_speech_db(also_matched) - _floor_below_speech_db(matched)) < 3
