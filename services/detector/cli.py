@@ -39,6 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--kind", choices=("whisper-probe", "seed-baseline"), default="whisper-probe")
     train.add_argument("--out", required=True, type=Path, help="model folder to write")
     train.add_argument("--name", help="model name (default: the folder's name)")
+    train.add_argument(
+        "--channel-normalisation",
+        action="store_true",
+        help="whisper-probe: remove each clip's long-term spectrum before the encoder (docs/detector.md)",
+    )
     train.set_defaults(handler=_train)
 
     evaluate = subparsers.add_parser(
@@ -119,8 +124,16 @@ def _train(args: argparse.Namespace) -> int:
     from services.detector.training import train_seed_baseline, train_whisper_probe
 
     name = args.name or args.out.name
-    trainer = train_whisper_probe if args.kind == "whisper-probe" else train_seed_baseline
-    result = trainer(args.manifest, args.out, name=name)
+    if args.kind == "whisper-probe":
+        result = train_whisper_probe(
+            args.manifest, args.out, name=name, channel_normalisation=args.channel_normalisation
+        )
+    elif args.channel_normalisation:
+        from vcfad.cli import CLIError
+
+        raise CLIError("--channel-normalisation applies to --kind whisper-probe only")
+    else:
+        result = train_seed_baseline(args.manifest, args.out, name=name)
     print(f"{name}: dev EER {100 * result.dev_eer:.2f} %, threshold {result.threshold:.4f} -> {result.model_dir}")
     return 0
 

@@ -6,10 +6,12 @@
 * :class:`WhisperLayerFeatures` — mean and standard deviation over time of the hidden states of
   every block of Whisper's encoder, run on the clip's true length (not padded to 30 s). The
   ``default`` model picks some of these layers; all are cached so the choice is cheap.
+  Optionally the log-mel is channel-normalised first (:func:`normalise_channel`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,25 +61,49 @@ def pool_mean_std(hidden: torch.Tensor) -> torch.Tensor:
     return torch.cat([mean, std], dim=-1)
 
 
+def normalise_channel(log_mel: torch.Tensor, mel_profile: torch.Tensor) -> torch.Tensor:
+    """Replace each band's mean over the clip by ``mel_profile``: (batch, mels, frames) -> same.
+
+    A recording channel (microphone, room colouring, a codec's band limit) multiplies the
+    spectrum, so it adds one constant per band to the log-mel; taking away the clip's band means
+    removes it (cepstral mean normalisation). The profile puts back a typical long-term speech
+    spectrum, because the encoder was trained on natural spectra, not flattened ones.
+    """
+    return log_mel - log_mel.mean(dim=2, keepdim=True) + mel_profile[None, :, None]
+
+
 class WhisperLayerFeatures:
     """Pooled hidden states of every Whisper encoder block for a 16 kHz clip.
 
     Returns an array (layers, 2·width). Clips longer than Whisper's 30 s window are cut to it:
-    callers score long recordings window by window.
+    callers score long recordings window by window. With ``mel_profile`` (one value per mel
+    band) the log-mel is channel-normalised before the encoder (:func:`normalise_channel`).
     """
 
-    def __init__(self, model_name: str = "base", num_layers: int | None = None, model_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        model_name: str = "base",
+        num_layers: int | None = None,
+        model_dir: Path | None = None,
+        mel_profile: np.ndarray | None = None,
+    ) -> None:
         self.model_name = model_name
         self.encoder = WhisperEncoder.from_ct2(model_dir or whisper_model_dir(model_name), num_layers=num_layers)
+        self.mel_profile = None if mel_profile is None else torch.from_numpy(np.asarray(mel_profile, np.float32))
 
     @property
     def cache_id(self) -> str:
-        return f"whisper-{self.model_name}-l{self.encoder.num_layers}-meanstd"
+        base = f"whisper-{self.model_name}-l{self.encoder.num_layers}-meanstd"
+        if self.mel_profile is None:
+            return base
+        return f"{base}-cmn-{hashlib.sha1(self.mel_profile.numpy().tobytes()).hexdigest()[:12]}"
 
     @torch.inference_mode()
     def __call__(self, audio: Audio) -> np.ndarray:
         if audio.sample_rate_hz != 16_000:
             audio = audio.resample(16_000)
-        log_mel = whisper_log_mel(audio.samples)[:, :WHISPER_MAX_FRAMES]
-        hidden = self.encoder(torch.from_numpy(log_mel)[None])
+        log_mel = torch.from_numpy(whisper_log_mel(audio.samples)[:, :WHISPER_MAX_FRAMES])[None]
+        if self.mel_profile is not None:
+            log_mel = normalise_channel(log_mel, self.mel_profile)
+        hidden = self.encoder(log_mel)
         return torch.stack([pool_mean_std(layer)[0] for layer in hidden]).numpy()

@@ -61,8 +61,12 @@ class ProbeHead:
     scale: np.ndarray
     coef: np.ndarray
     intercept: float
+    #: Per-band log-mel profile when the input is channel-normalised
+    #: (:func:`services.detector.features.normalise_channel`); None = the raw log-mel.
+    mel_profile: np.ndarray | None = None
 
     def save(self, path: Path) -> None:
+        optional = {} if self.mel_profile is None else {"mel_profile": self.mel_profile}
         np.savez(
             path,
             layers=np.array(self.layers),
@@ -70,6 +74,7 @@ class ProbeHead:
             scale=self.scale,
             coef=self.coef,
             intercept=np.array([self.intercept]),
+            **optional,
         )
 
     @classmethod
@@ -81,10 +86,12 @@ class ProbeHead:
                 scale=data["scale"].astype(np.float32),
                 coef=data["coef"].astype(np.float32),
                 intercept=float(data["intercept"][0]),
+                mel_profile=data["mel_profile"].astype(np.float32) if "mel_profile" in data.files else None,
             )
 
     def probability(self, pooled: np.ndarray) -> np.ndarray:
-        """pooled: (batch, layers_total, 2·width) from WhisperLayerFeatures -> P(fake) per row."""
+        """pooled: (batch, layers_total, 2·width) from WhisperLayerFeatures (with this head's
+        ``mel_profile``) -> P(fake) per row."""
         features = pooled[:, [layer - 1 for layer in self.layers], :].reshape(len(pooled), -1)
         logits = ((features - self.mean) / self.scale) @ self.coef + self.intercept
         return 1.0 / (1.0 + np.exp(-logits))
@@ -94,7 +101,7 @@ def build_probe_network(head: ProbeHead, whisper_model: str = "base"):  # -> tor
     """The whole ``whisper-probe`` model as one torch module: log-mel (batch, 80, frames) -> P(fake)."""
     import torch
 
-    from services.detector.features import pool_mean_std
+    from services.detector.features import normalise_channel, pool_mean_std
     from shared.offline_models import whisper_model_dir
     from shared.whisper_encoder import WhisperEncoder
 
@@ -107,8 +114,12 @@ def build_probe_network(head: ProbeHead, whisper_model: str = "base"):  # -> tor
             self.register_buffer("scale", torch.from_numpy(head.scale))
             self.register_buffer("coef", torch.from_numpy(head.coef))
             self.intercept = float(head.intercept)
+            profile = None if head.mel_profile is None else torch.from_numpy(head.mel_profile)
+            self.register_buffer("mel_profile", profile)
 
         def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
+            if self.mel_profile is not None:
+                log_mel = normalise_channel(log_mel, self.mel_profile)
             hidden = self.encoder(log_mel)
             pooled = torch.cat([pool_mean_std(hidden[index]) for index in self.layer_indices], dim=-1)
             logits = ((pooled - self.mean) / self.scale) @ self.coef + self.intercept

@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -154,14 +154,34 @@ CANDIDATE_LAYER_SETS: tuple[tuple[int, ...], ...] = tuple(
 CANDIDATE_C: tuple[float, ...] = (0.0001, 0.0003, 0.001, 0.01, 0.1)
 
 
+def real_mel_profile(rows: Sequence[ManifestRow]) -> np.ndarray:
+    """Mean over the real clips of ``rows`` of each clip's per-band log-mel mean: the long-term
+    spectrum that channel normalisation puts back (80 values)."""
+    from shared.whisper_encoder import whisper_log_mel
+
+    real = [row for row in rows if not row.is_fake]
+    if not real:
+        raise ManifestError("channel normalisation needs real (bonafide) training clips")
+    means = [
+        whisper_log_mel(load_audio(row.path, DETECTION_LOAD_POLICY).samples).mean(axis=1)
+        for row in tqdm(real, desc="mel profile (train real)", unit="clip", leave=False)
+    ]
+    return np.mean(means, axis=0).astype(np.float32)
+
+
 def probe_features(
-    train: Sequence[ManifestRow], dev: Sequence[ManifestRow], whisper_model: str = "base", num_layers: int = 4
+    train: Sequence[ManifestRow],
+    dev: Sequence[ManifestRow],
+    whisper_model: str = "base",
+    num_layers: int = 4,
+    mel_profile: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Pooled Whisper features (clips, blocks, 2·width) and labels of train and dev, through the
-    feature cache: ``x_train, y_train, x_dev, y_dev``."""
+    feature cache: ``x_train, y_train, x_dev, y_dev``. ``mel_profile``: channel-normalise the
+    log-mel first (:func:`services.detector.features.normalise_channel`)."""
     from services.detector.features import WhisperLayerFeatures
 
-    extractor = WhisperLayerFeatures(whisper_model, num_layers=num_layers)
+    extractor = WhisperLayerFeatures(whisper_model, num_layers=num_layers, mel_profile=mel_profile)
     cache = FeatureCache(extractor.cache_id)
     x_train = cache.features(train, extractor, "whisper features (train)")
     x_dev = cache.features(dev, extractor, "whisper features (dev)")
@@ -205,11 +225,18 @@ def train_whisper_probe(
     whisper_model: str = "base",
     layer_sets: Sequence[tuple[int, ...]] = CANDIDATE_LAYER_SETS,
     c_values: Sequence[float] = CANDIDATE_C,
+    channel_normalisation: bool = False,
 ) -> TrainResult:
-    """Logistic regression over pooled Whisper encoder layers; layers and C chosen on dev EER."""
+    """Logistic regression over pooled Whisper encoder layers; layers and C chosen on dev EER.
+
+    ``channel_normalisation``: the encoder reads the log-mel with each band's clip mean replaced
+    by the real training clips' average (:func:`real_mel_profile`), in training and in the
+    exported graph alike.
+    """
     train, dev = split_rows(manifest)
+    mel_profile = real_mel_profile(train) if channel_normalisation else None
     x_train, y_train, x_dev, y_dev = probe_features(
-        train, dev, whisper_model, num_layers=max(max(layers) for layers in layer_sets)
+        train, dev, whisper_model, num_layers=max(max(layers) for layers in layer_sets), mel_profile=mel_profile
     )
 
     search: list[dict] = []
@@ -220,7 +247,7 @@ def train_whisper_probe(
         # Strictly better only: on ties the earlier (fewer, shallower layers) candidate stays. The
         # tolerance keeps float noise from breaking ties (the same EER summed in another order).
         if best is None or dev_eer < best["dev_eer"] - 1e-9:
-            best_head, best = head, search[-1]
+            best_head, best = replace(head, mel_profile=mel_profile), search[-1]
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -232,7 +259,8 @@ def train_whisper_probe(
         created=dt.date.today().isoformat(),
         whisper_model=whisper_model,
         layers=best["layers"],
-        training=_summary(manifest, train, dev) | {"selected": best, "search": search},
+        training=_summary(manifest, train, dev)
+        | {"channel_normalisation": channel_normalisation, "selected": best, "search": search},
     )
     spec.write(out_dir)
     spec.training["onnx_max_abs_difference"] = export_probe_onnx(out_dir, cache_dir() / "detector" / "check.onnx")
