@@ -43,6 +43,14 @@ SENTENCES = (
 BANDS_HZ = ((0, 1000), (1000, 4000), (4000, 8000), (8000, 12000))
 
 
+def _named_graph(text: str) -> tuple[str, Path]:
+    """``--graph NAME=PATH`` → (name, path) of an existing file."""
+    name, _, path = text.partition("=")
+    if not name or not Path(path).is_file():
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH of an existing ONNX file, not {text!r}")
+    return name, Path(path)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -52,6 +60,7 @@ def main() -> int:
         "--graph",
         action="append",
         default=[],
+        type=_named_graph,
         metavar="NAME=PATH",
         help="also compare this Kokoro graph file (e.g. a cached fast graph of an earlier recipe); repeatable",
     )
@@ -60,10 +69,6 @@ def main() -> int:
         "--profile", action="store_true", help="also report each graph's share of kernel time by operator type"
     )
     args = parser.parse_args()
-    for item in args.graph:
-        name, _, path = item.partition("=")
-        if not name or not Path(path).is_file():
-            parser.error(f"--graph {item!r}: expected NAME=PATH of an existing ONNX file")
 
     scratch = Path(tempfile.mkdtemp(prefix="kokoro-graphs-"))  # float graphs: ~0.3 GB each
     try:
@@ -94,7 +99,7 @@ def _run(args: argparse.Namespace, scratch: Path) -> int:
     graphs = {"packaged": kokoro_model_path(), "fast": fast_kokoro_model_path()}
     graphs["float"] = scratch / "float.onnx"
     onnx.save(dequantize_convolutions(onnx.load(str(graphs["packaged"]))), str(graphs["float"]))
-    graphs |= {name: Path(path) for name, _, path in (item.partition("=") for item in args.graph)}
+    graphs |= dict(args.graph)
     tts = KokoroTTS(threads=args.threads, graph="packaged")  # only for text → tokens
     if args.all_generator:
         from shared.tts.kokoro_quantize import calibration_feeds

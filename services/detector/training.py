@@ -247,11 +247,12 @@ def train_whisper_probe(
         # Strictly better only: on ties the earlier (fewer, shallower layers) candidate stays. The
         # tolerance keeps float noise from breaking ties (the same EER summed in another order).
         if best is None or dev_eer < best["dev_eer"] - 1e-9:
-            best_head, best = replace(head, mel_profile=mel_profile), search[-1]
+            best_head, best = head, search[-1]
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    best_head.save(out_dir / "head.npz")
+    # The head reads features of the normalised log-mel: the graph must normalise the same way.
+    replace(best_head, mel_profile=mel_profile).save(out_dir / "head.npz")
     spec = ModelSpec(
         name=name,
         kind="whisper-probe",

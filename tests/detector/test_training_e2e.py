@@ -102,7 +102,7 @@ def test_channel_normalised_probe_ignores_a_fixed_channel(tiny_manifest: Path, t
         assert torch.allclose(normalised(log_mel + channel), normalised(log_mel), atol=1e-5)
         assert not torch.allclose(raw(log_mel + channel), raw(log_mel), atol=1e-3)
 
-    # Served through ONNX, it still tells unseen generators apart (0.25 when written; 24 clips, so
-    # the bound is chance, not the raw model's 0.35).
+    # Served through ONNX, it still tells unseen generators apart. The test split has 24 clips, so
+    # the bound is chance, not the 0.35 the raw-input model is held to above.
     [summary] = evaluate([Detector.from_model_dir(tmp_path / "cmn")], [tiny_manifest], split="test")
     assert summary["overall"]["eer"] < 0.5
