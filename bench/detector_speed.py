@@ -6,11 +6,11 @@ Prints one row per model: median and p90 over repeats, on the same real 5 s Libr
 in one process, so the models are compared on the same machine state, and how much of the
 ``default`` time is its front end (the Whisper log-mel).
 
-``--int8`` also times an int8 copy of ``default``'s assembled graph (ONNX Runtime's dynamic
-quantization of every MatMul: 7-bit per-tensor weights, the range that does not saturate on CPUs
-without VNNI) against the float graph, model call only, interleaved, and prints how far its scores
-move on the first 20 clips of LibriSpeech test-other and of external-dev's SpeechT5 set. It is a
-measurement, not a shipped model: a changed graph needs the dev rule of docs/detector.md.
+``--int8`` also times an int8 copy of ``default``'s assembled float graph (every MatMul quantized
+dynamically, 7-bit per-tensor weights: ``services.detector.models.quantize_matmuls``, what a model
+with ``precision = "int8-matmul"`` serves) against the float graph, model call only, interleaved,
+and prints how far its scores move on the first 20 clips of LibriSpeech test-other and of
+external-dev's SpeechT5 set. A changed graph ships only through the dev rule of docs/detector.md.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 
 from services.detector.cli import resolve_model
 from services.detector.inference import Detector
-from services.detector.models import probe_onnx_path
+from services.detector.models import probe_onnx_path, quantize_matmuls
 from shared.audio import Audio, load_audio
 from shared.whisper_encoder import whisper_log_mel
 
@@ -72,7 +72,6 @@ def _timed(call: Callable[[], object], repeats: int) -> tuple[float, float]:
 
 def _int8_comparison(clip: Audio, threads: int, repeats: int) -> None:
     import onnxruntime
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     model_dir = resolve_model("default")
     detector = Detector.from_model_dir(model_dir, threads=threads)
@@ -82,14 +81,7 @@ def _int8_comparison(clip: Audio, threads: int, repeats: int) -> None:
     with tempfile.TemporaryDirectory(prefix="detector-int8-") as scratch:
         int8_path = Path(scratch) / "int8.onnx"
         float_path = probe_onnx_path(model_dir)
-        quantize_dynamic(
-            str(float_path),
-            str(int8_path),
-            op_types_to_quantize=["MatMul"],
-            weight_type=QuantType.QInt8,
-            per_channel=False,
-            reduce_range=True,
-        )
+        quantize_matmuls(float_path, int8_path)
         sessions = {
             name: onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
             for name, path in (("float", float_path), ("int8", int8_path))

@@ -25,6 +25,9 @@ import numpy as np
 from shared.files import write_atomic
 
 ModelKind = Literal["seed-baseline", "whisper-probe"]
+#: ``int8-matmul``: the assembled graph's MatMuls quantized dynamically (see :func:`quantize_matmuls`).
+Precision = Literal["float32", "int8-matmul"]
+PRECISIONS: tuple[Precision, ...] = ("float32", "int8-matmul")
 ONNX_TOLERANCE = 1e-4
 
 
@@ -39,6 +42,7 @@ class ModelSpec:
     whisper_model: str = "base"
     layers: list[int] = field(default_factory=list)
     training: dict[str, Any] = field(default_factory=dict)
+    precision: Precision = "float32"
 
     @classmethod
     def read(cls, model_dir: Path) -> ModelSpec:
@@ -138,7 +142,65 @@ def probe_onnx_path(model_dir: Path) -> Path:
     target = cache_dir() / "detector" / f"{spec.name}-{digest.hexdigest()[:16]}.onnx"
     if not target.exists():
         export_probe_onnx(model_dir, target)
-    return target
+    if spec.precision == "float32":
+        return target
+    quantized = target.with_name(f"{target.stem}-{spec.precision}.onnx")
+    if not quantized.exists():
+        write_atomic(quantized, lambda partial: quantize_matmuls(target, partial))
+    return quantized
+
+
+def quantized_copy(model_dir: Path, out: Path) -> Path:
+    """Copy a ``whisper-probe`` model folder to ``out`` with ``precision = "int8-matmul"`` and build
+    its graph. The threshold is the float model's until it is set again on dev (``set-threshold``).
+
+    Raises
+    ------
+    ValueError
+        The model is not a float ``whisper-probe`` model, or ``out`` already holds files.
+    """
+    import datetime as dt
+    import shutil
+
+    spec = ModelSpec.read(model_dir)
+    if spec.kind != "whisper-probe":
+        raise ValueError(f"{model_dir}: a {spec.kind} model has no Whisper graph to quantize")
+    if spec.precision != "float32":
+        raise ValueError(f"{model_dir}: already {spec.precision}")
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"--out {out}: exists and is not empty")
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(Path(model_dir) / "head.npz", out / "head.npz")
+    spec.training["quantized_from"] = {
+        "model": str(model_dir),
+        "threshold": spec.threshold,
+        "date": dt.date.today().isoformat(),
+    }
+    spec.precision = "int8-matmul"
+    spec.write(out)
+    probe_onnx_path(out)
+    return out
+
+
+def quantize_matmuls(float_path: Path, target: Path) -> None:
+    """Write ``float_path``'s graph with every MatMul quantized dynamically to int8.
+
+    Weights are 7-bit (``reduce_range``), one scale per tensor: without VNNI, ONNX Runtime's u8×s8
+    kernel adds pairs of products in int16, which full-range weights can overflow; its fused
+    dynamic MatMul rejects per-channel zero points on this graph's front end. Activations are
+    quantized per call from their own range. Scores move (a few hundredths on real clips), so an
+    int8 model gets its own threshold and goes through the rule in docs/detector.md.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        str(float_path),
+        str(target),
+        op_types_to_quantize=["MatMul"],
+        weight_type=QuantType.QInt8,
+        per_channel=False,
+        reduce_range=True,
+    )
 
 
 def export_probe_onnx(model_dir: Path, target: Path) -> float:

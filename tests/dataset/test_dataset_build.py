@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from services.detector.dataset.build import MANIFEST_COLUMNS, build_dataset
+from services.detector.dataset.build import MANIFEST_COLUMNS, DatasetBuilder, Shard, build_dataset
 from services.detector.dataset.config import REPO_ROOT, load_config
 from vcfad.cli import main
 
@@ -78,6 +78,31 @@ def test_probe_written(tiny_build: Path) -> None:
     assert {"espeak-ng", "world-copy", "flite-slt", "festival-kal"} <= set(probe["per_system"])
     info = json.loads((tiny_build / "build_info.json").read_text(encoding="utf-8"))
     assert info["failed_items"] == 0
+
+
+def test_parallel_build_makes_the_same_dataset(tiny_build: Path, tmp_path: Path) -> None:
+    # Two processes (this one and a `--shard 2/2` child) split the clips by id; since every clip is
+    # seeded by its id, the manifest and every clip's bytes equal the one-process build's.
+    assert main(["data", "build", str(TINY), "--output-dir", str(tmp_path), "--jobs", "2", "--no-probe"]) == 0
+    assert (tmp_path / "manifest.tsv").read_text(encoding="utf-8") == (tiny_build / "manifest.tsv").read_text(
+        encoding="utf-8"
+    )
+    for row in _rows(tiny_build):
+        assert (tmp_path / row["path"]).read_bytes() == (tiny_build / row["path"]).read_bytes(), row["path"]
+
+
+def test_shard_alone_writes_no_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "build", str(TINY), "--output-dir", str(tmp_path), "--shard", "3/2"]) == 2
+    assert "shard 3/2" in capsys.readouterr().err
+    config = load_config(TINY)
+    small = config.model_copy(update={"real": [r.model_copy(update={"max_clips": 2}) for r in config.real]})
+    assert DatasetBuilder(small, output_dir=tmp_path).run(shard=Shard(1, 2)) is None
+    second = set((tmp_path / "audio").rglob("*.wav"))
+    assert second and not (tmp_path / "manifest.tsv").exists()
+    DatasetBuilder(small, output_dir=tmp_path).run(shard=Shard(0, 2))
+    both = set((tmp_path / "audio").rglob("*.wav"))
+    summary = build_dataset(small, output_dir=tmp_path, probe=False)  # makes nothing: the shards made it all
+    assert summary.reused_items == len(_rows(tmp_path)) == len(both) > len(second)
 
 
 def test_rebuild_resumes_and_remakes_changed_clips(tiny_build: Path) -> None:

@@ -91,3 +91,28 @@ def test_spliced_recording_timeline_turns_synthetic(detector: Detector, librispe
     early = [w.score for w in timeline if w.end_s <= 5.0]
     late = [w.score for w in timeline if w.start_s >= 5.0]
     assert np.mean(late) > np.mean(early) + 0.2
+
+
+def test_quantized_copy_serves_int8_matmuls(detector: Detector, librispeech_clip: Path, tmp_path: Path):
+    import onnx
+
+    from services.detector.models import probe_onnx_path
+    from vcfad.cli import main
+
+    out = tmp_path / "int8"
+    assert main(["quantize-detector", "--model", "default", "--out", str(out)]) == 0
+    spec = ModelSpec.read(out)
+    assert spec.precision == "int8-matmul"
+    assert spec.threshold == ModelSpec.read(default_model_dir()).threshold  # until set again on dev
+    graph = onnx.load(str(probe_onnx_path(out))).graph
+    weights = {initializer.name for initializer in graph.initializer}
+    assert any(node.op_type == "MatMulInteger" for node in graph.node)
+    # Only activation × activation products (attention) stay float; every weight product is int8.
+    assert not [n.name for n in graph.node if n.op_type == "MatMul" and weights.intersection(n.input)]
+    audio = load_audio(librispeech_clip, detector.load_policy)
+    clips = [audio.crop(start_s, duration_s) for start_s, duration_s in ((0.0, 1.0), (1.0, 3.0), (0.0, 5.0))]
+    moved = np.abs(Detector.from_model_dir(out).score_clips(clips) - detector.score_clips(clips))
+    assert 0 < moved.max() < 0.15, moved  # another graph, yet the same model within a few hundredths
+    assert main(["quantize-detector", "--model", str(out), "--out", str(tmp_path / "twice")]) == 2  # already int8
+    assert main(["quantize-detector", "--model", "seed-baseline", "--out", str(tmp_path / "seed")]) == 2
+    assert main(["quantize-detector", "--model", "default", "--out", str(out)]) == 2  # not empty

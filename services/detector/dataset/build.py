@@ -417,7 +417,12 @@ class DatasetBuilder:
         return {name: hashlib.sha1(text.encode("utf-8")).hexdigest()[:16] for name, text in out.items()}
 
     # -- the whole build ----------------------------------------------------------------------------
-    def run(self, *, probe: bool | None = None) -> BuildSummary:
+    def run(self, *, probe: bool | None = None, shard: Shard | None = None) -> BuildSummary | None:
+        """Make every missing clip, then write the manifest (and run the probe).
+
+        With ``shard`` this process makes only its share of the clips (by clip id) and returns
+        ``None`` without a manifest: a final run without a shard reuses them and writes it.
+        """
         from tqdm import tqdm
 
         started = time.monotonic()
@@ -443,7 +448,9 @@ class DatasetBuilder:
         for item in real_items + fake_items:
             groups[item.system].append(item)
         for system, items in groups.items():
-            for item in tqdm(items, desc=f"{system}", unit="clip"):
+            if shard is not None:
+                items = [item for item in items if shard.holds(item.item_id)]
+            for item in tqdm(items, desc=f"{system}{shard.suffix if shard else ''}", unit="clip"):
                 wav_path = out / item.relpath
                 side_path = wav_path.with_suffix(".json")
                 fingerprint = fingerprints[item.system]
@@ -465,6 +472,8 @@ class DatasetBuilder:
                 sidecar = {"fingerprint": fingerprint, "row": row}
                 write_atomic(side_path, lambda temp, sidecar=sidecar: _write_json(temp, sidecar))
                 rows.append(row)
+        if shard is not None:
+            return None
 
         removed = self._remove_orphans(out, {item.relpath for item in real_items + fake_items})
         if removed:
@@ -588,6 +597,74 @@ def _apportion(total: int, weights: list[float]) -> list[int]:
     return [int(c) for c in counts]
 
 
-def build_dataset(config: BuildConfig, *, output_dir: Path | None = None, probe: bool | None = None) -> BuildSummary:
-    """Build the dataset ``config`` describes (see :class:`DatasetBuilder`)."""
-    return DatasetBuilder(config, output_dir=output_dir).run(probe=probe)
+@dataclass(frozen=True)
+class Shard:
+    """Share ``index`` of ``count`` (0-based) of a build's clips, chosen by clip id, so parallel
+    processes split the work without talking to each other and the clips stay the same."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise BuildError(f"shard {self.index + 1}/{self.count}: must be 1..{self.count} of {self.count}")
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """``"K/N"`` (1-based K, as a user writes it) → ``Shard(K - 1, N)``."""
+        try:
+            number, count = (int(part) for part in text.split("/"))
+        except ValueError:
+            raise BuildError(f"--shard {text!r}: expected K/N, e.g. 1/2") from None
+        return cls(number - 1, count)
+
+    def holds(self, item_id: str) -> bool:
+        return stable_int("shard", item_id) % self.count == self.index
+
+    @property
+    def suffix(self) -> str:
+        return f" [{self.index + 1}/{self.count}]"
+
+
+def build_dataset(
+    config: BuildConfig,
+    *,
+    output_dir: Path | None = None,
+    probe: bool | None = None,
+    jobs: int = 1,
+    config_path: Path | None = None,
+) -> BuildSummary:
+    """Build the dataset ``config`` describes (see :class:`DatasetBuilder`).
+
+    ``jobs`` > 1 makes the clips in that many processes (this one and ``jobs - 1`` children running
+    ``vcfad data build CONFIG_PATH --shard K/N``), then writes the manifest here. Each clip is seeded
+    by its id, so the dataset does not depend on ``jobs``. Set ``OMP_NUM_THREADS`` so that
+    ``jobs`` × threads does not exceed the cores.
+    """
+    if jobs < 1:
+        raise BuildError(f"--jobs {jobs}: must be 1 or more")
+    builder = DatasetBuilder(config, output_dir=output_dir)
+    if jobs > 1:
+        if config_path is None:
+            raise BuildError("a parallel build needs the config file's path (its children read it)")
+        _run_shards(builder, config_path, jobs)
+    summary = builder.run(probe=probe)
+    assert summary is not None
+    return summary
+
+
+def _run_shards(builder: DatasetBuilder, config_path: Path, jobs: int) -> None:
+    """Make the clips of shards 2..N in child processes and shard 1 here; fail if any child fails."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "vcfad.cli", "data", "build", str(config_path)]
+    command += ["--output-dir", str(builder.output_dir)]
+    children = [subprocess.Popen([*command, "--shard", f"{index + 1}/{jobs}"]) for index in range(1, jobs)]
+    try:
+        builder.run(shard=Shard(0, jobs))
+    finally:
+        codes = [child.wait() for child in children]
+    failed = [f"{index + 2}/{jobs}" for index, code in enumerate(codes) if code != 0]
+    if failed:
+        raise BuildError(f"shard(s) {', '.join(failed)} failed; re-run the build to resume")

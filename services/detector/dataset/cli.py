@@ -21,6 +21,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("config", type=Path, help="TOML build config, e.g. configs/detector/default.toml")
     build.add_argument("--output-dir", type=Path, default=None, help="override the config's output folder")
     build.add_argument("--no-probe", action="store_true", help="skip the shortcut probe")
+    parallel = build.add_mutually_exclusive_group()
+    parallel.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="make clips in this many processes (same dataset as 1; give each OMP_NUM_THREADS=cores/jobs)",
+    )
+    parallel.add_argument(
+        "--shard",
+        default=None,
+        metavar="K/N",
+        help="make only share K of N of the clips and write no manifest (what --jobs runs in each child)",
+    )
     build.set_defaults(handler=_build)
 
     probe = commands.add_parser(
@@ -33,14 +46,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from services.detector.dataset.build import BuildError, build_dataset
+    from services.detector.dataset.build import BuildError, DatasetBuilder, Shard, build_dataset
     from services.detector.dataset.config import ConfigError, load_config
     from services.detector.dataset.readers import CorpusError
     from vcfad.cli import CLIError
 
     try:
         config = load_config(args.config)
-        summary = build_dataset(config, output_dir=args.output_dir, probe=False if args.no_probe else None)
+        if args.shard is not None:
+            shard = Shard.parse(args.shard)
+            DatasetBuilder(config, output_dir=args.output_dir).run(shard=shard)
+            print(f"shard {args.shard}: clips made; a run without --shard writes the manifest")
+            return 0
+        summary = build_dataset(
+            config,
+            output_dir=args.output_dir,
+            probe=False if args.no_probe else None,
+            jobs=args.jobs,
+            config_path=args.config,
+        )
     except (ConfigError, BuildError, CorpusError) as error:
         raise CLIError(str(error)) from None
     for warning in summary.warnings[:20]:
