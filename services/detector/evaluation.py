@@ -66,6 +66,13 @@ def _shown_path(path: Path) -> str:
         return str(path)
 
 
+def real_source(row: ManifestRow) -> str:
+    """The recording channel a real clip comes from: its corpus folder in a built manifest's
+    ``source`` (``librispeech/test-other``), else its ``system`` (e.g. FoR's real subsets)."""
+    source = row.extra.get("source", "").split("@")[0]
+    return Path(source).parent.as_posix() if "/" in source else row.system
+
+
 def summarise(result: ModelScores) -> dict:
     labels, scores = result.labels, result.scores
     report = binary_report(labels, scores, result.threshold).as_dict()
@@ -88,10 +95,24 @@ def summarise(result: ModelScores) -> dict:
             entry["false_alarm_rate"] = float(np.mean(system_scores >= result.threshold))
         entry["mean_score"] = float(np.mean(system_scores))
         per_system[system] = entry
+    by_source: dict[str, list[int]] = defaultdict(list)
+    for index, row in enumerate(result.rows):
+        if not row.is_fake:
+            by_source[real_source(row)].append(index)
+    per_real_source = {}
+    for source, indices in sorted(by_source.items()):
+        mask = ~real  # every fake clip against this source's real clips only
+        mask[np.array(indices)] = True
+        per_real_source[source] = {
+            "count": len(indices),
+            "false_alarm_rate": float(np.mean(scores[np.array(indices)] >= result.threshold)),
+            "eer_all_fakes_vs_these": equal_error_rate(labels[mask], scores[mask])[0] if (~real).any() else None,
+        }
     return {
         "model": result.model,
         "overall": report,
         "per_system": per_system,
+        "per_real_source": per_real_source,
         "failed": [{"path": path, "error": error} for path, error in result.failed],
     }
 
@@ -157,6 +178,22 @@ def markdown(summaries: Sequence[dict], manifests: Sequence[str]) -> str:
                 cells.append(f"false alarms {100 * entry['false_alarm_rate']:.1f} %")
         count = next(s["per_system"][system]["count"] for s in summaries if system in s["per_system"])
         lines.append(f"| {system} ({count}) | " + " | ".join(cells) + " |")
+    sources = sorted({source for summary in summaries for source in summary["per_real_source"]})
+    lines += ["", "Per real source (EER of all fakes against its real clips / false-alarm rate):", ""]
+    lines.append("| real source | " + " | ".join(summary["model"] for summary in summaries) + " |")
+    lines.append("|---|" + "---|" * len(summaries))
+    for source in sources:
+        cells = []
+        for summary in summaries:
+            entry = summary["per_real_source"].get(source)
+            if entry is None:
+                cells.append("–")
+            else:
+                eer = entry["eer_all_fakes_vs_these"]
+                eer_text = "–" if eer is None else f"{100 * eer:.1f} %"
+                cells.append(f"EER {eer_text} / false alarms {100 * entry['false_alarm_rate']:.1f} %")
+        count = next(s["per_real_source"][source]["count"] for s in summaries if source in s["per_real_source"])
+        lines.append(f"| {source} ({count}) | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
