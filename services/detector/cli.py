@@ -85,7 +85,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "int8 MatMuls. With --manifest, its threshold is set again at its own EER point there (use dev).",
     )
     quantize.add_argument("--model", required=True, help="model folder (or shipped model name) to copy")
-    quantize.add_argument("--out", required=True, type=Path, help="new model folder (must be empty or absent)")
+    quantize.add_argument("--out", required=True, type=Path, help="new model folder (must not exist)")
+    quantize.add_argument("--name", help="the copy's model name (default: the model's name + '-int8')")
     quantize.add_argument(
         "--manifest", type=Path, action="append", help="set the copy's threshold on this manifest; repeatable"
     )
@@ -178,20 +179,23 @@ def _set_threshold(args: argparse.Namespace) -> int:
 
 
 def _quantize(args: argparse.Namespace) -> int:
-    from services.detector.evaluation import set_threshold
+    from services.detector.evaluation import manifest_rows, set_threshold
     from services.detector.inference import Detector
+    from services.detector.manifest import ManifestError
     from services.detector.models import quantized_copy
     from vcfad.cli import CLIError
 
     try:
-        out = quantized_copy(resolve_model(args.model), args.out)
-    except ValueError as error:
+        if args.manifest:  # a wrong manifest is found before the copy is made, not after
+            manifest_rows(args.manifest, args.split)
+        spec = quantized_copy(resolve_model(args.model), args.out, name=args.name)
+    except (ValueError, ManifestError, OSError) as error:
         raise CLIError(str(error)) from None
-    print(f"{out}: int8 MatMuls")
+    print(f"{args.out}: {spec.name}, int8 MatMuls")
     if args.manifest:
-        detector = Detector.from_model_dir(out, threads=args.threads)
+        detector = Detector.from_model_dir(args.out, threads=args.threads)
         old, new = set_threshold(detector, args.manifest, split=args.split)
-        print(f"{out}: threshold {old:.4f} -> {new:.4f} (EER point)")
+        print(f"{args.out}: threshold {old:.4f} -> {new:.4f} (its EER point on {args.split or 'every split'})")
     else:
-        print(f"{out}: threshold kept from the float model; set it with `vcfad set-threshold --split dev`")
+        print(f"{args.out}: threshold kept from the float model; set it with `vcfad set-threshold --split dev`")
     return 0

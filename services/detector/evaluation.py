@@ -11,7 +11,7 @@ import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from tqdm import tqdm
@@ -69,8 +69,10 @@ def _shown_path(path: Path) -> str:
 def real_source(row: ManifestRow) -> str:
     """The recording channel a real clip comes from: its corpus folder in a built manifest's
     ``source`` (``librispeech/test-other``), else its ``system`` (e.g. FoR's real subsets)."""
-    source = row.extra.get("source", "").split("@")[0]
-    return Path(source).parent.as_posix() if "/" in source else row.system
+    source = (row.extra.get("source") or "").split("@")[0]
+    parts = PurePosixPath(source).parts
+    # corpus/subset: LibriSpeech's test-other keeps speaker folders below, train-clean-100 does not.
+    return "/".join(parts[:2]) if len(parts) >= 3 and not source.startswith("/") else row.system
 
 
 def summarise(result: ModelScores) -> dict:
@@ -106,7 +108,7 @@ def summarise(result: ModelScores) -> dict:
         per_real_source[source] = {
             "count": len(indices),
             "false_alarm_rate": float(np.mean(scores[np.array(indices)] >= result.threshold)),
-            "eer_all_fakes_vs_these": equal_error_rate(labels[mask], scores[mask])[0] if (~real).any() else None,
+            "eer_vs_all_fakes": equal_error_rate(labels[mask], scores[mask])[0] if (~real).any() else None,
         }
     return {
         "model": result.model,
@@ -189,7 +191,7 @@ def markdown(summaries: Sequence[dict], manifests: Sequence[str]) -> str:
             if entry is None:
                 cells.append("–")
             else:
-                eer = entry["eer_all_fakes_vs_these"]
+                eer = entry["eer_vs_all_fakes"]
                 eer_text = "–" if eer is None else f"{100 * eer:.1f} %"
                 cells.append(f"EER {eer_text} / false alarms {100 * entry['false_alarm_rate']:.1f} %")
         count = next(s["per_real_source"][source]["count"] for s in summaries if source in s["per_real_source"])

@@ -29,6 +29,8 @@ ModelKind = Literal["seed-baseline", "whisper-probe"]
 Precision = Literal["float32", "int8-matmul"]
 PRECISIONS: tuple[Precision, ...] = ("float32", "int8-matmul")
 ONNX_TOLERANCE = 1e-4
+#: Bump when :func:`quantize_matmuls` changes, so that cached int8 graphs are made again.
+QUANTIZE_RECIPE_VERSION = 1
 
 
 @dataclass
@@ -49,7 +51,10 @@ class ModelSpec:
         path = Path(model_dir) / "model.json"
         if not path.is_file():
             raise FileNotFoundError(f"{model_dir}: not a detector model folder (no model.json)")
-        return cls(**json.loads(path.read_text()))
+        spec = cls(**json.loads(path.read_text()))
+        if spec.precision not in PRECISIONS or (spec.precision != "float32" and spec.kind != "whisper-probe"):
+            raise ValueError(f"{path}: precision {spec.precision!r} is not one of {PRECISIONS} for a {spec.kind}")
+        return spec
 
     def write(self, model_dir: Path) -> None:
         Path(model_dir).mkdir(parents=True, exist_ok=True)
@@ -139,47 +144,69 @@ def probe_onnx_path(model_dir: Path) -> Path:
     spec = ModelSpec.read(model_dir)
     digest = hashlib.sha256((Path(model_dir) / "head.npz").read_bytes())
     digest.update(str((whisper_model_dir(spec.whisper_model) / "model.bin").stat().st_size).encode())
-    target = cache_dir() / "detector" / f"{spec.name}-{digest.hexdigest()[:16]}.onnx"
+    # Keyed by what the graph is made of (not the model's name), so a renamed copy reuses it.
+    target = cache_dir() / "detector" / f"whisper-probe-{digest.hexdigest()[:16]}.onnx"
     if not target.exists():
         export_probe_onnx(model_dir, target)
     if spec.precision == "float32":
         return target
-    quantized = target.with_name(f"{target.stem}-{spec.precision}.onnx")
+    import onnxruntime
+
+    # The recipe and the runtime that quantized it are in the name: a change makes a new graph.
+    recipe = f"{spec.precision}-r{QUANTIZE_RECIPE_VERSION}-ort{onnxruntime.__version__}"
+    quantized = target.with_name(f"{target.stem}-{recipe}.onnx")
     if not quantized.exists():
         write_atomic(quantized, lambda partial: quantize_matmuls(target, partial))
     return quantized
 
 
-def quantized_copy(model_dir: Path, out: Path) -> Path:
-    """Copy a ``whisper-probe`` model folder to ``out`` with ``precision = "int8-matmul"`` and build
-    its graph. The threshold is the float model's until it is set again on dev (``set-threshold``).
+def quantized_copy(model_dir: Path, out: Path, name: str | None = None) -> ModelSpec:
+    """Copy a float ``whisper-probe`` model folder to ``out`` with ``precision = "int8-matmul"``
+    and build its graph. The threshold is the float model's until it is set again on dev
+    (``set-threshold``). ``out`` appears only once complete.
 
     Raises
     ------
     ValueError
-        The model is not a float ``whisper-probe`` model, or ``out`` already holds files.
+        The model is not a float ``whisper-probe`` model, or ``out`` already exists.
     """
     import datetime as dt
     import shutil
+    import tempfile
 
     spec = ModelSpec.read(model_dir)
     if spec.kind != "whisper-probe":
         raise ValueError(f"{model_dir}: a {spec.kind} model has no Whisper graph to quantize")
     if spec.precision != "float32":
         raise ValueError(f"{model_dir}: already {spec.precision}")
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"--out {out}: exists and is not empty")
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(Path(model_dir) / "head.npz", out / "head.npz")
+    out = Path(out)
+    if out.exists():
+        raise ValueError(f"--out {out}: already exists; give a new folder")
+    source_name = spec.name
+    spec.name = name or f"{source_name}-int8"
+    spec.precision = "int8-matmul"
     spec.training["quantized_from"] = {
-        "model": str(model_dir),
+        "model": source_name,
         "threshold": spec.threshold,
         "date": dt.date.today().isoformat(),
     }
-    spec.precision = "int8-matmul"
-    spec.write(out)
-    probe_onnx_path(out)
-    return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as scratch:
+        partial = Path(scratch) / out.name
+        partial.mkdir()
+        shutil.copy2(Path(model_dir) / "head.npz", partial / "head.npz")
+        spec.write(partial)
+        (partial / "MODEL_CARD.md").write_text(
+            f"# Detector model `{spec.name}` (whisper-probe, int8 MatMuls)\n\n"
+            f"`{source_name}` (its model card tells what it is and how it was trained) served with every\n"
+            "weight MatMul of its assembled ONNX graph dynamically quantized to int8 "
+            "(`vcfad quantize-detector`;\n`services/detector/models.py: quantize_matmuls`). "
+            "Scores move by a few hundredths, so the\nthreshold in `model.json` is this graph's own "
+            "once `set-threshold` has run (`training.threshold_history`).\n"
+        )
+        probe_onnx_path(partial)
+        partial.rename(out)
+    return spec
 
 
 def quantize_matmuls(float_path: Path, target: Path) -> None:

@@ -84,6 +84,8 @@ def test_parallel_build_makes_the_same_dataset(tiny_build: Path, tmp_path: Path)
     # Two processes (this one and a `--shard 2/2` child) split the clips by id; since every clip is
     # seeded by its id, the manifest and every clip's bytes equal the one-process build's.
     assert main(["data", "build", str(TINY), "--output-dir", str(tmp_path), "--jobs", "2", "--no-probe"]) == 0
+    info = json.loads((tmp_path / "build_info.json").read_text(encoding="utf-8"))
+    assert info["reused_items"] == len(_rows(tmp_path)) and info["failed_items"] == 0  # the shards made them all
     assert (tmp_path / "manifest.tsv").read_text(encoding="utf-8") == (tiny_build / "manifest.tsv").read_text(
         encoding="utf-8"
     )
@@ -91,7 +93,9 @@ def test_parallel_build_makes_the_same_dataset(tiny_build: Path, tmp_path: Path)
         assert (tmp_path / row["path"]).read_bytes() == (tiny_build / row["path"]).read_bytes(), row["path"]
 
 
-def test_shard_alone_writes_no_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_shard_alone_writes_no_manifest(
+    shared_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["data", "build", str(TINY), "--output-dir", str(tmp_path), "--shard", "3/2"]) == 2
     assert "shard 3/2" in capsys.readouterr().err
     config = load_config(TINY)

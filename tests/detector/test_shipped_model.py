@@ -93,7 +93,7 @@ def test_spliced_recording_timeline_turns_synthetic(detector: Detector, librispe
     assert np.mean(late) > np.mean(early) + 0.2
 
 
-def test_quantized_copy_serves_int8_matmuls(detector: Detector, librispeech_clip: Path, tmp_path: Path):
+def test_quantized_copy_serves_int8_matmuls(detector: Detector, librispeech_clip: Path, tmp_path: Path) -> None:
     import onnx
 
     from services.detector.models import probe_onnx_path
@@ -102,7 +102,7 @@ def test_quantized_copy_serves_int8_matmuls(detector: Detector, librispeech_clip
     out = tmp_path / "int8"
     assert main(["quantize-detector", "--model", "default", "--out", str(out)]) == 0
     spec = ModelSpec.read(out)
-    assert spec.precision == "int8-matmul"
+    assert spec.precision == "int8-matmul" and spec.name == "default-int8"
     assert spec.threshold == ModelSpec.read(default_model_dir()).threshold  # until set again on dev
     graph = onnx.load(str(probe_onnx_path(out))).graph
     weights = {initializer.name for initializer in graph.initializer}
@@ -115,4 +115,7 @@ def test_quantized_copy_serves_int8_matmuls(detector: Detector, librispeech_clip
     assert 0 < moved.max() < 0.15, moved  # another graph, yet the same model within a few hundredths
     assert main(["quantize-detector", "--model", str(out), "--out", str(tmp_path / "twice")]) == 2  # already int8
     assert main(["quantize-detector", "--model", "seed-baseline", "--out", str(tmp_path / "seed")]) == 2
-    assert main(["quantize-detector", "--model", "default", "--out", str(out)]) == 2  # not empty
+    assert main(["quantize-detector", "--model", "default", "--out", str(out)]) == 2  # exists
+    missing = ["--manifest", str(tmp_path / "none.tsv")]
+    assert main(["quantize-detector", "--model", "default", "--out", str(tmp_path / "m"), *missing]) == 2
+    assert not (tmp_path / "m").exists()  # a wrong manifest is found before anything is written

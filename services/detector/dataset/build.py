@@ -132,6 +132,9 @@ class DatasetBuilder:
         self.channel_matcher = ChannelMatcher()
         self._channel_profiles: dict[int, ChannelProfile] = {}
         self._window_fingerprints: dict[str, str] = {}
+        self._generators: tuple[dict[str, object], dict[str, str]] | None = None
+        # The build's wall time counts from here, so a parallel build's includes its shards.
+        self.started_s = time.monotonic()
 
     # -- real speech --------------------------------------------------------------------------------
     def read_real(self) -> list[RealRecording]:
@@ -238,8 +241,12 @@ class DatasetBuilder:
 
     # -- fakes ----------------------------------------------------------------------------------------
     def build_generators(self) -> tuple[dict[str, object], dict[str, str]]:
+        """Load every system's generator once per builder (a parallel build's final pass reuses them);
+        returns the generators and, for optional systems that could not load, why."""
         from tqdm import tqdm
 
+        if self._generators is not None:
+            return self._generators
         generators: dict[str, object] = {}
         skipped: dict[str, str] = {}
         for system in tqdm(self.config.systems, desc="loading generators", unit="system"):
@@ -249,8 +256,8 @@ class DatasetBuilder:
                 if not system.optional:
                     raise BuildError(f"system {system.name!r}: {error}") from None
                 skipped[system.name] = str(error)
-                self.warnings.append(f"system {system.name!r} skipped: {error}")
-        return generators, skipped
+        self._generators = generators, skipped
+        return self._generators
 
     def plan_fakes(self, real_items: list[Item], systems: list[System]) -> list[Item]:
         real_count = Counter(item.split for item in real_items)
@@ -425,13 +432,15 @@ class DatasetBuilder:
         """
         from tqdm import tqdm
 
-        started = time.monotonic()
+        started = self.started_s
+        self.warnings = []  # each pass reports its own (a parallel build's final pass follows a shard)
         out = self.output_dir
         out.mkdir(parents=True, exist_ok=True)
         recordings = self.read_real()
         self.log(f"{len(recordings)} real recordings from {len(self.config.real)} source(s)")
         real_items = self.plan_real(recordings)
         generators, skipped = self.build_generators()
+        self.warnings += [f"system {name!r} skipped: {why}" for name, why in skipped.items()]
         systems = [s for s in self.config.systems if s.name in generators]
         fake_items = self.plan_fakes(real_items, systems)
         bank = TextBank(self.config.resolve_data(self.config.text_csv))
@@ -473,6 +482,8 @@ class DatasetBuilder:
                 write_atomic(side_path, lambda temp, sidecar=sidecar: _write_json(temp, sidecar))
                 rows.append(row)
         if shard is not None:
+            made = len(rows) - reused
+            self.log(f"shard {shard.index + 1}/{shard.count}: {made} clips made, {reused} reused, {failed} failed")
             return None
 
         removed = self._remove_orphans(out, {item.relpath for item in real_items + fake_items})
@@ -606,8 +617,8 @@ class Shard:
     count: int
 
     def __post_init__(self) -> None:
-        if not 0 <= self.index < self.count:
-            raise BuildError(f"shard {self.index + 1}/{self.count}: must be 1..{self.count} of {self.count}")
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise BuildError(f"--shard {self.index + 1}/{self.count}: K/N needs N ≥ 1 and 1 ≤ K ≤ N")
 
     @classmethod
     def parse(cls, text: str) -> Shard:
@@ -641,9 +652,13 @@ def build_dataset(
     by its id, so the dataset does not depend on ``jobs``. Set ``OMP_NUM_THREADS`` so that
     ``jobs`` × threads does not exceed the cores.
     """
+    import os
+
     if jobs < 1:
         raise BuildError(f"--jobs {jobs}: must be 1 or more")
     builder = DatasetBuilder(config, output_dir=output_dir)
+    if jobs > (os.cpu_count() or 1):
+        builder.log(f"warning: --jobs {jobs} > {os.cpu_count()} cores; each job also holds every generator in memory")
     if jobs > 1:
         if config_path is None:
             raise BuildError("a parallel build needs the config file's path (its children read it)")
@@ -654,17 +669,33 @@ def build_dataset(
 
 
 def _run_shards(builder: DatasetBuilder, config_path: Path, jobs: int) -> None:
-    """Make the clips of shards 2..N in child processes and shard 1 here; fail if any child fails."""
+    """Make the clips of shards 2..N in child processes and shard 1 here; fail if any child fails.
+
+    If this process fails or is interrupted, the children are stopped too: a re-run resumes them.
+    """
+    import signal
     import subprocess
     import sys
 
     command = [sys.executable, "-m", "vcfad.cli", "data", "build", str(config_path)]
     command += ["--output-dir", str(builder.output_dir)]
     children = [subprocess.Popen([*command, "--shard", f"{index + 1}/{jobs}"]) for index in range(1, jobs)]
+    # A plain `kill` of this process should stop the children as Ctrl-C does (via SystemExit below).
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         builder.run(shard=Shard(0, jobs))
-    finally:
         codes = [child.wait() for child in children]
+    except BaseException:
+        for child in children:
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     failed = [f"{index + 2}/{jobs}" for index, code in enumerate(codes) if code != 0]
     if failed:
         raise BuildError(f"shard(s) {', '.join(failed)} failed; re-run the build to resume")
