@@ -116,10 +116,13 @@ class Detector:
                 features = np.stack([self._seed_features(clip) for clip in clips])
             return self._session.run(None, {self._input_name: features})[0].reshape(-1)[: len(clips)]
         scores = np.empty(len(clips), dtype=np.float32)
-        # Equal-length clips (timeline windows) run as one batch.
-        by_length: dict[int, list[int]] = {}
+        # Equal-length clips (timeline windows) run as one batch, except through an int8 graph: it
+        # quantizes each product's input over the whole batch, so a clip's score would depend on
+        # the clips beside it.
+        by_length: dict[object, list[int]] = {}
+        one_by_one = self.spec.precision != "float32"
         for index, clip in enumerate(clips):
-            by_length.setdefault(clip.num_samples, []).append(index)
+            by_length.setdefault(index if one_by_one else clip.num_samples, []).append(index)
         for indices in by_length.values():
             with self._blas.limit(limits=1, user_api="blas"):
                 batch = np.stack([whisper_log_mel(clips[index].samples) for index in indices])

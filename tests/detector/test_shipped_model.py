@@ -36,7 +36,37 @@ def test_onnx_graph_equals_torch_on_real_speech(detector: Detector, librispeech_
         assert np.max(np.abs(detector.score_clips([clip]) - expected)) <= 1e-4
 
 
-@pytest.mark.parametrize("name", ["default", "seed-baseline"])
+def test_int8_graph_equals_its_torch_emulation_on_real_speech(librispeech_clip: Path) -> None:
+    import torch
+
+    from services.detector.models import INT8_TOLERANCE
+
+    model_dir = default_model_dir("default-int8")
+    spec = ModelSpec.read(model_dir)
+    assert spec.precision == "int8-matmul"
+    head = ProbeHead.load(model_dir / "head.npz")
+    emulated = build_probe_network(head, spec.whisper_model, spec.precision)
+    float_network = build_probe_network(head, spec.whisper_model)
+    detector = Detector.from_model_dir(model_dir)
+    audio = load_audio(librispeech_clip, detector.load_policy)
+    to_emulation, to_float = [], []
+    for start_s, duration_s in ((0.0, 1.0), (1.0, 3.0), (0.0, 5.0)):
+        clip = audio.crop(start_s, duration_s)
+        log_mel = torch.from_numpy(whisper_log_mel(clip.samples))[None]
+        with torch.inference_mode():
+            expected, float_score = emulated(log_mel).numpy(), float_network(log_mel).numpy()
+        got = detector.score_clips([clip])
+        to_emulation.append(float(np.max(np.abs(got - expected))))
+        to_float.append(float(np.max(np.abs(got - float_score))))
+    assert max(to_emulation) <= INT8_TOLERANCE, to_emulation
+    # The emulation is what the int8 graph computes: far closer to it than the float model is.
+    assert sum(to_emulation) < sum(to_float) / 5, (to_emulation, to_float)
+    # Windows of equal length score one by one, not as a batch whose range would set their scale.
+    windows = [audio.crop(0.0, 2.0), audio.crop(1.0, 2.0)]
+    assert np.array_equal(detector.score_clips(windows), np.concatenate([detector.score_clips([w]) for w in windows]))
+
+
+@pytest.mark.parametrize("name", ["default", "default-int8", "seed-baseline"])
 def test_threshold_comes_from_dev_not_test(name: str):
     # Training sets the threshold at dev's EER point; `vcfad set-threshold` may move it later, and
     # records each move: the shipped value is the last one, and it came from a dev split.
@@ -116,6 +146,9 @@ def test_quantized_copy_serves_int8_matmuls(detector: Detector, librispeech_clip
     assert main(["quantize-detector", "--model", str(out), "--out", str(tmp_path / "twice")]) == 2  # already int8
     assert main(["quantize-detector", "--model", "seed-baseline", "--out", str(tmp_path / "seed")]) == 2
     assert main(["quantize-detector", "--model", "default", "--out", str(out)]) == 2  # exists
+    (out / "model.json").write_text((out / "model.json").read_text().replace('"int8-matmul"', '"int8"'))
+    with pytest.raises(ValueError, match="precision 'int8'"):
+        ModelSpec.read(out)
     missing = ["--manifest", str(tmp_path / "none.tsv")]
     assert main(["quantize-detector", "--model", "default", "--out", str(tmp_path / "m"), *missing]) == 2
     assert not (tmp_path / "m").exists()  # a wrong manifest is found before anything is written
