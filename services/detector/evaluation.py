@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +19,13 @@ from tqdm import tqdm
 
 from services.detector.inference import Detector
 from services.detector.manifest import ManifestError, ManifestRow, read_manifest
-from services.detector.metrics import binary_report, det_curve, equal_error_rate
+from services.detector.metrics import (
+    binary_report,
+    bootstrap_eers,
+    det_curve,
+    equal_error_rate,
+    percentile_interval,
+)
 from shared.audio import AudioError
 
 
@@ -164,6 +171,27 @@ def markdown(summaries: Sequence[dict], manifests: Sequence[str]) -> str:
             f"{100 * o['accuracy']:.1f} % | {100 * o['false_alarm_rate']:.1f} % | {100 * o['miss_rate']:.1f} % | "
             f"{o['threshold']:.3f} |"
         )
+    intervals = [summary for summary in summaries if "eer_interval" in summary["overall"]]
+    if intervals:
+        first = intervals[0]["overall"]["eer_interval"]
+        lines += [
+            "",
+            f"EER with its 95 % bootstrap interval ({first['resamples']} resamples of the {first['clips']} clips "
+            "all models scored, real and fake resampled apart); differences to the first model paired on the "
+            "same resamples:",
+            "",
+        ]
+        for summary in intervals:
+            low, high = summary["overall"]["eer_interval"]["bounds"]
+            text = f"- {summary['model']}: {100 * summary['overall']['eer']:.1f} % [{100 * low:.1f}, {100 * high:.1f}]"
+            versus = summary.get("versus_first")
+            if versus:
+                low, high = versus["bounds"]
+                text += (
+                    f"; minus {versus['model']}: {100 * versus['eer_difference']:+.1f} points "
+                    f"[{100 * low:+.1f}, {100 * high:+.1f}]"
+                )
+            lines.append(text)
     systems = sorted({system for summary in summaries for system in summary["per_system"]})
     lines += ["", "Per system (fakes: EER against all real clips / miss rate; real: false-alarm rate):", ""]
     lines.append("| system | " + " | ".join(summary["model"] for summary in summaries) + " |")
@@ -222,6 +250,7 @@ def evaluate(
         for detector, label in zip(detectors, model_labels(detectors), strict=True)
     ]
     summaries = [summarise(result) for result in results]
+    add_intervals(results, summaries)
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -229,8 +258,52 @@ def evaluate(
         report = {"manifests": names, "split": split, "models": summaries}
         (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         (out_dir / "report.md").write_text(markdown(summaries, names))
+        write_scores(results, out_dir / "scores.tsv")
         plot_det(results, out_dir / "det.png", title=f"DET: {' + '.join(Path(m).parent.name for m in manifests)}")
     return summaries
+
+
+def _common_rows(results: Sequence[ModelScores]) -> tuple[list[ManifestRow], np.ndarray, list[np.ndarray]]:
+    """The clips every model scored (in the first model's order), their labels and each model's scores."""
+    by_model = [{str(row.path): score for row, score in zip(r.rows, r.scores, strict=True)} for r in results]
+    paths = [str(row.path) for row in results[0].rows if all(str(row.path) in scores for scores in by_model)]
+    rows = {str(row.path): row for row in results[0].rows}
+    labels = np.array([int(rows[path].is_fake) for path in paths], dtype=int)
+    return [rows[path] for path in paths], labels, [np.array([scores[path] for path in paths]) for scores in by_model]
+
+
+def add_intervals(results: Sequence[ModelScores], summaries: list[dict], resamples: int = 1000) -> None:
+    """Add each model's EER 95 % bootstrap interval and, after the first model, its paired EER
+    difference to the first with its interval (``eer_interval`` in ``overall``, ``versus_first``)."""
+    _, labels, score_sets = _common_rows(results)
+    if len(set(labels.tolist())) < 2:
+        return
+    eers = bootstrap_eers(labels, score_sets, resamples=resamples)
+    point = [equal_error_rate(labels, scores)[0] for scores in score_sets]
+    for column, summary in enumerate(summaries):
+        summary["overall"]["eer_interval"] = {
+            "level": 0.95,
+            "clips": len(labels),
+            "resamples": resamples,
+            "bounds": percentile_interval(eers[:, column]),
+        }
+        if column:
+            summary["versus_first"] = {
+                "model": summaries[0]["model"],
+                "eer_difference": point[column] - point[0],
+                "bounds": percentile_interval(eers[:, column] - eers[:, 0]),
+            }
+
+
+def write_scores(results: Sequence[ModelScores], path: Path) -> None:
+    """One row per clip every model scored: path, label, system and each model's score."""
+    rows, _, score_sets = _common_rows(results)
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write("\t".join(["path", "label", "system", *(result.model for result in results)]) + "\n")
+        for index, row in enumerate(rows):
+            scores = "\t".join(f"{scores[index]:.6f}" for scores in score_sets)
+            shown = os.path.relpath(row.path)  # relative to the working folder: no machine's absolute paths
+            handle.write(f"{shown}\t{row.label}\t{row.system}\t{scores}\n")
 
 
 def operating_threshold(result: ModelScores, false_alarm_rate: float | None = None) -> float:

@@ -89,3 +89,36 @@ def det_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nd
     """(false-alarm rate, miss rate) points of the detection-error-tradeoff curve."""
     false_alarm, hit, _ = roc_curve(np.asarray(labels, dtype=int), np.asarray(scores, dtype=float))
     return false_alarm, 1.0 - hit
+
+
+def bootstrap_eers(
+    labels: np.ndarray, score_sets: list[np.ndarray], *, resamples: int = 1000, seed: int = 0
+) -> np.ndarray:
+    """EERs of several models' scores of the same clips on the same bootstrap resamples.
+
+    Real and fake clips are resampled separately (with replacement, each class keeping its
+    count), so every resample has both classes in the set's proportions. Using the same resamples
+    for every model makes differences between models paired: a clip that is hard for all of them
+    moves all their EERs together.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (resamples, len(score_sets)).
+    """
+    labels = np.asarray(labels, dtype=int)
+    fake, real = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    rng = np.random.default_rng(seed)
+    eers = np.empty((resamples, len(score_sets)))
+    for row in range(resamples):
+        picked = np.concatenate([rng.choice(fake, len(fake)), rng.choice(real, len(real))])
+        for column, scores in enumerate(score_sets):
+            eers[row, column] = equal_error_rate(labels[picked], np.asarray(scores)[picked])[0]
+    return eers
+
+
+def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The central ``level`` share of ``values`` (a bootstrap percentile interval)."""
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
