@@ -185,6 +185,8 @@ def _quantize(args: argparse.Namespace) -> int:
     from services.detector.models import quantized_copy
     from vcfad.cli import CLIError
 
+    if args.split and not args.manifest:
+        raise CLIError("--split needs --manifest (the manifest whose split sets the copy's threshold)")
     try:
         if args.manifest:  # a wrong manifest is found before the copy is made, not after
             manifest_rows(args.manifest, args.split)

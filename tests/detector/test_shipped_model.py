@@ -152,3 +152,4 @@ def test_quantized_copy_serves_int8_matmuls(detector: Detector, librispeech_clip
     missing = ["--manifest", str(tmp_path / "none.tsv")]
     assert main(["quantize-detector", "--model", "default", "--out", str(tmp_path / "m"), *missing]) == 2
     assert not (tmp_path / "m").exists()  # a wrong manifest is found before anything is written
+    assert main(["quantize-detector", "--model", "default", "--out", str(tmp_path / "m"), "--split", "dev"]) == 2
