@@ -31,7 +31,7 @@ PRECISIONS: tuple[Precision, ...] = ("float32", "int8-matmul")
 ONNX_TOLERANCE = 1e-4
 #: How close an int8 graph must come to its torch emulation (``services.detector.int8``). Not 1e-4:
 #: a float difference of one ulp upstream can move an input across a rounding step, and the flips
-#: add up (on real speech the two differ by up to ~1e-3; int8 and float graphs by up to ~0.1).
+#: add up (the float and int8 graphs differ by up to ~0.1 on real speech).
 INT8_TOLERANCE = 5e-3
 #: Bump when :func:`quantize_matmuls` changes, so that cached int8 graphs are made again.
 QUANTIZE_RECIPE_VERSION = 1
