@@ -10,7 +10,7 @@ import datetime as dt
 import json
 import os
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -192,39 +192,48 @@ def markdown(summaries: Sequence[dict], manifests: Sequence[str]) -> str:
                     f"[{100 * low:+.1f}, {100 * high:+.1f}]"
                 )
             lines.append(text)
-    systems = sorted({system for summary in summaries for system in summary["per_system"]})
-    lines += ["", "Per system (fakes: EER against all real clips / miss rate; real: false-alarm rate):", ""]
-    lines.append("| system | " + " | ".join(summary["model"] for summary in summaries) + " |")
-    lines.append("|---|" + "---|" * len(summaries))
-    for system in systems:
-        cells = []
-        for summary in summaries:
-            entry = summary["per_system"].get(system)
-            if entry is None:
-                cells.append("–")
-            elif entry["label"] == "spoof":
-                cells.append(f"EER {100 * entry['eer_vs_all_real']:.1f} % / miss {100 * entry['miss_rate']:.1f} %")
-            else:
-                cells.append(f"false alarms {100 * entry['false_alarm_rate']:.1f} %")
-        count = next(s["per_system"][system]["count"] for s in summaries if system in s["per_system"])
-        lines.append(f"| {system} ({count}) | " + " | ".join(cells) + " |")
-    sources = sorted({source for summary in summaries for source in summary["per_real_source"]})
-    lines += ["", "Per real source (EER of all fakes against its real clips / false-alarm rate):", ""]
-    lines.append("| real source | " + " | ".join(summary["model"] for summary in summaries) + " |")
-    lines.append("|---|" + "---|" * len(summaries))
-    for source in sources:
-        cells = []
-        for summary in summaries:
-            entry = summary["per_real_source"].get(source)
-            if entry is None:
-                cells.append("–")
-            else:
-                eer = entry["eer_vs_all_fakes"]
-                eer_text = "–" if eer is None else f"{100 * eer:.1f} %"
-                cells.append(f"EER {eer_text} / false alarms {100 * entry['false_alarm_rate']:.1f} %")
-        count = next(s["per_real_source"][source]["count"] for s in summaries if source in s["per_real_source"])
-        lines.append(f"| {source} ({count}) | " + " | ".join(cells) + " |")
+    lines += _breakdown_table(
+        summaries,
+        "per_system",
+        "Per system (fakes: EER against all real clips / miss rate; real: false-alarm rate):",
+        "system",
+        _system_cell,
+    )
+    lines += _breakdown_table(
+        summaries,
+        "per_real_source",
+        "Per real source (EER of all fakes against its real clips / false-alarm rate):",
+        "real source",
+        _real_source_cell,
+    )
     return "\n".join(lines) + "\n"
+
+
+def _breakdown_table(
+    summaries: Sequence[dict], key: str, title: str, first_column: str, cell: Callable[[dict], str]
+) -> list[str]:
+    """Markdown lines of one breakdown (``summary[key]``: name -> entry) with a column per model;
+    ``cell`` formats one model's entry, "–" where a model has none."""
+    names = sorted({name for summary in summaries for name in summary[key]})
+    lines = ["", title, "", f"| {first_column} | " + " | ".join(summary["model"] for summary in summaries) + " |"]
+    lines.append("|---|" + "---|" * len(summaries))
+    for name in names:
+        cells = [cell(summary[key][name]) if name in summary[key] else "–" for summary in summaries]
+        count = next(summary[key][name]["count"] for summary in summaries if name in summary[key])
+        lines.append(f"| {name} ({count}) | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _system_cell(entry: dict) -> str:
+    if entry["label"] == "spoof":
+        return f"EER {100 * entry['eer_vs_all_real']:.1f} % / miss {100 * entry['miss_rate']:.1f} %"
+    return f"false alarms {100 * entry['false_alarm_rate']:.1f} %"
+
+
+def _real_source_cell(entry: dict) -> str:
+    eer = entry["eer_vs_all_fakes"]
+    eer_text = "–" if eer is None else f"{100 * eer:.1f} %"
+    return f"EER {eer_text} / false alarms {100 * entry['false_alarm_rate']:.1f} %"
 
 
 def manifest_rows(manifests: Sequence[Path], split: str | None = None) -> list[ManifestRow]:

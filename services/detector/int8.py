@@ -1,5 +1,6 @@
 """Torch emulation of ONNX Runtime's dynamically quantized int8 MatMul: the source model that a
-``precision = "int8-matmul"`` detector graph is checked against (within 1e-4, as the float one)."""
+``precision = "int8-matmul"`` detector graph is checked against (within ``INT8_TOLERANCE`` of
+``services.detector.models``, not the float graph's 1e-4: rounding flips add up)."""
 
 from __future__ import annotations
 
