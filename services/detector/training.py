@@ -20,7 +20,7 @@ from tqdm import tqdm
 from services.detector.inference import DETECTION_LOAD_POLICY
 from services.detector.manifest import ManifestError, ManifestRow, read_manifest, select
 from services.detector.metrics import equal_error_rate
-from services.detector.models import ONNX_TOLERANCE, ModelSpec, ProbeHead, export_probe_onnx
+from services.detector.models import ONNX_TOLERANCE, ModelSpec, Pooling, ProbeHead, export_probe_onnx
 from shared.audio import load_audio
 from shared.files import write_atomic
 from shared.offline_models import cache_dir
@@ -175,13 +175,15 @@ def probe_features(
     whisper_model: str = "base",
     num_layers: int = 4,
     mel_profile: np.ndarray | None = None,
+    pooling: Pooling = "mean-std",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Pooled Whisper features (clips, blocks, 2·width) and labels of train and dev, through the
+    """Pooled Whisper features (clips, blocks, k·width) and labels of train and dev, through the
     feature cache: ``x_train, y_train, x_dev, y_dev``. ``mel_profile``: channel-normalise the
-    log-mel first (:func:`services.detector.features.normalise_channel`)."""
+    log-mel first (:func:`services.detector.features.normalise_channel`); ``pooling``: which
+    statistics (:func:`services.detector.features.pool_statistics`)."""
     from services.detector.features import WhisperLayerFeatures
 
-    extractor = WhisperLayerFeatures(whisper_model, num_layers=num_layers, mel_profile=mel_profile)
+    extractor = WhisperLayerFeatures(whisper_model, num_layers=num_layers, mel_profile=mel_profile, pooling=pooling)
     cache = FeatureCache(extractor.cache_id)
     x_train = cache.features(train, extractor, "whisper features (train)")
     x_dev = cache.features(dev, extractor, "whisper features (dev)")
@@ -196,8 +198,8 @@ def fit_probe_head(
     layers: Sequence[int],
     c_value: float,
 ) -> tuple[ProbeHead, float, float]:
-    """Fit one probe candidate on pooled features (clips, blocks, 2·width); return it with its
-    dev EER and the dev EER threshold."""
+    """Fit one probe candidate on pooled features (clips, blocks, k·width); return it with its
+    dev EER and the dev EER threshold (the head's ``pooling`` is the caller's to set)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -226,17 +228,24 @@ def train_whisper_probe(
     layer_sets: Sequence[tuple[int, ...]] = CANDIDATE_LAYER_SETS,
     c_values: Sequence[float] = CANDIDATE_C,
     channel_normalisation: bool = False,
+    pooling: Pooling = "mean-std",
 ) -> TrainResult:
     """Logistic regression over pooled Whisper encoder layers; layers and C chosen on dev EER.
 
     ``channel_normalisation``: the encoder reads the log-mel with each band's clip mean replaced
     by the real training clips' average (:func:`real_mel_profile`), in training and in the
-    exported graph alike.
+    exported graph alike. ``pooling``: the statistics per block
+    (:func:`services.detector.features.pool_statistics`), likewise in both.
     """
     train, dev = split_rows(manifest)
     mel_profile = real_mel_profile(train) if channel_normalisation else None
     x_train, y_train, x_dev, y_dev = probe_features(
-        train, dev, whisper_model, num_layers=max(max(layers) for layers in layer_sets), mel_profile=mel_profile
+        train,
+        dev,
+        whisper_model,
+        num_layers=max(max(layers) for layers in layer_sets),
+        mel_profile=mel_profile,
+        pooling=pooling,
     )
 
     search: list[dict] = []
@@ -251,8 +260,8 @@ def train_whisper_probe(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    # The head reads features of the normalised log-mel: the graph must normalise the same way.
-    replace(best_head, mel_profile=mel_profile).save(out_dir / "head.npz")
+    # The head reads features of the normalised log-mel, pooled so: the graph must do the same.
+    replace(best_head, mel_profile=mel_profile, pooling=pooling).save(out_dir / "head.npz")
     spec = ModelSpec(
         name=name,
         kind="whisper-probe",
@@ -261,7 +270,7 @@ def train_whisper_probe(
         whisper_model=whisper_model,
         layers=best["layers"],
         training=_summary(manifest, train, dev)
-        | {"channel_normalisation": channel_normalisation, "selected": best, "search": search},
+        | {"channel_normalisation": channel_normalisation, "pooling": pooling, "selected": best, "search": search},
     )
     spec.write(out_dir)
     spec.training["onnx_max_abs_difference"] = export_probe_onnx(out_dir, cache_dir() / "detector" / "check.onnx")
