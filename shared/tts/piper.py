@@ -1,8 +1,17 @@
-"""Piper (VITS) text-to-speech with the offline ``en_US-joe-medium`` voice."""
+"""Piper (VITS) text-to-speech with the offline ``en_US-joe-medium`` voice.
+
+VITS draws Gaussian noise twice per sentence (duration predictor and prior). In the packaged
+graph those are ``RandomNormalLike`` nodes, whose ONNX Runtime kernels seed themselves once per
+session: a clip then depends on every call made before it in the process, so the same request
+gives other audio in another process. :func:`seeded_noise_graph` turns each such node into a
+graph input fed from numpy, and :meth:`PiperTTS.synthesize` takes a ``seed``.
+"""
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +19,79 @@ import numpy as np
 from shared.audio import Audio, Hertz
 from shared.offline_models import piper_joe_voice
 from shared.tts import TextToSpeechError, check_text
+
+#: Noise values fed per phoneme at first (grown on demand): ample for 192 channels × ~30 frames.
+_NOISE_PER_PHONEME = 192 * 32
+
+
+def seeded_noise_graph(model_path: Path) -> tuple[bytes, list[str]]:
+    """The voice's graph with every ``RandomNormalLike`` node replaced by a graph input.
+
+    Each replaced node reads the first ``size(x)`` values of a 1-D float input (``noise_<k>``),
+    reshaped to ``x``'s shape, where the node drew N(0, 1) noise shaped like ``x``. Returns the
+    serialized graph and the new inputs' names, in node order.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(model_path))
+    graph = model.graph
+    nodes, names = [], []
+    for node in graph.node:
+        if node.op_type != "RandomNormalLike":
+            nodes.append(node)
+            continue
+        attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if attributes.get("mean", 0.0) != 0.0 or attributes.get("scale", 1.0) != 1.0:
+            raise ValueError(f"{model_path}: {node.name} is not standard normal noise ({attributes})")
+        if attributes.get("dtype", TensorProto.FLOAT) != TensorProto.FLOAT:
+            raise ValueError(f"{model_path}: {node.name} draws {attributes['dtype']}, not float32 noise")
+        name = f"noise_{len(names)}"
+        names.append(name)
+        graph.input.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["noise_values"]))
+        shape, count, flat = f"{name}_shape", f"{name}_count", f"{name}_flat"
+        nodes += [
+            helper.make_node("Shape", [node.input[0]], [shape]),
+            helper.make_node("ReduceProd", [shape], [count], keepdims=1),
+            helper.make_node(
+                "Constant", [], [f"{name}_zero"], value=helper.make_tensor("z", TensorProto.INT64, [1], [0])
+            ),
+            helper.make_node("Slice", [name, f"{name}_zero", count], [flat]),
+            helper.make_node("Reshape", [flat, shape], [node.output[0]]),
+        ]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return model.SerializeToString(), names
+
+
+class _NoiseFeedingSession:
+    """An ONNX Runtime session of :func:`seeded_noise_graph` that feeds the noise inputs.
+
+    ``noise`` (set per synthesis) maps ``(call, input index, count)`` to ``count`` standard-normal
+    values; PiperVoice calls :meth:`run` once per sentence.
+    """
+
+    def __init__(self, session, noise_inputs: list[str]) -> None:
+        self._session = session
+        self.noise_inputs = noise_inputs
+        self.noise: Callable[[int, int, int], np.ndarray] | None = None
+        self.calls = 0
+
+    def run(self, output_names, feed: dict[str, np.ndarray]):
+        if self.noise is None:
+            raise RuntimeError("no noise source set: call PiperTTS.synthesize")
+        call, self.calls = self.calls, self.calls + 1
+        count = _NOISE_PER_PHONEME * int(feed["input"].shape[1])
+        while True:
+            noise = {name: self.noise(call, index, count) for index, name in enumerate(self.noise_inputs)}
+            try:
+                return self._session.run(output_names, feed | noise)
+            except Exception as error:  # onnxruntime's own error types are not importable by name
+                # A sentence slower than the first guess: more noise. The values are a prefix-stable
+                # stream, so the audio does not depend on the guess.
+                if "Reshape" not in str(error) or count > 2**28:
+                    raise
+                count *= 4
 
 
 class PiperTTS:
@@ -52,8 +134,13 @@ class PiperTTS:
             options.inter_op_num_threads = 1
         import json
 
+        self._lock = threading.Lock()
+        graph, noise_inputs = seeded_noise_graph(path)
+        self._session = _NoiseFeedingSession(
+            onnxruntime.InferenceSession(graph, sess_options=options, providers=["CPUExecutionProvider"]), noise_inputs
+        )
         self._voice = PiperVoice(
-            session=onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"]),
+            session=self._session,  # type: ignore[arg-type]  # duck-typed: PiperVoice only calls run()
             config=PiperConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8"))),
             download_dir=Path(os.environ.get("TMPDIR", "/tmp")),
         )
@@ -77,8 +164,12 @@ class PiperTTS:
         noise_scale: float | None = None,
         length_scale: float | None = None,
         noise_w: float | None = None,
+        seed: int | None = None,
     ) -> Audio:
         """Speak ``text``; keyword arguments override the constructor's settings for this call.
+
+        ``seed`` fixes VITS's noise: the same text, settings and seed give the same samples in
+        any process and after any other call. None draws a fresh seed.
 
         Raises
         ------
@@ -95,12 +186,20 @@ class PiperTTS:
             noise_w_scale=base.noise_w_scale if noise_w is None else noise_w,
             normalize_audio=False,
         )
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1)[0])
         gap = np.zeros(round(self.sentence_pause_s * self.sample_rate_hz), dtype=np.float32)
         parts: list[np.ndarray] = []
-        for chunk in self._voice.synthesize(text, syn_config=config):
-            if parts:
-                parts.append(gap)
-            parts.append(chunk.audio_float_array)
+        with self._lock:  # the noise source is per call; one synthesis at a time per engine
+
+            def noise(call: int, index: int, count: int) -> np.ndarray:
+                return np.random.default_rng((seed, call, index)).standard_normal(count, dtype=np.float32)
+
+            self._session.noise, self._session.calls = noise, 0
+            for chunk in self._voice.synthesize(text, syn_config=config):
+                if parts:
+                    parts.append(gap)
+                parts.append(chunk.audio_float_array)
         if not parts or sum(len(p) for p in parts) == 0:
             raise TextToSpeechError(f"nothing pronounceable in the text {text[:60]!r}")
         samples = np.concatenate(parts).astype(np.float32)

@@ -37,6 +37,27 @@ def test_piper_speaks_and_obeys_its_parameters(piper) -> None:
         piper.synthesize("  ")
 
 
+def test_piper_noise_comes_from_the_seed(piper, monkeypatch) -> None:
+    from shared.offline_models import piper_joe_voice
+    from shared.tts.piper import PiperTTS, seeded_noise_graph
+
+    text = "Two sentences here. And a second one, a little longer than the first."
+    first = piper.synthesize(text, seed=3)
+    piper.synthesize("Something else in between.")  # earlier calls must not shift the noise
+    assert np.array_equal(piper.synthesize(text, seed=3).samples, first.samples)
+    assert np.array_equal(PiperTTS(threads=1).synthesize(text, seed=3).samples, first.samples)  # a new engine
+    assert not np.array_equal(piper.synthesize(text, seed=4).samples, first.samples)
+    # However little noise is fed at first, the audio is the same (the stream is grown, not redrawn).
+    monkeypatch.setattr("shared.tts.piper._NOISE_PER_PHONEME", 1)
+    assert np.array_equal(piper.synthesize(text, seed=3).samples, first.samples)
+    # Both of VITS's noise draws (duration predictor, prior) are inputs now, no random node is left.
+    import onnx
+
+    graph, inputs = seeded_noise_graph(piper_joe_voice())
+    assert inputs == ["noise_0", "noise_1"]
+    assert not [node.name for node in onnx.load_from_string(graph).graph.node if "Random" in node.op_type]
+
+
 def test_kokoro_speaks_english_with_packs_and_mixes(kokoro) -> None:
     from shared.tts.kokoro import VOICES
 

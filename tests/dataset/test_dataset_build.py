@@ -93,6 +93,34 @@ def test_parallel_build_makes_the_same_dataset(tiny_build: Path, tmp_path: Path)
         assert (tmp_path / row["path"]).read_bytes() == (tiny_build / row["path"]).read_bytes(), row["path"]
 
 
+def test_verify_remakes_clips_and_names_one_that_differs(
+    tiny_build: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    import numpy as np
+
+    copy = tmp_path / "tiny"
+    shutil.copytree(tiny_build, copy)
+    shutil.rmtree(copy / "cache")  # the clips are remade from their seeds, not read back
+    argv = ["data", "verify", str(TINY), "--output-dir", str(copy), "--per-system", "2"]
+    assert main(argv) == 0
+    report = capsys.readouterr().out
+    threads = json.loads((copy / "build_info.json").read_text(encoding="utf-8"))["compute_threads"]
+    assert f"remade with {threads} compute thread(s)" in report
+    systems = {row["system"] for row in _rows(copy)}
+    assert all(f"{system}" in report for system in systems) and "2/2 identical" in report
+    # A clip that is not what its seed makes (here: a faint tone added) is named, exit code 1.
+    checked = DatasetBuilder(load_config(TINY), output_dir=copy).verify(2).checks["world-copy"][0][0]
+    samples, rate = sf.read(copy / checked, dtype="float32")
+    tone = 0.001 * np.sin(2 * np.pi * 440 * np.arange(len(samples)) / rate)
+    sf.write(copy / checked, samples + tone, rate, subtype="PCM_16")
+    assert main(argv) == 1
+    report = capsys.readouterr().out
+    assert f"differs: {checked}" in report and "world-copy" in report and "1/2 identical" in report
+    assert main(["data", "verify", str(TINY), "--output-dir", str(tmp_path / "none")]) == 2
+
+
 def test_shard_alone_writes_no_manifest(
     shared_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

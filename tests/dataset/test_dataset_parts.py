@@ -239,3 +239,25 @@ def test_nonfree_engine_generators_draw_voices(kind: str) -> None:
         assert voice.startswith(f"{kind}-") and 0.5 < audio.duration_s < 5
         voices.add(voice)
     assert len(voices) > 1  # a random voice per clip
+
+
+def test_seeded_generators_repeat_whatever_ran_before(speech: Audio) -> None:
+    """A clip is a function of its seed: Griffin-Lim's initial phases and Piper's VITS noise come
+    from the clip's random generator, not from state left by earlier clips."""
+    from services.detector.dataset.config import System
+    from services.detector.dataset.generators import build_generator
+
+    window = speech.crop(0.0, 1.5)
+    griffinlim = build_generator(System(name="gl", kind="griffinlim-copy", split="test"))
+    piper = build_generator(System(name="piper", kind="piper", split="train"))
+
+    def both(seed: int) -> tuple[np.ndarray, np.ndarray]:
+        copy = griffinlim.copy(window, np.random.default_rng(seed))
+        spoken, _ = piper.speak("A short sentence for the test.", np.random.default_rng(seed))
+        return copy.samples, spoken.samples
+
+    first = both(1)
+    both(2)  # other clips in between
+    again = both(1)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert griffinlim.content_id and piper.content_id  # in the clips' fingerprint: old clips are remade

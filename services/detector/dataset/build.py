@@ -105,6 +105,18 @@ class BuildSummary:
 
 
 @dataclass(frozen=True)
+class Verification:
+    """What :meth:`DatasetBuilder.verify` found: per system, ``(clip path, identical)``."""
+
+    threads: int  # the compute threads the clips were remade with (the build's)
+    checks: dict[str, list[tuple[str, bool]]]
+
+    @property
+    def different(self) -> list[str]:
+        return [path for checks in self.checks.values() for path, same in checks if not same]
+
+
+@dataclass(frozen=True)
 class _Sources:
     """What a build draws clips from: the real recordings (and their indices per split), the
     loaded fake generators and the text bank."""
@@ -436,27 +448,13 @@ class DatasetBuilder:
         self.warnings = []  # each pass reports its own (a parallel build's final pass follows a shard)
         out = self.output_dir
         out.mkdir(parents=True, exist_ok=True)
-        recordings = self.read_real()
-        self.log(f"{len(recordings)} real recordings from {len(self.config.real)} source(s)")
-        real_items = self.plan_real(recordings)
-        generators, skipped = self.build_generators()
-        self.warnings += [f"system {name!r} skipped: {why}" for name, why in skipped.items()]
-        systems = [s for s in self.config.systems if s.name in generators]
-        fake_items = self.plan_fakes(real_items, systems)
-        bank = TextBank(self.config.resolve_data(self.config.text_csv))
-        by_split: dict[str, list[int]] = defaultdict(list)
-        for index, real in enumerate(recordings):
-            by_split[real.split].append(index)
-        sources = _Sources(recordings, dict(by_split), generators, bank)
-
+        real_items, fake_items, sources, skipped = self._plan()
+        generators = sources.generators
         fingerprints = self.fingerprints(generators)
         self._window_fingerprints = self.fingerprints(generators, window_only=True)
         rows: list[dict[str, str]] = []
         failed = reused = 0
-        groups: dict[str, list[Item]] = defaultdict(list)
-        for item in real_items + fake_items:
-            groups[item.system].append(item)
-        for system, items in groups.items():
+        for system, items in _by_system(real_items + fake_items).items():
             if shard is not None:
                 items = [item for item in items if shard.holds(item.item_id)]
             for item in tqdm(items, desc=f"{system}{shard.suffix if shard else ''}", unit="clip"):
@@ -535,10 +533,67 @@ class DatasetBuilder:
             "failed_items": failed,
             "reused_items": reused,
             "build_wall_s": round(time.monotonic() - started, 1),
+            # Float results of the neural vocoders and Griffin-Lim's mel inversion depend on how many
+            # threads sum them: `vcfad data verify` remakes clips with this count.
+            "compute_threads": _compute_threads(),
             "warnings": self.warnings[:200],
         }
         write_atomic(out / "build_info.json", lambda temp: _write_json(temp, info, indent=2))
         return summary
+
+    def _plan(self) -> tuple[list[Item], list[Item], _Sources, dict[str, str]]:
+        """Every planned clip (real, fake), what they are made from, and the skipped systems."""
+        recordings = self.read_real()
+        self.log(f"{len(recordings)} real recordings from {len(self.config.real)} source(s)")
+        real_items = self.plan_real(recordings)
+        generators, skipped = self.build_generators()
+        self.warnings += [f"system {name!r} skipped: {why}" for name, why in skipped.items()]
+        systems = [s for s in self.config.systems if s.name in generators]
+        fake_items = self.plan_fakes(real_items, systems)
+        bank = TextBank(self.config.resolve_data(self.config.text_csv))
+        by_split: dict[str, list[int]] = defaultdict(list)
+        for index, real in enumerate(recordings):
+            by_split[real.split].append(index)
+        return real_items, fake_items, _Sources(recordings, dict(by_split), generators, bank), skipped
+
+    def verify(self, per_system: int = 3) -> Verification:
+        """Make ``per_system`` built clips of every system (and real source) again from scratch —
+        window, channel and augmentation, no cache — and compare them with the files on disk.
+
+        Lists, per system, ``(clip path, identical)`` for each clip checked (evenly spaced
+        through the plan; clips not built are skipped). Identical means within two steps of the
+        16-bit files' resolution: the clip is a function of its seed alone. The clips are remade
+        with the build's thread count (``build_info.json``), which float sums depend on.
+        """
+        import torch
+        from threadpoolctl import threadpool_limits
+
+        info_path = self.output_dir / "build_info.json"
+        info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+        threads = int(info.get("compute_threads") or _compute_threads())
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            with threadpool_limits(limits=threads):
+                return Verification(threads, self._remake_and_compare(per_system))
+        finally:
+            torch.set_num_threads(previous)
+
+    def _remake_and_compare(self, per_system: int) -> dict[str, list[tuple[str, bool]]]:
+        real_items, fake_items, sources, _ = self._plan()
+        result: dict[str, list[tuple[str, bool]]] = {}
+        for system, items in _by_system(real_items + fake_items).items():
+            built = [item for item in items if (self.output_dir / item.relpath).exists()]
+            count = min(per_system, len(built))
+            spots = sorted({round(i * (len(built) - 1) / max(count - 1, 1)) for i in range(count)})
+            checks = []
+            for item in (built[spot] for spot in spots):
+                on_disk = decode_audio(self.output_dir / item.relpath).samples
+                made = self._make_row(item, sources, cached=False)
+                same = made is not None and made[0].samples.shape == on_disk.shape
+                checks.append((item.relpath, bool(same and np.max(np.abs(made[0].samples - on_disk)) <= 2 / 32768)))
+            result[system] = checks
+        return result
 
     @staticmethod
     def _remove_orphans(out: Path, planned: set[str]) -> int:
@@ -554,11 +609,12 @@ class DatasetBuilder:
                         removed += path.suffix == ".wav" and root.parent != cache
         return removed
 
-    def _make_row(self, item: Item, sources: _Sources) -> tuple[Audio, dict[str, str]] | None:
+    def _make_row(self, item: Item, sources: _Sources, cached: bool = True) -> tuple[Audio, dict[str, str]] | None:
         last_error: Exception | None = None
+        make_window = self.cached_window if cached else self.make_item
         for attempt in range(_ATTEMPTS):
             try:
-                window, fields = self.cached_window(item, sources, attempt)
+                window, fields = make_window(item, sources, attempt)
                 audio, description = self.finish(window, item, sources)
             except (AudioError, ValueError, RuntimeError, OSError) as error:
                 if isinstance(error, BuildError):
@@ -581,6 +637,19 @@ class DatasetBuilder:
             return audio, row
         self.warnings.append(f"{item.item_id}: gave up after {_ATTEMPTS} attempts: {last_error}")
         return None
+
+
+def _compute_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _by_system(items: list[Item]) -> dict[str, list[Item]]:
+    groups: dict[str, list[Item]] = defaultdict(list)
+    for item in items:
+        groups[item.system].append(item)
+    return dict(groups)
 
 
 def _mean_duration(windows: Windows) -> float:

@@ -1,4 +1,4 @@
-"""`vcfad data ...` sub-commands: `build CONFIG` and `probe MANIFEST`."""
+"""`vcfad data ...` sub-commands: `build CONFIG`, `verify CONFIG` and `probe MANIFEST`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `vcfad data build` and `vcfad data probe`."""
+    """Add `vcfad data build`, `vcfad data verify` and `vcfad data probe`."""
     data = subparsers.add_parser("data", help="build and check detector datasets")
     commands = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
 
@@ -35,6 +35,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="make only share K of N of the clips and write no manifest (what --jobs runs in each child)",
     )
     build.set_defaults(handler=_build)
+
+    verify = commands.add_parser(
+        "verify",
+        help="make some built clips of every system again and check they are identical",
+        description="Remake --per-system clips of each system and real source of a built dataset from "
+        "their seeds alone (no cache) and compare them with the files: exit 1 if any differs.",
+    )
+    verify.add_argument("config", type=Path, help="the TOML config the dataset was built from")
+    verify.add_argument("--output-dir", type=Path, default=None, help="the dataset folder, if not the config's")
+    verify.add_argument("--per-system", type=int, default=3, help="clips to remake per system (default 3)")
+    verify.set_defaults(handler=_verify)
 
     probe = commands.add_parser(
         "probe",
@@ -75,6 +86,29 @@ def _build(args: argparse.Namespace) -> int:
     print("clips per split: " + json.dumps(summary.counts))
     print(f"reused {summary.reused_items}, failed {summary.failed_items}, wall {summary.wall_s:.0f} s")
     return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from services.detector.dataset.build import BuildError, DatasetBuilder
+    from services.detector.dataset.config import ConfigError, load_config
+    from services.detector.dataset.readers import CorpusError
+    from vcfad.cli import CLIError
+
+    if args.per_system < 1:
+        raise CLIError(f"--per-system must be at least 1, not {args.per_system}")
+    try:
+        builder = DatasetBuilder(load_config(args.config), output_dir=args.output_dir, log=lambda message: None)
+        if not (builder.output_dir / "manifest.tsv").is_file():
+            raise CLIError(f"{builder.output_dir}: no built dataset (run `vcfad data build {args.config}` first)")
+        result = builder.verify(args.per_system)
+    except (ConfigError, BuildError, CorpusError) as error:
+        raise CLIError(str(error)) from None
+    print(f"remade with {result.threads} compute thread(s), as the build")
+    for system, checks in result.checks.items():
+        print(f"{system:45s} {sum(same for _, same in checks)}/{len(checks)} identical")
+    for path in result.different:
+        print(f"differs: {path}")
+    return 1 if result.different else 0
 
 
 def _probe(args: argparse.Namespace) -> int:

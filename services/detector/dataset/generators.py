@@ -204,6 +204,8 @@ class PiperGenerator:
         self.system, self.family = system.name, FAMILIES[system.kind]
         self.options = system.options
         self.voice = str(system.options.get("voice_name", "piper-joe"))
+        # Part of the clips' fingerprint: VITS's noise comes from the clip's seed since this.
+        self.content_id = "seeded-noise-1"
 
     def speak(self, text: str, rng: np.random.Generator) -> tuple[Audio, str]:
         audio = self.engine.synthesize(
@@ -211,6 +213,7 @@ class PiperGenerator:
             noise_scale=_uniform(rng, self.options, "noise_scale", (0.3, 1.0)),
             length_scale=_uniform(rng, self.options, "length_scale", (0.8, 1.3)),
             noise_w=_uniform(rng, self.options, "noise_w", (0.3, 1.2)),
+            seed=int(rng.integers(2**32)),
         )
         return audio, self.voice
 
@@ -279,6 +282,8 @@ class GriffinLimCopy:
     def __init__(self, system: System) -> None:
         self.system, self.family = system.name, FAMILIES[system.kind]
         self.mel_p = float(system.options.get("mel_p", 0.5))
+        # Part of the clips' fingerprint: the initial phases come from the clip's seed since this.
+        self.content_id = "seeded-phase-1"
 
     def copy(self, audio: Audio, rng: np.random.Generator) -> Audio:
         import librosa
@@ -292,7 +297,7 @@ class GriffinLimCopy:
         if rng.random() < self.mel_p:
             mel = librosa.feature.melspectrogram(S=magnitude**2, sr=rate, n_fft=n_fft, n_mels=80)
             magnitude = np.sqrt(librosa.feature.inverse.mel_to_stft(mel, sr=rate, n_fft=n_fft))
-        y = librosa.griffinlim(magnitude, n_iter=n_iter, hop_length=hop, n_fft=n_fft, length=len(x))
+        y = librosa.griffinlim(magnitude, n_iter=n_iter, hop_length=hop, n_fft=n_fft, length=len(x), random_state=rng)
         return Audio(y.astype(np.float32), rate)
 
 
