@@ -1,4 +1,4 @@
-"""`vcfad detect`, `train-detector`, `eval-detector`, `set-threshold`, `quantize-detector`."""
+"""`vcfad detect`, `train-detector`, `eval-detector`, `set-threshold`, `set-input-floor`, `quantize-detector`."""
 
 from __future__ import annotations
 
@@ -85,6 +85,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     threshold.add_argument("--threads", type=int, default=2)
     threshold.set_defaults(handler=_set_threshold)
+
+    floor = subparsers.add_parser(
+        "set-input-floor",
+        help="raise every input's noise floor to a level before scoring (or --off)",
+        description="Write into model.json the noise floor (dBFS) each clip is raised to before it is "
+        "scored, as training's augmentation raised every training clip's. Set the threshold again after.",
+    )
+    floor.add_argument("--model", required=True, help="model folder (or shipped model name) to update")
+    level = floor.add_mutually_exclusive_group(required=True)
+    level.add_argument("--dbfs", type=float, help="the floor level, e.g. -49")
+    level.add_argument("--off", action="store_true", help="score input as given")
+    floor.set_defaults(handler=_set_input_floor)
 
     quantize = subparsers.add_parser(
         "quantize-detector",
@@ -188,6 +200,26 @@ def _set_threshold(args: argparse.Namespace) -> int:
     detector = Detector.from_model_dir(model_dir, threads=args.threads)
     old, new = set_threshold(detector, args.manifest, split=args.split, false_alarm_rate=args.false_alarm_rate)
     print(f"{detector.name} ({model_dir}): threshold {old:.4f} -> {new:.4f}")
+    return 0
+
+
+def _set_input_floor(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from services.detector.models import INPUT_FLOOR_RANGE_DBFS, ModelSpec
+    from vcfad.cli import CLIError
+
+    low, high = INPUT_FLOOR_RANGE_DBFS
+    if args.dbfs is not None and not low <= args.dbfs <= high:
+        raise CLIError(f"--dbfs {args.dbfs}: choose a floor between {low:g} and {high:g} dBFS")
+    model_dir = resolve_model(args.model)
+    spec = ModelSpec.read(model_dir)
+    old, spec.input_floor_dbfs = spec.input_floor_dbfs, None if args.off else args.dbfs
+    spec.training.setdefault("input_floor_history", []).append(
+        {"input_floor_dbfs": spec.input_floor_dbfs, "replaced": old, "date": dt.date.today().isoformat()}
+    )
+    spec.write(model_dir)
+    print(f"{spec.name} ({model_dir}): input floor {old} -> {spec.input_floor_dbfs} dBFS; set the threshold again")
     return 0
 
 

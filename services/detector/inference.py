@@ -111,6 +111,8 @@ class Detector:
     # -- scoring ----------------------------------------------------------------------------
     def score_clips(self, clips: list[Audio]) -> np.ndarray:
         """P(fake) for each prepared (16 kHz, trimmed, normalised) clip, each scored whole."""
+        if self.spec.input_floor_dbfs is not None:
+            clips = [self._with_floor(clip, self.spec.input_floor_dbfs) for clip in clips]
         if self.spec.kind == "seed-baseline":
             with self._blas.limit(limits=1, user_api="blas"):
                 features = np.stack([self._seed_features(clip) for clip in clips])
@@ -128,6 +130,14 @@ class Detector:
                 batch = np.stack([whisper_log_mel(clips[index].samples) for index in indices])
             scores[indices] = self._session.run(None, {self._input_name: batch})[0].reshape(-1)
         return scores
+
+    @staticmethod
+    def _with_floor(clip: Audio, floor_dbfs: float) -> Audio:
+        """The clip with its noise floor raised to ``floor_dbfs`` by the training augmentation's
+        own step, with a fixed seed: a clip's score does not change from call to call."""
+        from services.detector.dataset.augment import raise_floor
+
+        return Audio(raise_floor(clip.samples, np.random.default_rng(0), floor_dbfs), clip.sample_rate_hz)
 
     def score_audio(self, audio: Audio) -> float:
         """Clip score of a prepared recording (windowed when longer than ``clip_window_s``)."""

@@ -38,6 +38,9 @@ ONNX_TOLERANCE = 1e-4
 #: a float difference of one ulp upstream can move an input across a rounding step, and the flips
 #: add up (the float and int8 graphs differ by up to ~0.1 on real speech).
 INT8_TOLERANCE = 5e-3
+#: Noise floors a model may ask its input to be raised to (dBFS): below, inaudible; above, it
+#: would bury quiet speech.
+INPUT_FLOOR_RANGE_DBFS = (-90.0, -30.0)
 #: Bump when :func:`quantize_matmuls` changes, so that cached int8 graphs are made again.
 QUANTIZE_RECIPE_VERSION = 1
 
@@ -54,6 +57,9 @@ class ModelSpec:
     layers: list[int] = field(default_factory=list)
     training: dict[str, Any] = field(default_factory=dict)
     precision: Precision = "float32"
+    #: Raise each clip's noise floor to this level (dBFS) before scoring, as training's
+    #: augmentation raised every training clip's (:meth:`Detector.score_clips`); None: as given.
+    input_floor_dbfs: float | None = None
 
     @classmethod
     def read(cls, model_dir: Path) -> ModelSpec:
@@ -63,6 +69,9 @@ class ModelSpec:
         spec = cls(**json.loads(path.read_text()))
         if spec.precision not in PRECISIONS or (spec.precision != "float32" and spec.kind != "whisper-probe"):
             raise ValueError(f"{path}: precision {spec.precision!r} is not one of {PRECISIONS} for a {spec.kind}")
+        low, high = INPUT_FLOOR_RANGE_DBFS
+        if spec.input_floor_dbfs is not None and not low <= spec.input_floor_dbfs <= high:
+            raise ValueError(f"{path}: input_floor_dbfs {spec.input_floor_dbfs} is outside {low:g}…{high:g} dBFS")
         return spec
 
     def write(self, model_dir: Path) -> None:

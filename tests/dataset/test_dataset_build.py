@@ -121,6 +121,27 @@ def test_verify_remakes_clips_and_names_one_that_differs(
     assert main(["data", "verify", str(TINY), "--output-dir", str(tmp_path / "none")]) == 2
 
 
+def test_as_recorded_build_reuses_the_windows_without_augmentation(tiny_build: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "tiny"
+    shutil.copytree(tiny_build, copy)
+    windows_before = sorted((copy / "cache" / "windows").rglob("*.wav"))
+    stamps = [path.stat().st_mtime_ns for path in windows_before]
+    argv = ["data", "build", str(TINY), "--output-dir", str(copy), "--as-recorded", "--no-probe"]
+    assert main(argv) == 0
+    rows = _rows(copy / "as-recorded")
+    augmented = {row["path"]: row for row in _rows(copy)}
+    # The same plan (a real window that is only silence without the added floor may drop out) ...
+    assert rows and {row["path"] for row in rows} <= set(augmented) and len(rows) >= 0.9 * len(augmented)
+    assert all(row["augment"] == "none" for row in rows)
+    # ... made from the same fake windows, which were read, not made again.
+    assert sorted((copy / "cache" / "windows").rglob("*.wav")) == windows_before
+    assert [path.stat().st_mtime_ns for path in windows_before] == stamps
+    assert not (copy / "as-recorded" / "cache").exists()
+    assert main([*argv, "--jobs", "2"]) == 2
+
+
 def test_shard_alone_writes_no_manifest(
     shared_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

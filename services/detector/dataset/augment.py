@@ -241,7 +241,8 @@ def augment(
     if config.distortion_p and distortion_rng.random() < config.distortion_p:
         x, name = distortion(x, distortion_rng)
         steps.append(name)
-    x = raise_floor(x, rng, float(rng.uniform(*config.floor_dbfs)))
+    if config.floor_dbfs is not None:
+        x = raise_floor(x, rng, float(rng.uniform(*config.floor_dbfs)))
     if config.noise_p and rng.random() < config.noise_p:
         snr_db = float(rng.uniform(*config.noise_snr_db))
         x = add_noise(x, rng, snr_db, float(rng.uniform(0.0, 2.0)))

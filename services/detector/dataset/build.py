@@ -134,9 +134,18 @@ def _clean(value: object) -> str:
 class DatasetBuilder:
     """Builds one dataset from a :class:`BuildConfig` (see module docstring)."""
 
-    def __init__(self, config: BuildConfig, *, output_dir: Path | None = None, log: Callable[[str], None] = print):
+    def __init__(
+        self,
+        config: BuildConfig,
+        *,
+        output_dir: Path | None = None,
+        window_cache_dir: Path | None = None,
+        log: Callable[[str], None] = print,
+    ):
         self.config = config
         self.output_dir = Path(output_dir) if output_dir else config.output_path()
+        #: Fake windows before channel and augmentation; an as-recorded build reads the main build's.
+        self.window_cache_dir = Path(window_cache_dir) if window_cache_dir else self.output_dir / "cache" / "windows"
         self.log = log
         self.policy = LoadPolicy()
         self.warnings: list[str] = []
@@ -362,7 +371,7 @@ class DatasetBuilder:
         """:meth:`make_item`, with fake windows kept in ``cache/windows/`` (slow engines run once)."""
         if item.kind == "real":
             return self.make_item(item, sources, attempt)
-        wav_path = self.output_dir / "cache" / "windows" / item.relpath
+        wav_path = self.window_cache_dir / item.relpath
         side_path = wav_path.with_suffix(".json")
         fingerprint = self._window_fingerprints[item.system]
         if attempt == 0 and wav_path.exists() and side_path.exists():
@@ -713,6 +722,7 @@ def build_dataset(
     probe: bool | None = None,
     jobs: int = 1,
     config_path: Path | None = None,
+    window_cache_dir: Path | None = None,
 ) -> BuildSummary:
     """Build the dataset ``config`` describes (see :class:`DatasetBuilder`).
 
@@ -725,7 +735,9 @@ def build_dataset(
 
     if jobs < 1:
         raise BuildError(f"--jobs {jobs}: must be 1 or more")
-    builder = DatasetBuilder(config, output_dir=output_dir)
+    builder = DatasetBuilder(config, output_dir=output_dir, window_cache_dir=window_cache_dir)
+    if jobs > 1 and window_cache_dir is not None:
+        raise BuildError("a build that reads another build's window cache runs in one process (no --jobs)")
     if jobs > (os.cpu_count() or 1):
         builder.log(f"warning: --jobs {jobs} > {os.cpu_count()} cores; each job also holds every generator in memory")
     if jobs > 1:

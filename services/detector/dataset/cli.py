@@ -21,6 +21,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("config", type=Path, help="TOML build config, e.g. configs/detector/default.toml")
     build.add_argument("--output-dir", type=Path, default=None, help="override the config's output folder")
     build.add_argument("--no-probe", action="store_true", help="skip the shortcut probe")
+    build.add_argument(
+        "--as-recorded",
+        action="store_true",
+        help="the same clips without channel transfer or augmentation, into <output>/as-recorded/ "
+        "(reuses the built fake windows; one process)",
+    )
     parallel = build.add_mutually_exclusive_group()
     parallel.add_argument(
         "--jobs",
@@ -64,6 +70,13 @@ def _build(args: argparse.Namespace) -> int:
 
     try:
         config = load_config(args.config)
+        window_cache_dir = None
+        if args.as_recorded:
+            if args.shard is not None or args.jobs != 1:
+                raise CLIError("--as-recorded runs in one process: leave out --jobs and --shard")
+            base = args.output_dir or config.output_path()
+            config, args.output_dir = config.as_recorded(), base / "as-recorded"
+            window_cache_dir = base / "cache" / "windows"
         if args.shard is not None:
             shard = Shard.parse(args.shard)
             DatasetBuilder(config, output_dir=args.output_dir).run(shard=shard)
@@ -75,6 +88,7 @@ def _build(args: argparse.Namespace) -> int:
             probe=False if args.no_probe else None,
             jobs=args.jobs,
             config_path=args.config,
+            window_cache_dir=window_cache_dir,
         )
     except (ConfigError, BuildError, CorpusError) as error:
         raise CLIError(str(error)) from None

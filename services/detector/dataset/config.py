@@ -107,8 +107,9 @@ class Augment(_Strict):
 
     #: Always raise the noise floor (5th percentile of 20 ms frame levels) to a level (dBFS)
     #: drawn from this range, with coloured noise; LibriSpeech's own floors after loudness
-    #: normalisation lie around −69…−43 dBFS (10th–90th percentile), median −55.
-    floor_dbfs: tuple[float, float] = (-58.0, -40.0)
+    #: normalisation lie around −69…−43 dBFS (10th–90th percentile), median −55. None: leave
+    #: the floor as it is (an as-recorded build, :meth:`BuildConfig.as_recorded`).
+    floor_dbfs: tuple[float, float] | None = (-58.0, -40.0)
     noise_p: float = Field(default=0.3, ge=0.0, le=1.0)
     noise_snr_db: tuple[float, float] = (5.0, 30.0)
     eq_p: float = Field(default=0.4, ge=0.0, le=1.0)
@@ -159,6 +160,23 @@ class BuildConfig(_Strict):
         return self
 
     # -- resolved paths -----------------------------------------------------------------------
+    def as_recorded(self) -> BuildConfig:
+        """The same plan with no channel transfer and no augmentation: every window as recorded
+        or synthesized (after the loader's loudness normalisation and trimming, as served)."""
+        none = Augment(
+            floor_dbfs=None,
+            noise_p=0.0,
+            eq_p=0.0,
+            reverb_p=0.0,
+            resample_p=0.0,
+            lowpass_p=0.0,
+            telephone_p=0.0,
+            codec_p=0.0,
+            distortion_p=0.0,
+            channel_transfer_p=0.0,
+        )
+        return self.model_copy(update={"augment": none})
+
     def data_root_path(self) -> Path:
         override = os.environ.get("VCFAD_SHARED_DATA")
         root = Path(override) if override else Path(os.path.expanduser(self.data_root))
