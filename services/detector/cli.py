@@ -206,14 +206,15 @@ def _set_threshold(args: argparse.Namespace) -> int:
 def _set_input_floor(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from services.detector.models import INPUT_FLOOR_RANGE_DBFS, ModelSpec
+    from services.detector.models import ModelSpec, check_input_floor
     from vcfad.cli import CLIError
 
-    low, high = INPUT_FLOOR_RANGE_DBFS
-    if args.dbfs is not None and not low <= args.dbfs <= high:
-        raise CLIError(f"--dbfs {args.dbfs}: choose a floor between {low:g} and {high:g} dBFS")
-    model_dir = resolve_model(args.model)
-    spec = ModelSpec.read(model_dir)
+    try:
+        check_input_floor(args.dbfs)
+        model_dir = resolve_model(args.model)
+        spec = ModelSpec.read(model_dir)
+    except (ValueError, FileNotFoundError) as error:
+        raise CLIError(str(error)) from None
     old, spec.input_floor_dbfs = spec.input_floor_dbfs, None if args.off else args.dbfs
     spec.training.setdefault("input_floor_history", []).append(
         {"input_floor_dbfs": spec.input_floor_dbfs, "replaced": old, "date": dt.date.today().isoformat()}

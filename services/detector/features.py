@@ -21,7 +21,7 @@ import librosa
 import numpy as np
 import torch
 
-from services.detector.models import POOLINGS, Pooling
+from services.detector.models import Pooling, check_pooling
 from shared.audio import Audio
 from shared.offline_models import whisper_model_dir
 from shared.whisper_encoder import WHISPER_MAX_FRAMES, WhisperEncoder, whisper_log_mel
@@ -69,10 +69,10 @@ def pool_statistics(hidden: torch.Tensor, pooling: Pooling = "mean-std") -> torc
     ``mean-std-delta`` adds the root mean square of each dimension's change from one frame to the
     next. Mean and std ignore the frames' order; this does not: over-smoothed trajectories
     (statistical-parametric synthesis) give it low values, jumps at unit joins and frame-rate
-    vocoder artefacts high ones. Needs two frames or more (the loader's minimum clip gives 25).
+    vocoder artefacts high ones. Needs two frames or more (the detection loader's shortest clip,
+    0.3 s, gives 15).
     """
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling {pooling!r} is not one of {POOLINGS}")
+    check_pooling(pooling)
     pooled = pool_mean_std(hidden)
     if pooling == "mean-std":
         return pooled
@@ -108,10 +108,8 @@ class WhisperLayerFeatures:
         mel_profile: np.ndarray | None = None,
         pooling: Pooling = "mean-std",
     ) -> None:
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling {pooling!r} is not one of {POOLINGS}")
         self.model_name = model_name
-        self.pooling = pooling
+        self.pooling = check_pooling(pooling)
         self.encoder = WhisperEncoder.from_ct2(model_dir or whisper_model_dir(model_name), num_layers=num_layers)
         self.mel_profile = None if mel_profile is None else torch.from_numpy(np.asarray(mel_profile, np.float32))
 

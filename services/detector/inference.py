@@ -134,7 +134,11 @@ class Detector:
     @staticmethod
     def _with_floor(clip: Audio, floor_dbfs: float) -> Audio:
         """The clip with its noise floor raised to ``floor_dbfs`` by the training augmentation's
-        own step, with a fixed seed: a clip's score does not change from call to call."""
+        own step, with a fixed seed: a clip's score does not change from call to call.
+
+        Applied to the prepared (loudness-normalised, trimmed) clip; the builder raises the floor
+        of a window before normalising it again, so the levels agree only to within that step.
+        """
         from services.detector.dataset.augment import raise_floor
 
         return Audio(raise_floor(clip.samples, np.random.default_rng(0), floor_dbfs), clip.sample_rate_hz)

@@ -41,6 +41,23 @@ INT8_TOLERANCE = 5e-3
 #: Noise floors a model may ask its input to be raised to (dBFS): below, inaudible; above, it
 #: would bury quiet speech.
 INPUT_FLOOR_RANGE_DBFS = (-90.0, -30.0)
+
+
+def check_pooling(pooling: str) -> Pooling:
+    """``pooling`` if it is one of :data:`POOLINGS`; ValueError naming the choices otherwise."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling {pooling!r} is not one of {POOLINGS}")
+    return pooling  # type: ignore[return-value]
+
+
+def check_input_floor(floor_dbfs: float | None) -> float | None:
+    """``floor_dbfs`` if None or inside :data:`INPUT_FLOOR_RANGE_DBFS`; ValueError otherwise."""
+    low, high = INPUT_FLOOR_RANGE_DBFS
+    if floor_dbfs is not None and not low <= floor_dbfs <= high:
+        raise ValueError(f"input_floor_dbfs {floor_dbfs:g} is outside {low:g}…{high:g} dBFS")
+    return floor_dbfs
+
+
 #: Bump when :func:`quantize_matmuls` changes, so that cached int8 graphs are made again.
 QUANTIZE_RECIPE_VERSION = 1
 
@@ -69,9 +86,10 @@ class ModelSpec:
         spec = cls(**json.loads(path.read_text()))
         if spec.precision not in PRECISIONS or (spec.precision != "float32" and spec.kind != "whisper-probe"):
             raise ValueError(f"{path}: precision {spec.precision!r} is not one of {PRECISIONS} for a {spec.kind}")
-        low, high = INPUT_FLOOR_RANGE_DBFS
-        if spec.input_floor_dbfs is not None and not low <= spec.input_floor_dbfs <= high:
-            raise ValueError(f"{path}: input_floor_dbfs {spec.input_floor_dbfs} is outside {low:g}…{high:g} dBFS")
+        try:
+            check_input_floor(spec.input_floor_dbfs)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
         return spec
 
     def write(self, model_dir: Path) -> None:
@@ -95,8 +113,7 @@ class ProbeHead:
     pooling: Pooling = "mean-std"
 
     def __post_init__(self) -> None:
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling {self.pooling!r} is not one of {POOLINGS}")
+        check_pooling(self.pooling)
 
     def save(self, path: Path) -> None:
         optional = {} if self.mel_profile is None else {"mel_profile": self.mel_profile}
@@ -115,9 +132,10 @@ class ProbeHead:
     @classmethod
     def load(cls, path: Path) -> ProbeHead:
         with np.load(path) as data:
-            pooling = str(data["pooling"]) if "pooling" in data.files else "mean-std"
-            if pooling not in POOLINGS:
-                raise ValueError(f"{path}: pooling {pooling!r} is not one of {POOLINGS}")
+            try:
+                pooling = check_pooling(str(data["pooling"]) if "pooling" in data.files else "mean-std")
+            except ValueError as error:
+                raise ValueError(f"{path}: {error}") from None
             return cls(
                 layers=tuple(int(x) for x in data["layers"]),
                 mean=data["mean"].astype(np.float32),

@@ -13,12 +13,16 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from shared.audio import Audio, Hertz
 from shared.offline_models import piper_joe_voice
 from shared.tts import TextToSpeechError, check_text
+
+if TYPE_CHECKING:
+    import onnxruntime
 
 #: Noise values fed per phoneme at first (grown on demand): ample for 192 channels × ~30 frames.
 _NOISE_PER_PHONEME = 192 * 32
@@ -48,16 +52,17 @@ def seeded_noise_graph(model_path: Path) -> tuple[bytes, list[str]]:
             raise ValueError(f"{model_path}: {node.name} draws {attributes['dtype']}, not float32 noise")
         name = f"noise_{len(names)}"
         names.append(name)
-        graph.input.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["noise_values"]))
-        shape, count, flat = f"{name}_shape", f"{name}_count", f"{name}_flat"
+        graph.input.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [f"{name}_values"]))
+        shape, count, zero, flat = (f"{name}_{part}" for part in ("shape", "count", "zero", "flat"))
         nodes += [
-            helper.make_node("Shape", [node.input[0]], [shape]),
-            helper.make_node("ReduceProd", [shape], [count], keepdims=1),
+            helper.make_node("Shape", [node.input[0]], [shape], name=shape),
+            helper.make_node("ReduceProd", [shape], [count], name=count, keepdims=1),
             helper.make_node(
-                "Constant", [], [f"{name}_zero"], value=helper.make_tensor("z", TensorProto.INT64, [1], [0])
+                "Constant", [], [zero], name=zero, value=helper.make_tensor(zero, TensorProto.INT64, [1], [0])
             ),
-            helper.make_node("Slice", [name, f"{name}_zero", count], [flat]),
-            helper.make_node("Reshape", [flat, shape], [node.output[0]]),
+            helper.make_node("Slice", [name, zero, count], [flat], name=flat),
+            # Named, so that too little noise is told apart from any other failure (see run()).
+            helper.make_node("Reshape", [flat, shape], [node.output[0]], name=f"{name}_reshape"),
         ]
     del graph.node[:]
     graph.node.extend(nodes)
@@ -67,29 +72,39 @@ def seeded_noise_graph(model_path: Path) -> tuple[bytes, list[str]]:
 class _NoiseFeedingSession:
     """An ONNX Runtime session of :func:`seeded_noise_graph` that feeds the noise inputs.
 
-    ``noise`` (set per synthesis) maps ``(call, input index, count)`` to ``count`` standard-normal
-    values; PiperVoice calls :meth:`run` once per sentence.
+    The noise source is per thread (set by :meth:`start` for one synthesis): it maps ``(call,
+    input index, count)`` to ``count`` standard-normal values. PiperVoice calls :meth:`run` once
+    per sentence; the ONNX Runtime session itself may run in several threads at once.
     """
 
-    def __init__(self, session, noise_inputs: list[str]) -> None:
+    #: Noise values per input beyond which a failing sentence is not retried (64 MiB of float32).
+    MAX_NOISE_VALUES = 2**24
+
+    def __init__(self, session: onnxruntime.InferenceSession, noise_inputs: list[str]) -> None:
         self._session = session
         self.noise_inputs = noise_inputs
-        self.noise: Callable[[int, int, int], np.ndarray] | None = None
-        self.calls = 0
+        self._local = threading.local()
 
-    def run(self, output_names, feed: dict[str, np.ndarray]):
-        if self.noise is None:
+    def start(self, noise: Callable[[int, int, int], np.ndarray]) -> None:
+        self._local.noise, self._local.calls = noise, 0
+
+    def run(self, output_names: list[str] | None, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        from onnxruntime.capi.onnxruntime_pybind11_state import Fail
+
+        noise_source = getattr(self._local, "noise", None)
+        if noise_source is None:
             raise RuntimeError("no noise source set: call PiperTTS.synthesize")
-        call, self.calls = self.calls, self.calls + 1
+        call, self._local.calls = self._local.calls, self._local.calls + 1
         count = _NOISE_PER_PHONEME * int(feed["input"].shape[1])
         while True:
-            noise = {name: self.noise(call, index, count) for index, name in enumerate(self.noise_inputs)}
+            noise = {name: noise_source(call, index, count) for index, name in enumerate(self.noise_inputs)}
             try:
                 return self._session.run(output_names, feed | noise)
-            except Exception as error:  # onnxruntime's own error types are not importable by name
-                # A sentence slower than the first guess: more noise. The values are a prefix-stable
-                # stream, so the audio does not depend on the guess.
-                if "Reshape" not in str(error) or count > 2**28:
+            except Fail as error:
+                # A sentence slower than the first guess needs more noise than was fed. The values
+                # are a prefix-stable stream, so the audio does not depend on the guess.
+                short = any(f"Name:'{name}_reshape'" in str(error) for name in self.noise_inputs)
+                if not short or count * 4 > self.MAX_NOISE_VALUES:
                     raise
                 count *= 4
 
@@ -134,7 +149,6 @@ class PiperTTS:
             options.inter_op_num_threads = 1
         import json
 
-        self._lock = threading.Lock()
         graph, noise_inputs = seeded_noise_graph(path)
         self._session = _NoiseFeedingSession(
             onnxruntime.InferenceSession(graph, sess_options=options, providers=["CPUExecutionProvider"]), noise_inputs
@@ -190,16 +204,15 @@ class PiperTTS:
             seed = int(np.random.SeedSequence().generate_state(1)[0])
         gap = np.zeros(round(self.sentence_pause_s * self.sample_rate_hz), dtype=np.float32)
         parts: list[np.ndarray] = []
-        with self._lock:  # the noise source is per call; one synthesis at a time per engine
 
-            def noise(call: int, index: int, count: int) -> np.ndarray:
-                return np.random.default_rng((seed, call, index)).standard_normal(count, dtype=np.float32)
+        def noise(call: int, index: int, count: int) -> np.ndarray:
+            return np.random.default_rng((seed, call, index)).standard_normal(count, dtype=np.float32)
 
-            self._session.noise, self._session.calls = noise, 0
-            for chunk in self._voice.synthesize(text, syn_config=config):
-                if parts:
-                    parts.append(gap)
-                parts.append(chunk.audio_float_array)
+        self._session.start(noise)
+        for chunk in self._voice.synthesize(text, syn_config=config):
+            if parts:
+                parts.append(gap)
+            parts.append(chunk.audio_float_array)
         if not parts or sum(len(p) for p in parts) == 0:
             raise TextToSpeechError(f"nothing pronounceable in the text {text[:60]!r}")
         samples = np.concatenate(parts).astype(np.float32)

@@ -47,6 +47,13 @@ def test_piper_noise_comes_from_the_seed(piper, monkeypatch) -> None:
     assert np.array_equal(piper.synthesize(text, seed=3).samples, first.samples)
     assert np.array_equal(PiperTTS(threads=1).synthesize(text, seed=3).samples, first.samples)  # a new engine
     assert not np.array_equal(piper.synthesize(text, seed=4).samples, first.samples)
+    # Threads sharing one engine each get their own noise stream.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        both = list(pool.map(lambda s: piper.synthesize(text, seed=s).samples, [3, 4, 3, 4]))
+    assert np.array_equal(both[0], first.samples) and np.array_equal(both[2], first.samples)
+    assert np.array_equal(both[1], both[3]) and not np.array_equal(both[0], both[1])
     # However little noise is fed at first, the audio is the same (the stream is grown, not redrawn).
     monkeypatch.setattr("shared.tts.piper._NOISE_PER_PHONEME", 1)
     assert np.array_equal(piper.synthesize(text, seed=3).samples, first.samples)

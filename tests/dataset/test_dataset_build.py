@@ -119,6 +119,11 @@ def test_verify_remakes_clips_and_names_one_that_differs(
     report = capsys.readouterr().out
     assert f"differs: {checked}" in report and "world-copy" in report and "1/2 identical" in report
     assert main(["data", "verify", str(TINY), "--output-dir", str(tmp_path / "none")]) == 2
+    # A clip made under other settings is reported as stale (a rebuild remakes it), not as differing.
+    sidecar = (copy / checked).with_suffix(".json")
+    sidecar.write_text(sidecar.read_text(encoding="utf-8").replace('"fingerprint": "', '"fingerprint": "x'))
+    assert main(argv) == 1
+    assert f"stale: {checked}" in capsys.readouterr().out
 
 
 def test_as_recorded_build_reuses_the_windows_without_augmentation(tiny_build: Path, tmp_path: Path) -> None:
@@ -140,6 +145,9 @@ def test_as_recorded_build_reuses_the_windows_without_augmentation(tiny_build: P
     assert [path.stat().st_mtime_ns for path in windows_before] == stamps
     assert not (copy / "as-recorded" / "cache").exists()
     assert main([*argv, "--jobs", "2"]) == 2
+    assert main(["data", "verify", str(TINY), "--output-dir", str(copy), "--as-recorded", "--per-system", "1"]) == 0
+    # Without a main build there are no windows to copy: said, not made from scratch.
+    assert main(["data", "build", str(TINY), "--output-dir", str(tmp_path / "empty"), "--as-recorded"]) == 2
 
 
 def test_shard_alone_writes_no_manifest(

@@ -223,9 +223,9 @@ def augment(
     distortion on without changing any other step of any clip.
 
     The order is physical: room and microphone (reverb, EQ, distortion), background noise, then the
-    transmission (resampling, band limit or telephone, codec). The noise floor is always raised to
-    a random target level (:func:`raise_floor`) so that neither digital silence (common in
-    synthetic speech) nor a recording's room tone is a label cue.
+    transmission (resampling, band limit or telephone, codec). The noise floor is raised to a
+    random target level (:func:`raise_floor`; unless ``config.floor_dbfs`` is None) so that
+    neither digital silence (common in synthetic speech) nor a recording's room tone is a label cue.
     """
     if audio.sample_rate_hz != _RATE_HZ:
         audio = audio.resample(_RATE_HZ)

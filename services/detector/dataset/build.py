@@ -106,14 +106,21 @@ class BuildSummary:
 
 @dataclass(frozen=True)
 class Verification:
-    """What :meth:`DatasetBuilder.verify` found: per system, ``(clip path, identical)``."""
+    """What :meth:`DatasetBuilder.verify` found: per system, ``(clip path, status)`` for each clip
+    remade, status ``identical``, ``differs`` or ``stale`` (made under other settings than the
+    config's now: a rebuild remakes it)."""
 
-    threads: int  # the compute threads the clips were remade with (the build's)
-    checks: dict[str, list[tuple[str, bool]]]
+    threads: int  # the compute threads the clips were remade with
+    threads_recorded: bool  # False: the build did not record its count (the current one was used)
+    checks: dict[str, list[tuple[str, str]]]
 
     @property
-    def different(self) -> list[str]:
-        return [path for checks in self.checks.values() for path, same in checks if not same]
+    def problems(self) -> list[str]:
+        """One line per clip that is not identical, and per system with no built clip."""
+        lines = [
+            f"{status}: {path}" for checks in self.checks.values() for path, status in checks if status != "identical"
+        ]
+        return lines + [f"none built: {system}" for system, checks in self.checks.items() if not checks]
 
 
 @dataclass(frozen=True)
@@ -141,7 +148,7 @@ class DatasetBuilder:
         output_dir: Path | None = None,
         window_cache_dir: Path | None = None,
         log: Callable[[str], None] = print,
-    ):
+    ) -> None:
         self.config = config
         self.output_dir = Path(output_dir) if output_dir else config.output_path()
         #: Fake windows before channel and augmentation; an as-recorded build reads the main build's.
@@ -569,7 +576,7 @@ class DatasetBuilder:
         """Make ``per_system`` built clips of every system (and real source) again from scratch —
         window, channel and augmentation, no cache — and compare them with the files on disk.
 
-        Lists, per system, ``(clip path, identical)`` for each clip checked (evenly spaced
+        Lists, per system, each clip checked (evenly spaced
         through the plan; clips not built are skipped). Identical means within two steps of the
         16-bit files' resolution: the clip is a function of its seed alone. The clips are remade
         with the build's thread count (``build_info.json``), which float sums depend on.
@@ -584,23 +591,33 @@ class DatasetBuilder:
         torch.set_num_threads(threads)
         try:
             with threadpool_limits(limits=threads):
-                return Verification(threads, self._remake_and_compare(per_system))
+                return Verification(threads, "compute_threads" in info, self._remake_and_compare(per_system))
         finally:
             torch.set_num_threads(previous)
 
-    def _remake_and_compare(self, per_system: int) -> dict[str, list[tuple[str, bool]]]:
+    def _remake_and_compare(self, per_system: int) -> dict[str, list[tuple[str, str]]]:
         real_items, fake_items, sources, _ = self._plan()
-        result: dict[str, list[tuple[str, bool]]] = {}
+        fingerprints = self.fingerprints(sources.generators)
+        result: dict[str, list[tuple[str, str]]] = {}
         for system, items in _by_system(real_items + fake_items).items():
             built = [item for item in items if (self.output_dir / item.relpath).exists()]
             count = min(per_system, len(built))
             spots = sorted({round(i * (len(built) - 1) / max(count - 1, 1)) for i in range(count)})
             checks = []
             for item in (built[spot] for spot in spots):
-                on_disk = decode_audio(self.output_dir / item.relpath).samples
+                wav_path = self.output_dir / item.relpath
+                try:
+                    sidecar = json.loads(wav_path.with_suffix(".json").read_text(encoding="utf-8"))
+                except (OSError, json.JSONDecodeError):
+                    sidecar = {}
+                if sidecar.get("fingerprint") != fingerprints[item.system]:
+                    checks.append((item.relpath, "stale"))
+                    continue
+                on_disk = decode_audio(wav_path).samples
                 made = self._make_row(item, sources, cached=False)
                 same = made is not None and made[0].samples.shape == on_disk.shape
-                checks.append((item.relpath, bool(same and np.max(np.abs(made[0].samples - on_disk)) <= 2 / 32768)))
+                same = bool(same and np.max(np.abs(made[0].samples - on_disk)) <= 2 / 32768)
+                checks.append((item.relpath, "identical" if same else "differs"))
             result[system] = checks
         return result
 

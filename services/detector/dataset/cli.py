@@ -51,6 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verify.add_argument("config", type=Path, help="the TOML config the dataset was built from")
     verify.add_argument("--output-dir", type=Path, default=None, help="the dataset folder, if not the config's")
     verify.add_argument("--per-system", type=int, default=3, help="clips to remake per system (default 3)")
+    verify.add_argument("--as-recorded", action="store_true", help="verify the build's as-recorded copy")
     verify.set_defaults(handler=_verify)
 
     probe = commands.add_parser(
@@ -75,6 +76,8 @@ def _build(args: argparse.Namespace) -> int:
             if args.shard is not None or args.jobs != 1:
                 raise CLIError("--as-recorded runs in one process: leave out --jobs and --shard")
             base = args.output_dir or config.output_path()
+            if not (base / "manifest.tsv").is_file():
+                raise CLIError(f"--as-recorded copies the build in {base}: run `vcfad data build {args.config}` first")
             config, args.output_dir = config.as_recorded(), base / "as-recorded"
             window_cache_dir = base / "cache" / "windows"
         if args.shard is not None:
@@ -111,18 +114,24 @@ def _verify(args: argparse.Namespace) -> int:
     if args.per_system < 1:
         raise CLIError(f"--per-system must be at least 1, not {args.per_system}")
     try:
-        builder = DatasetBuilder(load_config(args.config), output_dir=args.output_dir, log=lambda message: None)
+        config = load_config(args.config)
+        output_dir = args.output_dir or config.output_path()
+        if args.as_recorded:
+            config, output_dir = config.as_recorded(), output_dir / "as-recorded"
+        builder = DatasetBuilder(config, output_dir=output_dir, log=lambda message: None)
         if not (builder.output_dir / "manifest.tsv").is_file():
             raise CLIError(f"{builder.output_dir}: no built dataset (run `vcfad data build {args.config}` first)")
         result = builder.verify(args.per_system)
-    except (ConfigError, BuildError, CorpusError) as error:
+    except (ConfigError, BuildError, CorpusError, json.JSONDecodeError) as error:
         raise CLIError(str(error)) from None
-    print(f"remade with {result.threads} compute thread(s), as the build")
+    source = "as the build" if result.threads_recorded else "the build recorded none: the current count"
+    print(f"remade with {result.threads} compute thread(s), {source}")
     for system, checks in result.checks.items():
-        print(f"{system:45s} {sum(same for _, same in checks)}/{len(checks)} identical")
-    for path in result.different:
-        print(f"differs: {path}")
-    return 1 if result.different else 0
+        identical = sum(status == "identical" for _, status in checks)
+        print(f"{system:45s} {identical}/{len(checks)} identical")
+    for line in result.problems:
+        print(line)
+    return 1 if result.problems else 0
 
 
 def _probe(args: argparse.Namespace) -> int:

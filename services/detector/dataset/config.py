@@ -105,7 +105,7 @@ class System(_Strict):
 class Augment(_Strict):
     """The channel augmentation, applied with the same distribution to both classes."""
 
-    #: Always raise the noise floor (5th percentile of 20 ms frame levels) to a level (dBFS)
+    #: Raise every clip's noise floor (5th percentile of 20 ms frame levels) to a level (dBFS)
     #: drawn from this range, with coloured noise; LibriSpeech's own floors after loudness
     #: normalisation lie around −69…−43 dBFS (10th–90th percentile), median −55. None: leave
     #: the floor as it is (an as-recorded build, :meth:`BuildConfig.as_recorded`).
@@ -163,18 +163,9 @@ class BuildConfig(_Strict):
     def as_recorded(self) -> BuildConfig:
         """The same plan with no channel transfer and no augmentation: every window as recorded
         or synthesized (after the loader's loudness normalisation and trimming, as served)."""
-        none = Augment(
-            floor_dbfs=None,
-            noise_p=0.0,
-            eq_p=0.0,
-            reverb_p=0.0,
-            resample_p=0.0,
-            lowpass_p=0.0,
-            telephone_p=0.0,
-            codec_p=0.0,
-            distortion_p=0.0,
-            channel_transfer_p=0.0,
-        )
+        # Every step's probability (any later one too) to 0, and no floor.
+        off = {name: 0.0 for name in Augment.model_fields if name.endswith("_p")}
+        none = Augment(floor_dbfs=None, **off)
         return self.model_copy(update={"augment": none})
 
     def data_root_path(self) -> Path:
