@@ -21,6 +21,8 @@ def test_clone_one_and_several_references(piper_cloner: Cloner, speaker_files: d
     fractions = [f for f, _ in stages]
     assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] == 1.0
     assert {"encoding reference", "synthesizing", "finishing", "done"} <= {s for _, s in stages}
+    # The same request gives the same audio (VITS's noise is seeded by the text).
+    assert np.array_equal(piper_cloner.clone([str(files[0])], "The quick brown fox.").samples, audio.samples)
     # Several files (bytes and a file object too) are one "long" reference.
     voice = piper_cloner.encode([files[1].read_bytes(), io.BytesIO(files[2].read_bytes()), str(files[3])])
     assert len(voice.clips) == 3 and voice.duration_s > 5

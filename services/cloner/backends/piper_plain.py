@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from services.cloner.backends import ProgressCallback, ReferenceVoice
 from shared.audio import Audio, Hertz
+from shared.seeds import stable_int
 
 if TYPE_CHECKING:
     from services.cloner.config import ClonerSettings
@@ -29,4 +30,5 @@ class PiperPlainBackend:
         return None
 
     def synthesize(self, enrolled: None, text: str, progress: ProgressCallback | None = None) -> Audio:
-        return self._tts.synthesize(text)
+        # Seeded by the text: the same request gives the same audio, as with the other backends.
+        return self._tts.synthesize(text, seed=stable_int("piper-plain", text))
