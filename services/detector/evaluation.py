@@ -177,7 +177,8 @@ def markdown(summaries: Sequence[dict], manifests: Sequence[str]) -> str:
         lines += [
             "",
             f"EER with its 95 % bootstrap interval ({first['resamples']} resamples of the {first['clips']} clips "
-            "all models scored, real and fake resampled apart); differences to the first model paired on the "
+            f"all models scored, drawn as {first['units']} units — a recording's windows and copies together, "
+            "other clips alone —, real and fake resampled apart); differences to the first model paired on the "
             "same resamples:",
             "",
         ]
@@ -281,18 +282,29 @@ def _common_rows(results: Sequence[ModelScores]) -> tuple[list[ManifestRow], np.
     return [rows[path] for path in paths], labels, [np.array([scores[path] for path in paths]) for scores in by_model]
 
 
+def recording_group(row: ManifestRow) -> str:
+    """The bootstrap unit of a clip: the recording it was cut or copied from (a built manifest's
+    ``source`` up to ``@``), or the clip itself where it has no such source (synthesized text,
+    other manifests)."""
+    source = row.extra.get("source") or ""
+    return f"{row.label}:{source.split('@')[0]}" if "@" in source else f"clip:{row.path}"
+
+
 def add_intervals(results: Sequence[ModelScores], summaries: list[dict], resamples: int = 1000) -> None:
     """Add each model's EER 95 % bootstrap interval and, after the first model, its paired EER
-    difference to the first with its interval (``eer_interval`` in ``overall``, ``versus_first``)."""
-    _, labels, score_sets = _common_rows(results)
+    difference to the first with its interval (``eer_interval`` in ``overall``, ``versus_first``).
+    The resampled units are recordings (:func:`recording_group`), not windows."""
+    rows, labels, score_sets = _common_rows(results)
     if len(set(labels.tolist())) < 2:
         return
-    eers = bootstrap_eers(labels, score_sets, resamples=resamples)
+    groups = [recording_group(row) for row in rows]
+    eers = bootstrap_eers(labels, score_sets, groups=groups, resamples=resamples)
     point = [equal_error_rate(labels, scores)[0] for scores in score_sets]
     for column, summary in enumerate(summaries):
         summary["overall"]["eer_interval"] = {
             "level": 0.95,
             "clips": len(labels),
+            "units": len(set(groups)),
             "resamples": resamples,
             "bounds": percentile_interval(eers[:, column]),
         }

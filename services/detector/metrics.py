@@ -3,6 +3,7 @@ score = probability that the clip is fake (higher = more likely fake)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -92,14 +93,22 @@ def det_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def bootstrap_eers(
-    labels: np.ndarray, score_sets: list[np.ndarray], *, resamples: int = 1000, seed: int = 0
+    labels: np.ndarray,
+    score_sets: list[np.ndarray],
+    *,
+    groups: Sequence[str] | None = None,
+    resamples: int = 1000,
+    seed: int = 0,
 ) -> np.ndarray:
     """EERs of several models' scores of the same clips on the same bootstrap resamples.
 
     Real and fake clips are resampled separately (with replacement, each class keeping its
-    count), so every resample has both classes in the set's proportions. Using the same resamples
-    for every model makes differences between models paired: a clip that is hard for all of them
-    moves all their EERs together.
+    count of units), so every resample has both classes. Using the same resamples for every
+    model makes differences between models paired: a clip that is hard for all of them moves
+    all their EERs together.
+
+    ``groups`` (one key per clip): resample whole groups instead of clips. Windows cut from one
+    recording are not independent samples; drawing them one by one makes the interval too narrow.
 
     Returns
     -------
@@ -107,11 +116,22 @@ def bootstrap_eers(
         Shape (resamples, len(score_sets)).
     """
     labels = np.asarray(labels, dtype=int)
-    fake, real = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    keys = [str(index) for index in range(len(labels))] if groups is None else [str(key) for key in groups]
+    units: list[list[np.ndarray]] = []
+    for label in (1, 0):
+        members: dict[str, list[int]] = {}
+        for index in np.flatnonzero(labels == label):
+            members.setdefault(keys[index], []).append(int(index))
+        units.append([np.array(indices) for indices in members.values()])
     rng = np.random.default_rng(seed)
     eers = np.empty((resamples, len(score_sets)))
     for row in range(resamples):
-        picked = np.concatenate([rng.choice(fake, len(fake)), rng.choice(real, len(real))])
+        picked = np.concatenate(
+            [
+                np.concatenate([class_units[i] for i in rng.integers(0, len(class_units), len(class_units))])
+                for class_units in units
+            ]
+        )
         for column, scores in enumerate(score_sets):
             eers[row, column] = equal_error_rate(labels[picked], np.asarray(scores)[picked])[0]
     return eers

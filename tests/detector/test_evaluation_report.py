@@ -70,3 +70,39 @@ def test_bootstrap_of_separable_scores_stays_at_zero() -> None:
     scores = labels + 0.1 * np.arange(40) / 40
     eers = bootstrap_eers(labels, [scores], resamples=50)
     assert eers.shape == (50, 1) and percentile_interval(eers[:, 0]) == (0.0, 0.0)
+
+
+def test_bootstrap_resamples_recordings_not_their_windows() -> None:
+    """Ten windows of each recording are not ten samples: drawn one by one, the interval is about
+    sqrt(10) times too narrow; drawn by recording, it is that of the recordings themselves."""
+    rng = np.random.default_rng(3)
+    recordings = 60
+    labels = np.repeat(np.arange(2 * recordings) % 2, 10)
+    per_recording = rng.normal(size=2 * recordings) + np.arange(2 * recordings) % 2 * 1.0
+    scores = np.repeat(per_recording, 10) + rng.normal(scale=0.01, size=20 * recordings)
+    groups = [f"r{index // 10}" for index in range(20 * recordings)]
+    by_clip = bootstrap_eers(labels, [scores], resamples=300)[:, 0]
+    by_recording = bootstrap_eers(labels, [scores], groups=groups, resamples=300)[:, 0]
+    alone = bootstrap_eers(np.arange(2 * recordings) % 2, [per_recording], resamples=300)[:, 0]
+    assert by_recording.std() > 2 * by_clip.std()
+    assert by_recording.std() == pytest.approx(alone.std(), rel=0.35)
+    # One clip per group is the clip-level bootstrap, draw for draw.
+    singles = [str(index) for index in range(len(labels))]
+    assert np.array_equal(
+        bootstrap_eers(labels, [scores], groups=singles, resamples=20), bootstrap_eers(labels, [scores], resamples=20)
+    )
+
+
+def test_recording_group_joins_a_recordings_windows() -> None:
+    from services.detector.evaluation import recording_group
+    from services.detector.manifest import ManifestRow
+
+    def row(path: str, label: str, source: str) -> ManifestRow:
+        return ManifestRow(path=Path(path), label=label, extra={"source": source})  # type: ignore[arg-type]
+
+    a = row("a.wav", "bonafide", "librispeech/test-other/1688/1688-1.flac@0.15")
+    b = row("b.wav", "bonafide", "librispeech/test-other/1688/1688-1.flac@3.20")
+    copy = row("c.wav", "spoof", "librispeech/test-other/1688/1688-1.flac@1.00")
+    text = row("d.wav", "spoof", "vctk:p225_001.wav|p226_002.wav")
+    assert recording_group(a) == recording_group(b) != recording_group(copy)
+    assert recording_group(text) != recording_group(row("e.wav", "spoof", "vctk:p225_001.wav|p226_002.wav"))
