@@ -123,6 +123,7 @@ def bootstrap_eers(
         for index in np.flatnonzero(labels == label):
             members.setdefault(keys[index], []).append(int(index))
         units.append([np.array(indices) for indices in members.values()])
+    score_arrays = [np.asarray(scores) for scores in score_sets]  # once, not per resample
     rng = np.random.default_rng(seed)
     eers = np.empty((resamples, len(score_sets)))
     for row in range(resamples):
@@ -132,8 +133,8 @@ def bootstrap_eers(
                 for class_units in units
             ]
         )
-        for column, scores in enumerate(score_sets):
-            eers[row, column] = equal_error_rate(labels[picked], np.asarray(scores)[picked])[0]
+        for column, scores in enumerate(score_arrays):
+            eers[row, column] = equal_error_rate(labels[picked], scores[picked])[0]
     return eers
 
 

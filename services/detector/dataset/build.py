@@ -152,7 +152,7 @@ class DatasetBuilder:
         self.config = config
         self.output_dir = Path(output_dir) if output_dir else config.output_path()
         #: Fake windows before channel and augmentation; an as-recorded build reads the main build's.
-        self.window_cache_dir = Path(window_cache_dir) if window_cache_dir else self.output_dir / "cache" / "windows"
+        self.window_cache_dir = Path(window_cache_dir) if window_cache_dir else window_cache_path(self.output_dir)
         self.log = log
         self.policy = LoadPolicy()
         self.warnings: list[str] = []
@@ -625,7 +625,7 @@ class DatasetBuilder:
     def _remove_orphans(out: Path, planned: set[str]) -> int:
         """Delete clips (and sidecars) under ``out/audio`` that the current plan does not hold."""
         removed = 0
-        cache = out / "cache" / "windows"
+        cache = window_cache_path(out)  # this build's own cache, never one it only reads
         for root in (out / "audio", cache / "audio"):
             if root.is_dir():
                 for path in root.rglob("*"):
@@ -663,6 +663,19 @@ class DatasetBuilder:
             return audio, row
         self.warnings.append(f"{item.item_id}: gave up after {_ATTEMPTS} attempts: {last_error}")
         return None
+
+
+def window_cache_path(output_dir: Path) -> Path:
+    """Where the build in ``output_dir`` keeps its fake windows (before channel and augmentation)."""
+    return Path(output_dir) / "cache" / "windows"
+
+
+def as_recorded_target(config: BuildConfig, output_dir: Path | None = None) -> tuple[BuildConfig, Path, Path]:
+    """The as-recorded copy of the build in ``output_dir`` (default: the config's folder): its
+    config (:meth:`BuildConfig.as_recorded`), its folder ``<output>/as-recorded`` and the main
+    build's window cache, which it reads instead of synthesizing again."""
+    base = Path(output_dir) if output_dir else config.output_path()
+    return config.as_recorded(), base / "as-recorded", window_cache_path(base)
 
 
 def _compute_threads() -> int:

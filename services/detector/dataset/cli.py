@@ -64,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from services.detector.dataset.build import BuildError, DatasetBuilder, Shard, build_dataset
+    from services.detector.dataset.build import BuildError, DatasetBuilder, Shard, as_recorded_target, build_dataset
     from services.detector.dataset.config import ConfigError, load_config
     from services.detector.dataset.readers import CorpusError
     from vcfad.cli import CLIError
@@ -78,8 +78,7 @@ def _build(args: argparse.Namespace) -> int:
             base = args.output_dir or config.output_path()
             if not (base / "manifest.tsv").is_file():
                 raise CLIError(f"--as-recorded copies the build in {base}: run `vcfad data build {args.config}` first")
-            config, args.output_dir = config.as_recorded(), base / "as-recorded"
-            window_cache_dir = base / "cache" / "windows"
+            config, args.output_dir, window_cache_dir = as_recorded_target(config, base)
         if args.shard is not None:
             shard = Shard.parse(args.shard)
             DatasetBuilder(config, output_dir=args.output_dir).run(shard=shard)
@@ -106,7 +105,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from services.detector.dataset.build import BuildError, DatasetBuilder
+    from services.detector.dataset.build import BuildError, DatasetBuilder, as_recorded_target
     from services.detector.dataset.config import ConfigError, load_config
     from services.detector.dataset.readers import CorpusError
     from vcfad.cli import CLIError
@@ -114,10 +113,9 @@ def _verify(args: argparse.Namespace) -> int:
     if args.per_system < 1:
         raise CLIError(f"--per-system must be at least 1, not {args.per_system}")
     try:
-        config = load_config(args.config)
-        output_dir = args.output_dir or config.output_path()
+        config, output_dir = load_config(args.config), args.output_dir
         if args.as_recorded:
-            config, output_dir = config.as_recorded(), output_dir / "as-recorded"
+            config, output_dir, _ = as_recorded_target(config, output_dir)
         builder = DatasetBuilder(config, output_dir=output_dir, log=lambda message: None)
         if not (builder.output_dir / "manifest.tsv").is_file():
             raise CLIError(f"{builder.output_dir}: no built dataset (run `vcfad data build {args.config}` first)")
