@@ -14,6 +14,7 @@ import sys
 from pydantic import ValidationError
 
 from services.detector.manifest import ManifestError
+from services.detector.models import ModelFileError
 from shared.audio import AudioError
 
 #: Modules that add sub-commands; each has ``register(subparsers: argparse._SubParsersAction)``.
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except (CLIError, AudioError, ManifestError, FileNotFoundError) as error:
+    except (CLIError, AudioError, ManifestError, ModelFileError, FileNotFoundError) as error:
         print(f"vcfad {args.command}: error: {error}", file=sys.stderr)
         return 2
     except ValidationError as error:  # a VCFAD_* environment setting that does not parse

@@ -43,6 +43,11 @@ INT8_TOLERANCE = 5e-3
 INPUT_FLOOR_RANGE_DBFS = (-90.0, -30.0)
 
 
+class ModelFileError(ValueError):
+    """A model folder whose files cannot be used (bad values in ``model.json`` or ``head.npz``);
+    the message names the file. The command line reports it in one line."""
+
+
 def check_pooling(pooling: str) -> Pooling:
     """``pooling`` if it is one of :data:`POOLINGS`; ValueError naming the choices otherwise."""
     if pooling not in POOLINGS:
@@ -83,13 +88,16 @@ class ModelSpec:
         path = Path(model_dir) / "model.json"
         if not path.is_file():
             raise FileNotFoundError(f"{model_dir}: not a detector model folder (no model.json)")
-        spec = cls(**json.loads(path.read_text()))
+        try:
+            spec = cls(**json.loads(path.read_text()))
+        except (json.JSONDecodeError, TypeError) as error:  # not JSON, or unknown/missing fields
+            raise ModelFileError(f"{path}: not a model description ({error})") from None
         if spec.precision not in PRECISIONS or (spec.precision != "float32" and spec.kind != "whisper-probe"):
-            raise ValueError(f"{path}: precision {spec.precision!r} is not one of {PRECISIONS} for a {spec.kind}")
+            raise ModelFileError(f"{path}: precision {spec.precision!r} is not one of {PRECISIONS} for a {spec.kind}")
         try:
             check_input_floor(spec.input_floor_dbfs)
         except ValueError as error:
-            raise ValueError(f"{path}: {error}") from None
+            raise ModelFileError(f"{path}: {error}") from None
         return spec
 
     def write(self, model_dir: Path) -> None:
@@ -135,7 +143,7 @@ class ProbeHead:
             try:
                 pooling = check_pooling(str(data["pooling"]) if "pooling" in data.files else "mean-std")
             except ValueError as error:
-                raise ValueError(f"{path}: {error}") from None
+                raise ModelFileError(f"{path}: {error}") from None
             return cls(
                 layers=tuple(int(x) for x in data["layers"]),
                 mean=data["mean"].astype(np.float32),

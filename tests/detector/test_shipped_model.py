@@ -184,3 +184,9 @@ def test_input_floor_is_applied_before_scoring_and_repeatable(
     spec_path.write_text(spec_path.read_text().replace('"input_floor_dbfs": null', '"input_floor_dbfs": 5'))
     with pytest.raises(ValueError, match="input_floor_dbfs 5 is outside"):
         ModelSpec.read(model)
+    # Commands that load such a model say so in one line (exit code 2), as for an unknown field.
+    assert main(["detect", str(librispeech_clip), "--model", str(model)]) == 2
+    spec_path.write_text(spec_path.read_text().replace('"input_floor_dbfs": 5', '"input_floor": -49'))
+    with pytest.raises(ValueError, match="not a model description"):
+        ModelSpec.read(model)
+    assert main(["detect", str(librispeech_clip), "--model", str(model)]) == 2
