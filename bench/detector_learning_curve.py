@@ -19,8 +19,8 @@ import numpy as np
 from services.detector.manifest import ManifestError
 from services.detector.training import CANDIDATE_C, fit_probe_head, probe_features, split_rows
 
-#: Blocks whose pooled statistics the training cache holds (the trainer's candidate layers).
-CACHED_BLOCKS = (1, 2, 3, 4)
+#: Hidden states whose pooled statistics the training cache holds (0 = the front end).
+CACHED_BLOCKS = (0, 1, 2, 3, 4)
 
 
 def main() -> None:

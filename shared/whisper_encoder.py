@@ -113,17 +113,21 @@ class _Block(nn.Module):
 
 
 class WhisperEncoder(nn.Module):
-    """Whisper's encoder that returns the hidden states after each block.
+    """Whisper's encoder that returns its hidden states: the front end's and each block's.
 
-    ``forward(log_mel)`` takes (batch, n_mels, frames) and returns a list of
-    ``num_layers`` tensors of shape (batch, frames // 2, width); element *i* is the output of
-    block *i+1*; the last one has Whisper's final layer norm applied.
+    ``forward(log_mel)`` takes (batch, n_mels, frames) and returns a list of ``num_layers + 1``
+    tensors of shape (batch, frames // 2, width): element 0 is the convolutional front end's
+    output with the positional embedding (the first block's input), element *i* the output of
+    block *i*; the model's last block has Whisper's final layer norm applied. ``num_layers = 0``
+    runs the front end only.
     """
 
     def __init__(self, config: WhisperEncoderConfig, num_layers: int | None = None) -> None:
         super().__init__()
         self.config = config
-        self.num_layers = num_layers or config.layers
+        self.num_layers = config.layers if num_layers is None else num_layers
+        if not 0 <= self.num_layers <= config.layers:
+            raise ValueError(f"num_layers must be in 0..{config.layers}, got {num_layers}")
         self.conv1 = nn.Conv1d(config.n_mels, config.width, kernel_size=3, padding=1)
         self.conv2 = nn.Conv1d(config.width, config.width, kernel_size=3, stride=2, padding=1)
         self.register_buffer("positions", torch.zeros(config.max_positions, config.width))
@@ -134,7 +138,7 @@ class WhisperEncoder(nn.Module):
         x = torch.nn.functional.gelu(self.conv1(log_mel))
         x = torch.nn.functional.gelu(self.conv2(x)).transpose(1, 2)
         x = x + self.positions[: x.shape[1]]
-        hidden = []
+        hidden = [x]
         for index, block in enumerate(self.blocks):
             x = block(x)
             is_last_of_model = index == self.config.layers - 1

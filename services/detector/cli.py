@@ -52,6 +52,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="whisper-probe: statistics per encoder block (default mean-std; mean-std-delta adds the "
         "frame-to-frame change, docs/detector.md)",
     )
+    train.add_argument(
+        "--blocks",
+        type=_block_list,
+        help="whisper-probe: encoder blocks whose subsets are searched on dev, e.g. 0,1,2,3,4 "
+        "(0 = the encoder's front end; default 1,2,3,4)",
+    )
     train.set_defaults(handler=_train)
 
     evaluate = subparsers.add_parser(
@@ -156,8 +162,28 @@ def _detect(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+#: Whisper-base's encoder has six blocks; the front end is hidden state 0.
+MAX_BLOCK = 6
+
+
+def _block_list(text: str) -> tuple[int, ...]:
+    """argparse type for ``--blocks``: comma-separated distinct block numbers in 0..6."""
+    try:
+        blocks = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated block numbers like 0,1,2, got {text!r}") from None
+    if len(set(blocks)) != len(blocks) or not all(0 <= block <= MAX_BLOCK for block in blocks):
+        raise argparse.ArgumentTypeError(f"blocks must be distinct numbers in 0..{MAX_BLOCK}, got {text!r}")
+    return blocks
+
+
 def _train(args: argparse.Namespace) -> int:
-    from services.detector.training import train_seed_baseline, train_whisper_probe
+    from services.detector.training import (
+        CANDIDATE_BLOCKS,
+        candidate_layer_sets,
+        train_seed_baseline,
+        train_whisper_probe,
+    )
 
     name = args.name or args.out.name
     if args.kind == "whisper-probe":
@@ -167,11 +193,13 @@ def _train(args: argparse.Namespace) -> int:
             name=name,
             channel_normalisation=args.channel_normalisation,
             pooling=args.pooling or "mean-std",
+            layer_sets=candidate_layer_sets(args.blocks or CANDIDATE_BLOCKS),
         )
-    elif args.channel_normalisation or args.pooling:
+    elif args.channel_normalisation or args.pooling or args.blocks:
         from vcfad.cli import CLIError
 
-        option = "--channel-normalisation" if args.channel_normalisation else "--pooling"
+        given = [("--channel-normalisation", args.channel_normalisation), ("--pooling", args.pooling)]
+        option = next((name for name, value in given if value), "--blocks")
         raise CLIError(f"{option} applies to --kind whisper-probe only")
     else:
         result = train_seed_baseline(args.manifest, args.out, name=name)

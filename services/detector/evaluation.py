@@ -193,6 +193,7 @@ def markdown(summaries: Sequence[dict], manifests: Sequence[str]) -> str:
                     f"[{100 * low:+.1f}, {100 * high:+.1f}]"
                 )
             lines.append(text)
+        lines += _per_source_intervals(summaries)
     lines += _breakdown_table(
         summaries,
         "per_system",
@@ -208,6 +209,32 @@ def markdown(summaries: Sequence[dict], manifests: Sequence[str]) -> str:
         _real_source_cell,
     )
     return "\n".join(lines) + "\n"
+
+
+def _per_source_intervals(summaries: Sequence[dict]) -> list[str]:
+    """Markdown lines of each real source's EER interval and paired difference (where computed)."""
+    lines: list[str] = []
+    for source in sorted({name for summary in summaries for name in summary["per_real_source"]}):
+        for summary in summaries:
+            entry = summary["per_real_source"].get(source, {})
+            if "eer_interval" not in entry:
+                continue
+            if not lines:
+                lines += ["", "The same for all fakes against each real source's clips:", ""]
+            low, high = entry["eer_interval"]["bounds"]
+            text = (
+                f"- {source}, {summary['model']}: {100 * entry['eer_vs_all_fakes']:.1f} % "
+                f"[{100 * low:.1f}, {100 * high:.1f}]"
+            )
+            if "versus_first" in entry:
+                versus = entry["versus_first"]
+                low, high = versus["bounds"]
+                text += (
+                    f"; minus {versus['model']}: {100 * versus['eer_difference']:+.1f} points "
+                    f"[{100 * low:+.1f}, {100 * high:+.1f}]"
+                )
+            lines.append(text)
+    return lines
 
 
 def _breakdown_table(
@@ -292,28 +319,51 @@ def recording_group(row: ManifestRow) -> str:
 
 def add_intervals(results: Sequence[ModelScores], summaries: list[dict], resamples: int = 1000) -> None:
     """Add each model's EER 95 % bootstrap interval and, after the first model, its paired EER
-    difference to the first with its interval (``eer_interval`` in ``overall``, ``versus_first``).
-    The resampled units are recordings (:func:`recording_group`), not windows."""
+    difference to the first with its interval (``eer_interval`` and ``versus_first`` in
+    ``overall``'s summary and in each ``per_real_source`` entry: all fakes against that source's
+    real clips). The resampled units are recordings (:func:`recording_group`), not windows."""
     rows, labels, score_sets = _common_rows(results)
     if len(set(labels.tolist())) < 2:
         return
-    groups = [recording_group(row) for row in rows]
-    eers = bootstrap_eers(labels, score_sets, groups=groups, resamples=resamples)
+    groups = np.array([recording_group(row) for row in rows])
+    sources = np.array([real_source(row) if not row.is_fake else "" for row in rows])
+    subsets = [(None, np.ones(len(rows), dtype=bool))]
+    if len(set(sources[labels == 0])) > 1:  # with one source its entry would repeat the overall one
+        subsets += [(source, (labels == 1) | (sources == source)) for source in sorted(set(sources[labels == 0]))]
+    for source, mask in subsets:
+        entries = _paired_intervals(labels[mask], [scores[mask] for scores in score_sets], groups[mask], resamples)
+        for summary, (interval, versus) in zip(summaries, entries, strict=True):
+            target = summary if source is None else summary["per_real_source"].get(source)
+            if target is None:  # a model that failed on every clip of this source
+                continue
+            (target["overall"] if source is None else target)["eer_interval"] = interval
+            if versus is not None:
+                target["versus_first"] = versus | {"model": summaries[0]["model"]}
+
+
+def _paired_intervals(
+    labels: np.ndarray, score_sets: list[np.ndarray], groups: np.ndarray, resamples: int
+) -> list[tuple[dict, dict | None]]:
+    """Per model: its EER interval, and (after the first) its paired difference to the first."""
+    eers = bootstrap_eers(labels, score_sets, groups=list(groups), resamples=resamples)
     point = [equal_error_rate(labels, scores)[0] for scores in score_sets]
-    for column, summary in enumerate(summaries):
-        summary["overall"]["eer_interval"] = {
+    entries = []
+    for column in range(len(score_sets)):
+        interval = {
             "level": 0.95,
             "clips": len(labels),
-            "units": len(set(groups)),
+            "units": len(set(groups.tolist())),
             "resamples": resamples,
             "bounds": percentile_interval(eers[:, column]),
         }
+        versus = None
         if column:
-            summary["versus_first"] = {
-                "model": summaries[0]["model"],
+            versus = {
                 "eer_difference": point[column] - point[0],
                 "bounds": percentile_interval(eers[:, column] - eers[:, 0]),
             }
+        entries.append((interval, versus))
+    return entries
 
 
 def write_scores(results: Sequence[ModelScores], path: Path) -> None:

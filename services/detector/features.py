@@ -4,8 +4,9 @@
   MFCC (40), chroma (12), mel power (128), spectral contrast (7) and tonnetz (6), each averaged
   over time: a 193-number vector.
 * :class:`WhisperLayerFeatures` — mean and standard deviation over time of the hidden states of
-  every block of Whisper's encoder, run on the clip's true length (not padded to 30 s). The
-  ``default`` model picks some of these layers; all are cached so the choice is cheap.
+  Whisper's encoder (its front end's and every block's), run on the clip's true length (not
+  padded to 30 s). The ``default`` model picks some of these layers; all are cached so the
+  choice is cheap.
   Optionally the log-mel is channel-normalised first (:func:`normalise_channel`), and a third
   statistic reads the frames' order (``pooling = "mean-std-delta"``, :func:`pool_statistics`).
 """
@@ -92,9 +93,10 @@ def normalise_channel(log_mel: torch.Tensor, mel_profile: torch.Tensor) -> torch
 
 
 class WhisperLayerFeatures:
-    """Pooled hidden states of every Whisper encoder block for a 16 kHz clip.
+    """Pooled hidden states of Whisper's encoder for a 16 kHz clip.
 
-    Returns an array (layers, k·width), k statistics per :func:`pool_statistics`. Clips longer
+    Returns an array (num_layers + 1, k·width), k statistics per :func:`pool_statistics`: row 0
+    pools the front end's output, row *i* block *i*'s (:class:`WhisperEncoder`). Clips longer
     than Whisper's 30 s window are cut to it: callers score long recordings window by window.
     With ``mel_profile`` (one value per mel band) the log-mel is channel-normalised before the
     encoder (:func:`normalise_channel`).
@@ -115,8 +117,9 @@ class WhisperLayerFeatures:
 
     @property
     def cache_id(self) -> str:
-        statistics = self.pooling.replace("-", "")  # "meanstd": the name the cache always had
-        base = f"whisper-{self.model_name}-l{self.encoder.num_layers}-{statistics}"
+        statistics = self.pooling.replace("-", "")
+        # "h0-": rows start at the front end (hidden state 0); caches without it started at block 1.
+        base = f"whisper-{self.model_name}-h0-l{self.encoder.num_layers}-{statistics}"
         if self.mel_profile is None:
             return base
         return f"{base}-cmn-{hashlib.sha1(self.mel_profile.numpy().tobytes()).hexdigest()[:12]}"

@@ -109,7 +109,8 @@ class ModelSpec:
 class ProbeHead:
     """Standardised logistic regression over pooled Whisper layers (``head.npz``)."""
 
-    layers: tuple[int, ...]  # 1-based encoder block numbers
+    #: Hidden states read: 0 = the encoder's front end, i = block i (:class:`WhisperEncoder`).
+    layers: tuple[int, ...]
     mean: np.ndarray
     scale: np.ndarray
     coef: np.ndarray
@@ -122,6 +123,8 @@ class ProbeHead:
 
     def __post_init__(self) -> None:
         check_pooling(self.pooling)
+        if not self.layers or min(self.layers) < 0 or len(set(self.layers)) != len(self.layers):
+            raise ValueError(f"layers must be distinct hidden-state numbers ≥ 0, got {list(self.layers)}")
 
     def save(self, path: Path) -> None:
         optional = {} if self.mel_profile is None else {"mel_profile": self.mel_profile}
@@ -141,23 +144,22 @@ class ProbeHead:
     def load(cls, path: Path) -> ProbeHead:
         with np.load(path) as data:
             try:
-                pooling = check_pooling(str(data["pooling"]) if "pooling" in data.files else "mean-std")
+                return cls(
+                    layers=tuple(int(x) for x in data["layers"]),
+                    mean=data["mean"].astype(np.float32),
+                    scale=data["scale"].astype(np.float32),
+                    coef=data["coef"].astype(np.float32),
+                    intercept=float(data["intercept"][0]),
+                    mel_profile=data["mel_profile"].astype(np.float32) if "mel_profile" in data.files else None,
+                    pooling=str(data["pooling"]) if "pooling" in data.files else "mean-std",
+                )
             except ValueError as error:
                 raise ModelFileError(f"{path}: {error}") from None
-            return cls(
-                layers=tuple(int(x) for x in data["layers"]),
-                mean=data["mean"].astype(np.float32),
-                scale=data["scale"].astype(np.float32),
-                coef=data["coef"].astype(np.float32),
-                intercept=float(data["intercept"][0]),
-                mel_profile=data["mel_profile"].astype(np.float32) if "mel_profile" in data.files else None,
-                pooling=pooling,
-            )
 
     def probability(self, pooled: np.ndarray) -> np.ndarray:
         """pooled: (batch, layers_total, k·width) from WhisperLayerFeatures (with this head's
         ``mel_profile`` and ``pooling``) -> P(fake) per row."""
-        features = pooled[:, [layer - 1 for layer in self.layers], :].reshape(len(pooled), -1)
+        features = pooled[:, list(self.layers), :].reshape(len(pooled), -1)
         logits = ((features - self.mean) / self.scale) @ self.coef + self.intercept
         return 1.0 / (1.0 + np.exp(-logits))
 
@@ -179,7 +181,7 @@ def build_probe_network(head: ProbeHead, whisper_model: str = "base", precision:
         def __init__(self) -> None:
             super().__init__()
             self.encoder = WhisperEncoder.from_ct2(whisper_model_dir(whisper_model), num_layers=max(head.layers))
-            self.layer_indices = [layer - 1 for layer in head.layers]
+            self.layer_indices = list(head.layers)
             self.register_buffer("mean", torch.from_numpy(head.mean))
             self.register_buffer("scale", torch.from_numpy(head.scale))
             self.register_buffer("coef", torch.from_numpy(head.coef))

@@ -145,10 +145,18 @@ def _seed_graph_with_probability_output(onnx_model):  # -> onnx.ModelProto
     return onnx_model
 
 
-#: Encoder blocks the default model may read; deeper blocks cost latency (see bench/).
-CANDIDATE_LAYER_SETS: tuple[tuple[int, ...], ...] = tuple(
-    subset for size in (1, 2, 3, 4) for subset in itertools.combinations((1, 2, 3, 4), size)
-)
+#: Hidden states the default model may read (block numbers; 0 = the encoder's front end, an
+#: option of `train-detector --blocks`); deeper blocks cost latency (see bench/).
+CANDIDATE_BLOCKS: tuple[int, ...] = (1, 2, 3, 4)
+
+
+def candidate_layer_sets(blocks: Sequence[int] = CANDIDATE_BLOCKS) -> tuple[tuple[int, ...], ...]:
+    """Every non-empty subset of ``blocks``, smaller and shallower first (the order ties keep)."""
+    blocks = sorted(set(blocks))
+    return tuple(subset for size in range(1, len(blocks) + 1) for subset in itertools.combinations(blocks, size))
+
+
+CANDIDATE_LAYER_SETS = candidate_layer_sets()
 #: Inverse regularisation strengths, strongest first. 1e-4 and 3e-4 were added when the dev
 #: optimum sat at the old grid's strong edge (0.001) for nearly every layer set.
 CANDIDATE_C: tuple[float, ...] = (0.0001, 0.0003, 0.001, 0.01, 0.1)
@@ -203,7 +211,7 @@ def fit_probe_head(
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    columns = [layer - 1 for layer in layers]
+    columns = list(layers)  # row i of the pooled features is hidden state i
     flat_train = x_train[:, columns].reshape(len(x_train), -1)
     flat_dev = x_dev[:, columns].reshape(len(x_dev), -1)
     scaler = StandardScaler().fit(flat_train)

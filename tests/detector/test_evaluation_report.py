@@ -65,6 +65,34 @@ def test_eer_intervals_are_paired_and_cover_the_estimate(tmp_path: Path) -> None
     assert float(lines[1].split("\t")[3]) == pytest.approx(first[0], abs=1e-6)
 
 
+def test_each_real_source_gets_its_own_paired_interval() -> None:
+    """A model that differs from the first only on one channel's real clips: that source's paired
+    difference is away from zero, the other source's is exactly zero."""
+    rng = np.random.default_rng(5)
+    fakes = [_row("spoof", f"vctk:p{i}.wav", "tts") for i in range(120)]
+    clean = [_row("bonafide", f"librispeech/train-clean-100/{i}-1-0001.flac@0.5") for i in range(120)]
+    other = [_row("bonafide", f"librispeech/test-other/{i}/{i}-1-0001.flac@0.5") for i in range(120)]
+    rows = [dataclasses.replace(row, path=Path(f"c{i}.wav")) for i, row in enumerate(fakes + clean + other)]
+    first = np.concatenate([rng.normal(1.0, 0.7, 120), rng.normal(0.0, 0.7, 240)])
+    second = first.copy()
+    second[240:] += 0.6  # other-channel real speech now looks faker to the second model
+    results = [
+        ModelScores(model=name, threshold=0.5, rows=rows, scores=scores, failed=[])
+        for name, scores in (("a", first), ("b", second))
+    ]
+    summaries = [summarise(result) for result in results]
+    add_intervals(results, summaries, resamples=300)
+    b_sources = summaries[1]["per_real_source"]
+    assert b_sources["librispeech/train-clean-100"]["versus_first"]["bounds"] == (0.0, 0.0)
+    worse = b_sources["librispeech/test-other"]["versus_first"]
+    assert worse["eer_difference"] > 0.1 and worse["bounds"][0] > 0.0  # worse beyond the noise
+    low, high = summaries[0]["per_real_source"]["librispeech/test-other"]["eer_interval"]["bounds"]
+    assert low < summaries[0]["per_real_source"]["librispeech/test-other"]["eer_vs_all_fakes"] < high
+    assert "versus_first" not in summaries[0]["per_real_source"]["librispeech/test-other"]
+    text = markdown(summaries, ["m.tsv"])
+    assert "- librispeech/test-other, b: " in text and "minus a: +" in text
+
+
 def test_bootstrap_of_separable_scores_stays_at_zero() -> None:
     labels = np.array([1] * 20 + [0] * 20)
     scores = labels + 0.1 * np.arange(40) / 40

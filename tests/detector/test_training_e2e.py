@@ -122,3 +122,15 @@ def test_delta_pooled_probe_trains_and_serves_its_pooling(tiny_manifest: Path, t
     # Unseen generator, 24 test clips: the bound is chance (as for channel normalisation above).
     [summary] = evaluate([Detector.from_model_dir(tmp_path / "delta")], [tiny_manifest], split="test")
     assert summary["overall"]["eer"] < 0.5
+
+
+@pytest.mark.slow
+def test_probe_on_the_encoders_front_end_trains_and_serves(tiny_manifest: Path, tmp_path: Path):
+    argv = ["train-detector", "--manifest", str(tiny_manifest), "--out", str(tmp_path / "front")]
+    assert vcfad_main([*argv, "--blocks", "0,1"]) == 0
+    spec = json.loads((tmp_path / "front" / "model.json").read_text())
+    assert {tuple(entry["layers"]) for entry in spec["training"]["search"]} == {(0,), (1,), (0, 1)}
+    assert spec["training"]["onnx_max_abs_difference"] <= 1e-4  # hidden state 0 is read in the graph too
+    # Unseen generator, 24 test clips: the bound is chance (as for channel normalisation above).
+    [summary] = evaluate([Detector.from_model_dir(tmp_path / "front")], [tiny_manifest], split="test")
+    assert summary["overall"]["eer"] < 0.5

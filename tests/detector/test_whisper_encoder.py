@@ -44,4 +44,11 @@ def test_partial_encoder_returns_requested_layers():
 
     encoder = WhisperEncoder.from_ct2(whisper_model_dir("base"), num_layers=2)
     hidden = encoder(torch.randn(1, 80, 200))
-    assert len(hidden) == 2 and hidden[0].shape == (1, 100, 512)
+    assert len(hidden) == 3 and all(state.shape == (1, 100, 512) for state in hidden)
+    # Element 0 is the front end's output; block 1 changes it; a front-end-only encoder gives it alone.
+    front_end_only = WhisperEncoder.from_ct2(whisper_model_dir("base"), num_layers=0)
+    log_mel = torch.randn(1, 80, 120)
+    with torch.inference_mode():
+        stem, first = encoder(log_mel)[:2]
+        (stem_alone,) = front_end_only(log_mel)
+    assert torch.equal(stem, stem_alone) and not torch.allclose(stem, first)
