@@ -58,6 +58,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="whisper-probe: encoder blocks whose subsets are searched on dev, e.g. 0,1,2,3,4 "
         "(0 = the encoder's front end; default 1,2,3,4)",
     )
+    train.add_argument(
+        "--ensemble",
+        type=_positive_int,
+        help="whisper-probe: average the logits of the N layer sets with the lowest dev EER, each at "
+        "its best C (one head over their layers; docs/detector.md). Default 1: the best layer set",
+    )
     train.set_defaults(handler=_train)
 
     evaluate = subparsers.add_parser(
@@ -166,6 +172,17 @@ def _detect(args: argparse.Namespace) -> int:
 MAX_BLOCK = 6
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _block_list(text: str) -> tuple[int, ...]:
     """argparse type for ``--blocks``: comma-separated distinct block numbers in 0..6."""
     try:
@@ -187,19 +204,29 @@ def _train(args: argparse.Namespace) -> int:
 
     name = args.name or args.out.name
     if args.kind == "whisper-probe":
+        layer_sets = candidate_layer_sets(args.blocks or CANDIDATE_BLOCKS)
+        if args.ensemble and args.ensemble > len(layer_sets):
+            from vcfad.cli import CLIError
+
+            raise CLIError(f"--ensemble {args.ensemble}: only {len(layer_sets)} layer sets are searched")
         result = train_whisper_probe(
             args.manifest,
             args.out,
             name=name,
             channel_normalisation=args.channel_normalisation,
             pooling=args.pooling or "mean-std",
-            layer_sets=candidate_layer_sets(args.blocks or CANDIDATE_BLOCKS),
+            layer_sets=layer_sets,
+            ensemble=args.ensemble or 1,
         )
-    elif args.channel_normalisation or args.pooling or args.blocks:
+    elif args.channel_normalisation or args.pooling or args.blocks or args.ensemble:
         from vcfad.cli import CLIError
 
-        given = [("--channel-normalisation", args.channel_normalisation), ("--pooling", args.pooling)]
-        option = next((name for name, value in given if value), "--blocks")
+        given = [
+            ("--channel-normalisation", args.channel_normalisation),
+            ("--pooling", args.pooling),
+            ("--blocks", args.blocks),
+        ]
+        option = next((name for name, value in given if value), "--ensemble")
         raise CLIError(f"{option} applies to --kind whisper-probe only")
     else:
         result = train_seed_baseline(args.manifest, args.out, name=name)

@@ -156,12 +156,15 @@ class ProbeHead:
             except ValueError as error:
                 raise ModelFileError(f"{path}: {error}") from None
 
-    def probability(self, pooled: np.ndarray) -> np.ndarray:
+    def logit(self, pooled: np.ndarray) -> np.ndarray:
         """pooled: (batch, layers_total, k·width) from WhisperLayerFeatures (with this head's
-        ``mel_profile`` and ``pooling``) -> P(fake) per row."""
+        ``mel_profile`` and ``pooling``) -> log-odds of fake per row."""
         features = pooled[:, list(self.layers), :].reshape(len(pooled), -1)
-        logits = ((features - self.mean) / self.scale) @ self.coef + self.intercept
-        return 1.0 / (1.0 + np.exp(-logits))
+        return ((features - self.mean) / self.scale) @ self.coef + self.intercept
+
+    def probability(self, pooled: np.ndarray) -> np.ndarray:
+        """P(fake) per row of ``pooled`` (see :meth:`logit`)."""
+        return 1.0 / (1.0 + np.exp(-self.logit(pooled)))
 
 
 def build_probe_network(head: ProbeHead, whisper_model: str = "base", precision: Precision = "float32"):

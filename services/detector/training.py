@@ -228,6 +228,42 @@ def fit_probe_head(
     return head, dev_eer, threshold
 
 
+def average_heads(heads: Sequence[ProbeHead]) -> ProbeHead:
+    """One head whose logit is the mean of ``heads``' logits.
+
+    The members are logistic regressions on the same standardised features, so the mean of their
+    logits is linear in those features too: one head over the union of their layers, each
+    member's coefficients in its layers' places, zeros elsewhere, averaged. Members must share
+    pooling and channel normalisation.
+    """
+    if not heads:
+        raise ValueError("average_heads needs at least one head")
+    first = heads[0]
+    if any(h.pooling != first.pooling or (h.mel_profile is None) != (first.mel_profile is None) for h in heads):
+        raise ValueError("ensemble members must share pooling and channel normalisation")
+    layers = tuple(sorted({layer for head in heads for layer in head.layers}))
+    per_layer = first.mean.size // len(first.layers)
+    mean = np.zeros(len(layers) * per_layer, np.float32)
+    scale = np.ones_like(mean)
+    coef = np.zeros_like(mean)
+    for head in heads:
+        for position, layer in enumerate(head.layers):
+            source = slice(position * per_layer, (position + 1) * per_layer)
+            target = slice(layers.index(layer) * per_layer, (layers.index(layer) + 1) * per_layer)
+            # Every member standardised a layer with the same training columns: the same statistics.
+            mean[target], scale[target] = head.mean[source], head.scale[source]
+            coef[target] += head.coef[source] / len(heads)
+    return ProbeHead(
+        layers=layers,
+        mean=mean,
+        scale=scale,
+        coef=coef,
+        intercept=float(np.mean([head.intercept for head in heads])),
+        mel_profile=first.mel_profile,
+        pooling=first.pooling,
+    )
+
+
 def train_whisper_probe(
     manifest: Path,
     out_dir: Path,
@@ -237,14 +273,19 @@ def train_whisper_probe(
     c_values: Sequence[float] = CANDIDATE_C,
     channel_normalisation: bool = False,
     pooling: Pooling = "mean-std",
+    ensemble: int = 1,
 ) -> TrainResult:
     """Logistic regression over pooled Whisper encoder layers; layers and C chosen on dev EER.
 
     ``channel_normalisation``: the encoder reads the log-mel with each band's clip mean replaced
     by the real training clips' average (:func:`real_mel_profile`), in training and in the
     exported graph alike. ``pooling``: the statistics per block
-    (:func:`services.detector.features.pool_statistics`), likewise in both.
+    (:func:`services.detector.features.pool_statistics`), likewise in both. ``ensemble``: above
+    1, the model averages the logits of that many layer sets, those with the lowest dev EER,
+    each at its best C (:func:`average_heads`); dev EER and threshold are the average's.
     """
+    if not 1 <= ensemble <= len(set(map(tuple, layer_sets))):
+        raise ValueError(f"ensemble must be between 1 and the {len(layer_sets)} layer sets searched, got {ensemble}")
     train, dev = split_rows(manifest)
     mel_profile = real_mel_profile(train) if channel_normalisation else None
     x_train, y_train, x_dev, y_dev = probe_features(
@@ -257,14 +298,29 @@ def train_whisper_probe(
     )
 
     search: list[dict] = []
-    best: dict | None = None
+    best_per_set: dict[tuple[int, ...], tuple[ProbeHead, dict]] = {}
     for layers, c_value in itertools.product(layer_sets, c_values):
         head, dev_eer, threshold = fit_probe_head(x_train, y_train, x_dev, y_dev, layers, c_value)
         search.append({"layers": list(layers), "C": c_value, "dev_eer": dev_eer, "threshold": threshold})
         # Strictly better only: on ties the earlier (fewer, shallower layers) candidate stays. The
         # tolerance keeps float noise from breaking ties (the same EER summed in another order).
-        if best is None or dev_eer < best["dev_eer"] - 1e-9:
-            best_head, best = head, search[-1]
+        if tuple(layers) not in best_per_set or dev_eer < best_per_set[tuple(layers)][1]["dev_eer"] - 1e-9:
+            best_per_set[tuple(layers)] = (head, search[-1])
+    # sorted() is stable: among equal dev EERs the earlier layer set stays ahead.
+    ranked = sorted(best_per_set.values(), key=lambda pair: round(pair[1]["dev_eer"], 9))
+    if ensemble == 1:
+        best_head, best = ranked[0]
+    else:
+        members = ranked[:ensemble]
+        best_head = average_heads([head for head, _ in members])
+        dev_eer, threshold = equal_error_rate(y_dev, best_head.probability(x_dev))
+        best = {
+            "layers": list(best_head.layers),
+            "C": None,
+            "dev_eer": dev_eer,
+            "threshold": threshold,
+            "ensemble": [entry for _, entry in members],
+        }
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -134,3 +134,35 @@ def test_probe_on_the_encoders_front_end_trains_and_serves(tiny_manifest: Path, 
     # Unseen generator, 24 test clips: the bound is chance (as for channel normalisation above).
     [summary] = evaluate([Detector.from_model_dir(tmp_path / "front")], [tiny_manifest], split="test")
     assert summary["overall"]["eer"] < 0.5
+
+
+@pytest.mark.slow
+def test_ensemble_of_layer_sets_trains_and_serves_as_one_head(tiny_manifest: Path, tmp_path: Path):
+    import numpy as np
+
+    from services.detector.manifest import read_manifest, select
+    from services.detector.models import ProbeHead
+    from services.detector.training import probe_features, split_rows
+
+    argv = ["train-detector", "--manifest", str(tiny_manifest), "--out", str(tmp_path / "ensemble")]
+    assert vcfad_main([*argv, "--ensemble", "3"]) == 0
+    spec = json.loads((tmp_path / "ensemble" / "model.json").read_text())
+    members = spec["training"]["selected"]["ensemble"]
+    assert len(members) == 3 and len({tuple(member["layers"]) for member in members}) == 3
+    # The members are the three layer sets with the lowest dev EER, each at its best C.
+    best_per_set: dict[tuple[int, ...], float] = {}
+    for entry in spec["training"]["search"]:
+        best_per_set[tuple(entry["layers"])] = min(entry["dev_eer"], best_per_set.get(tuple(entry["layers"]), 1.0))
+    assert sorted(member["dev_eer"] for member in members) == sorted(best_per_set.values())[:3]
+    assert spec["layers"] == sorted({layer for member in members for layer in member["layers"]})
+    assert spec["training"]["onnx_max_abs_difference"] <= 1e-4
+
+    # The served graph gives the combined head's scores, whose EER point is the model's threshold.
+    head = ProbeHead.load(tmp_path / "ensemble" / "head.npz")
+    _, dev = split_rows(tiny_manifest)
+    _, _, x_dev, _ = probe_features([], dev)
+    served = Detector.from_model_dir(tmp_path / "ensemble")
+    scores = [served.detect(row.path).score for row in select(read_manifest(tiny_manifest), "dev")[:5]]
+    np.testing.assert_allclose(scores, head.probability(x_dev[:5]), atol=1e-4)
+    [summary] = evaluate([served], [tiny_manifest], split="test")
+    assert summary["overall"]["eer"] < 0.5
