@@ -160,7 +160,7 @@ def test_ensemble_of_layer_sets_trains_and_serves_as_one_head(tiny_manifest: Pat
     # The served graph gives the combined head's scores, whose EER point is the model's threshold.
     head = ProbeHead.load(tmp_path / "ensemble" / "head.npz")
     _, dev = split_rows(tiny_manifest)
-    _, _, x_dev, _ = probe_features([], dev)
+    x_dev = probe_features(dev, dev)[2]  # from the feature cache training filled
     served = Detector.from_model_dir(tmp_path / "ensemble")
     scores = [served.detect(row.path).score for row in select(read_manifest(tiny_manifest), "dev")[:5]]
     np.testing.assert_allclose(scores, head.probability(x_dev[:5]), atol=1e-4)
