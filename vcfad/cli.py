@@ -29,6 +29,17 @@ class CLIError(Exception):
     """A user error: printed as one line, exit code 2."""
 
 
+def positive_int(text: str) -> int:
+    """argparse type for counts: a whole number ≥ 1 (a usage error, exit code 2, otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vcfad", description="Voice cloning and fake-audio detection.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -23,6 +23,7 @@ def resolve_model(name_or_dir: str) -> Path:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from services.detector.models import POOLINGS
+    from vcfad.cli import positive_int
 
     detect = subparsers.add_parser(
         "detect",
@@ -60,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     train.add_argument(
         "--ensemble",
-        type=_positive_int,
+        type=positive_int,
         help="whisper-probe: average the logits of the N layer sets with the lowest dev EER, each at "
         "its best C (one head over their layers; docs/detector.md). Default 1: the best layer set",
     )
@@ -172,17 +173,6 @@ def _detect(args: argparse.Namespace) -> int:
 MAX_BLOCK = 6
 
 
-def _positive_int(text: str) -> int:
-    """argparse type: an integer ≥ 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _block_list(text: str) -> tuple[int, ...]:
     """argparse type for ``--blocks``: comma-separated distinct block numbers in 0..6."""
     try:
@@ -198,17 +188,25 @@ def _train(args: argparse.Namespace) -> int:
     from services.detector.training import (
         CANDIDATE_BLOCKS,
         candidate_layer_sets,
+        check_ensemble_size,
         train_seed_baseline,
         train_whisper_probe,
     )
+    from vcfad.cli import CLIError
 
     name = args.name or args.out.name
+    probe_options = {
+        "--channel-normalisation": args.channel_normalisation,
+        "--pooling": args.pooling,
+        "--blocks": args.blocks,
+        "--ensemble": args.ensemble,
+    }
     if args.kind == "whisper-probe":
         layer_sets = candidate_layer_sets(args.blocks or CANDIDATE_BLOCKS)
-        if args.ensemble and args.ensemble > len(layer_sets):
-            from vcfad.cli import CLIError
-
-            raise CLIError(f"--ensemble {args.ensemble}: only {len(layer_sets)} layer sets are searched")
+        try:
+            check_ensemble_size(args.ensemble or 1, layer_sets)
+        except ValueError as error:
+            raise CLIError(f"--ensemble {args.ensemble}: {error}") from None
         result = train_whisper_probe(
             args.manifest,
             args.out,
@@ -218,16 +216,8 @@ def _train(args: argparse.Namespace) -> int:
             layer_sets=layer_sets,
             ensemble=args.ensemble or 1,
         )
-    elif args.channel_normalisation or args.pooling or args.blocks or args.ensemble:
-        from vcfad.cli import CLIError
-
-        given = [
-            ("--channel-normalisation", args.channel_normalisation),
-            ("--pooling", args.pooling),
-            ("--blocks", args.blocks),
-        ]
-        option = next((name for name, value in given if value), "--ensemble")
-        raise CLIError(f"{option} applies to --kind whisper-probe only")
+    elif given := [option for option, value in probe_options.items() if value]:
+        raise CLIError(f"{given[0]} applies to --kind whisper-probe only")
     else:
         result = train_seed_baseline(args.manifest, args.out, name=name)
     print(f"{name}: dev EER {100 * result.dev_eer:.2f} %, threshold {result.threshold:.4f} -> {result.model_dir}")

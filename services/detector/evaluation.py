@@ -183,16 +183,8 @@ def markdown(summaries: Sequence[dict], manifests: Sequence[str]) -> str:
             "",
         ]
         for summary in intervals:
-            low, high = summary["overall"]["eer_interval"]["bounds"]
-            text = f"- {summary['model']}: {100 * summary['overall']['eer']:.1f} % [{100 * low:.1f}, {100 * high:.1f}]"
-            versus = summary.get("versus_first")
-            if versus:
-                low, high = versus["bounds"]
-                text += (
-                    f"; minus {versus['model']}: {100 * versus['eer_difference']:+.1f} points "
-                    f"[{100 * low:+.1f}, {100 * high:+.1f}]"
-                )
-            lines.append(text)
+            overall = summary["overall"]
+            lines.append(_interval_line(summary["model"], overall["eer"], overall, summary.get("versus_first")))
         lines += _per_source_intervals(summaries)
     lines += _breakdown_table(
         summaries,
@@ -221,20 +213,22 @@ def _per_source_intervals(summaries: Sequence[dict]) -> list[str]:
                 continue
             if not lines:
                 lines += ["", "The same for all fakes against each real source's clips:", ""]
-            low, high = entry["eer_interval"]["bounds"]
-            text = (
-                f"- {source}, {summary['model']}: {100 * entry['eer_vs_all_fakes']:.1f} % "
-                f"[{100 * low:.1f}, {100 * high:.1f}]"
-            )
-            if "versus_first" in entry:
-                versus = entry["versus_first"]
-                low, high = versus["bounds"]
-                text += (
-                    f"; minus {versus['model']}: {100 * versus['eer_difference']:+.1f} points "
-                    f"[{100 * low:+.1f}, {100 * high:+.1f}]"
-                )
-            lines.append(text)
+            label = f"{source}, {summary['model']}"
+            lines.append(_interval_line(label, entry["eer_vs_all_fakes"], entry, entry.get("versus_first")))
     return lines
+
+
+def _interval_line(label: str, eer: float, entry: dict, versus: dict | None) -> str:
+    """``- label: EER % [interval]`` and, after the first model, its paired difference."""
+    low, high = entry["eer_interval"]["bounds"]
+    text = f"- {label}: {100 * eer:.1f} % [{100 * low:.1f}, {100 * high:.1f}]"
+    if versus:
+        low, high = versus["bounds"]
+        text += (
+            f"; minus {versus['model']}: {100 * versus['eer_difference']:+.1f} points "
+            f"[{100 * low:+.1f}, {100 * high:+.1f}]"
+        )
+    return text
 
 
 def _breakdown_table(

@@ -228,6 +228,13 @@ def fit_probe_head(
     return head, dev_eer, threshold
 
 
+def check_ensemble_size(ensemble: int, layer_sets: Sequence[tuple[int, ...]]) -> None:
+    """ValueError unless 1 ≤ ``ensemble`` ≤ the number of distinct layer sets searched."""
+    searched = len(set(map(tuple, layer_sets)))
+    if not 1 <= ensemble <= searched:
+        raise ValueError(f"only {searched} layer sets are searched; the ensemble needs 1 to {searched}")
+
+
 def average_heads(heads: Sequence[ProbeHead]) -> ProbeHead:
     """One head whose logit is the mean of ``heads``' logits.
 
@@ -284,8 +291,7 @@ def train_whisper_probe(
     1, the model averages the logits of that many layer sets, those with the lowest dev EER,
     each at its best C (:func:`average_heads`); dev EER and threshold are the average's.
     """
-    if not 1 <= ensemble <= len(set(map(tuple, layer_sets))):
-        raise ValueError(f"ensemble must be between 1 and the {len(layer_sets)} layer sets searched, got {ensemble}")
+    check_ensemble_size(ensemble, layer_sets)
     train, dev = split_rows(manifest)
     mel_profile = real_mel_profile(train) if channel_normalisation else None
     x_train, y_train, x_dev, y_dev = probe_features(

@@ -9,6 +9,8 @@ from pathlib import Path
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `vcfad data build`, `vcfad data verify` and `vcfad data probe`."""
+    from vcfad.cli import positive_int
+
     data = subparsers.add_parser("data", help="build and check detector datasets")
     commands = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
 
@@ -50,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     verify.add_argument("config", type=Path, help="the TOML config the dataset was built from")
     verify.add_argument("--output-dir", type=Path, default=None, help="the dataset folder, if not the config's")
-    verify.add_argument("--per-system", type=int, default=3, help="clips to remake per system (default 3)")
+    verify.add_argument("--per-system", type=positive_int, default=3, help="clips to remake per system (default 3)")
     verify.add_argument("--as-recorded", action="store_true", help="verify the build's as-recorded copy")
     verify.set_defaults(handler=_verify)
 
@@ -110,8 +112,6 @@ def _verify(args: argparse.Namespace) -> int:
     from services.detector.dataset.readers import CorpusError
     from vcfad.cli import CLIError
 
-    if args.per_system < 1:
-        raise CLIError(f"--per-system must be at least 1, not {args.per_system}")
     try:
         config, output_dir = load_config(args.config), args.output_dir
         if args.as_recorded:
