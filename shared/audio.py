@@ -7,13 +7,15 @@ value, so calls chain::
     audio = load_audio("clip.mp3").resample(16_000).trim_silence().normalize_loudness()
 
 :func:`load_audio` reads any :data:`AudioFile` (path, bytes or binary file object; WAV, FLAC,
-MP3, OGG) and applies a :class:`LoadPolicy` (target rate, trimming, loudness, duration limits).
+MP3, OGG; a path ending in ``.g722`` through ffmpeg) and applies a :class:`LoadPolicy` (target rate, trimming, loudness, duration limits).
 Bad input raises a subclass of :class:`AudioError` whose message names what is wrong.
 """
 
 from __future__ import annotations
 
 import io
+import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,6 +221,19 @@ def _describe(source: AudioFile) -> str:
     return getattr(source, "name", None) or "uploaded audio"
 
 
+def _g722_to_wav(path: Path) -> io.BytesIO:
+    """G.722 (headerless, as telephony prompts ship) decoded by ffmpeg to 16 kHz WAV."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise UnreadableAudioError(f"{path}: G.722 needs ffmpeg to decode, and ffmpeg is not installed")
+    command = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "g722", "-i", str(path)]
+    done = subprocess.run([*command, "-f", "wav", "-acodec", "pcm_s16le", "-"], capture_output=True, check=False)
+    if done.returncode != 0 or not done.stdout:
+        reason = done.stderr.decode(errors="replace").strip() or f"ffmpeg exit code {done.returncode}"
+        raise UnreadableAudioError(f"{path}: not a readable G.722 file: {reason}")
+    return io.BytesIO(done.stdout)
+
+
 def decode_audio(source: AudioFile) -> Audio:
     """Decode ``source`` to mono float32 at its own sample rate (no other processing).
 
@@ -234,7 +249,7 @@ def decode_audio(source: AudioFile) -> Audio:
             raise UnreadableAudioError(f"{name}: no such file")
         if path.is_dir():
             raise UnreadableAudioError(f"{name}: is a folder, not an audio file")
-        opened: str | BinaryIO = str(path)
+        opened: str | BinaryIO = _g722_to_wav(path) if path.suffix.lower() == ".g722" else str(path)
     elif isinstance(source, bytes | bytearray):
         if not source:
             raise SilentAudioError(f"{name}: the upload is empty (0 bytes)")

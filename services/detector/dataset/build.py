@@ -171,7 +171,11 @@ class DatasetBuilder:
         data_root = self.config.data_root_path()
         for source in self.config.real:
             path = self.config.resolve_data(source.path)
-            recordings = [r for r in read_corpus(source.reader, path, source.include) if r.label == "bonafide"]
+            if source.optional and not path.exists():
+                self.warnings.append(f"real source {source.name!r} skipped: {path} does not exist")
+                continue
+            corpus = read_corpus(source.reader, path, source.include, source.exclude, source.speaker)
+            recordings = [r for r in corpus if r.label == "bonafide"]
             if not recordings:
                 raise BuildError(f"real source {source.name!r}: no bonafide recordings at {path}")
             rng = item_rng(self.config.seed, "clips", source.name)

@@ -20,7 +20,7 @@ Split = Literal["train", "dev", "test"]
 RealSplit = Literal["train", "dev", "test", "by-speaker", "native"]
 #: Where a fake system's clips go: a fixed split, or (copy-synthesis, cloning) the source speaker's split.
 SystemSplit = Literal["train", "dev", "test", "by-speaker"]
-ReaderKind = Literal["shared-manifest", "librispeech", "commonvoice", "timit", "asvspoof2019"]
+ReaderKind = Literal["shared-manifest", "librispeech", "commonvoice", "timit", "asvspoof2019", "folder"]
 GeneratorKind = Literal[
     "espeak-ng", "flite", "festival", "pico", "rhvoice", "mbrola", "piper", "kokoro",
     "world-copy", "griffinlim-copy", "neural-vocoder-copy", "cloner",
@@ -58,8 +58,15 @@ class RealSource(_Strict):
     reader: ReaderKind
     #: The manifest file (shared-manifest) or the corpus root folder (others), relative to data_root.
     path: str
-    #: shared-manifest only: keep rows whose path starts with this prefix.
+    #: shared-manifest and folder: keep recordings whose path (relative to the manifest's folder
+    #: or to the folder) starts with this prefix, and drop those that start with any of ``exclude``.
     include: str = ""
+    exclude: list[str] = Field(default_factory=list)
+    #: folder only: the one speaker of every recording (default: the folder's name).
+    speaker: str = ""
+    #: Skip the source (with a warning) when its path does not exist, instead of failing: for
+    #: corpora that an install step provides only where it can (a Debian package needs root).
+    optional: bool = False
     split: RealSplit = "by-speaker"
     #: by-speaker: the share of speakers for dev and for test (the rest is train).
     dev_fraction: float = Field(default=0.2, ge=0.0, le=1.0)

@@ -10,14 +10,16 @@ Supported layouts:
 * ``timit``: ``<root>/{TRAIN,TEST}/DR?/<speaker>/<utt>.WAV`` (+ ``<utt>.TXT``), any letter case;
   the ``SA`` sentences, read by every speaker, are skipped (their text would leak across splits);
 * ``asvspoof2019``: the LA protocol files ``ASVspoof2019_LA_cm_protocols/ASVspoof2019.LA.cm.*.txt``
-  (``speaker file - system label``) and ``ASVspoof2019_LA_{train,dev,eval}/flac/<file>.flac``.
+  (``speaker file - system label``) and ``ASVspoof2019_LA_{train,dev,eval}/flac/<file>.flac``;
+* ``folder``: every audio file under a folder, all of one speaker (a voice talent's prompts, say:
+  Debian's ``asterisk-core-sounds-en-g722``), no transcripts.
 """
 
 from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,8 +46,13 @@ class Recording:
     native_split: str | None = None
 
 
-def read_shared_manifest(path: Path, include: str = "") -> Iterator[Recording]:
-    """Rows of a ``../shared/data`` style ``manifest.tsv`` (``include``: keep paths with this prefix)."""
+def _kept(relative: str, include: str, exclude: Sequence[str]) -> bool:
+    return relative.startswith(include) and not any(relative.startswith(prefix) for prefix in exclude)
+
+
+def read_shared_manifest(path: Path, include: str = "", exclude: Sequence[str] = ()) -> Iterator[Recording]:
+    """Rows of a ``../shared/data`` style ``manifest.tsv`` whose path starts with ``include`` and
+    with none of ``exclude``."""
     if not path.is_file():
         raise CorpusError(f"{path}: manifest not found")
     with path.open(encoding="utf-8", newline="") as handle:
@@ -54,7 +61,7 @@ def read_shared_manifest(path: Path, include: str = "") -> Iterator[Recording]:
         if missing:
             raise CorpusError(f"{path}: manifest lacks column(s) {', '.join(sorted(missing))}")
         for row in reader:
-            if include and not row["path"].startswith(include):
+            if not _kept(row["path"], include, exclude):
                 continue
             yield Recording(
                 path=path.parent / row["path"],
@@ -142,6 +149,27 @@ def read_timit(root: Path) -> Iterator[Recording]:
         raise CorpusError(f"{root}: no TIMIT utterances (expected TRAIN|TEST/DR?/<speaker>/S[IX]*.WAV)")
 
 
+#: What the folder reader takes: the loader's formats, and G.722 (decoded through ffmpeg).
+FOLDER_AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg", ".opus", ".g722"})
+
+
+def read_folder(root: Path, speaker: str = "", include: str = "", exclude: Sequence[str] = ()) -> Iterator[Recording]:
+    """Every audio file under ``root`` (by suffix, sorted), all of ``speaker`` (default: the
+    folder's name); paths relative to ``root`` filtered by ``include`` / ``exclude`` prefixes."""
+    if not root.is_dir():
+        raise CorpusError(f"{root}: folder not found")
+    speaker = speaker or root.name
+    found = False
+    for audio in sorted(root.rglob("*")):
+        relative = audio.relative_to(root).as_posix()
+        if audio.suffix.lower() in FOLDER_AUDIO_SUFFIXES and audio.is_file() and _kept(relative, include, exclude):
+            found = True
+            yield Recording(path=audio, speaker=speaker)
+    if not found:
+        suffixes = ", ".join(sorted(FOLDER_AUDIO_SUFFIXES))
+        raise CorpusError(f"{root}: no audio files ({suffixes}) under the folder")
+
+
 _ASV_SUBSETS = (("train", "train.trn", "train"), ("dev", "dev.trl", "dev"), ("eval", "eval.trl", "test"))
 
 
@@ -183,8 +211,16 @@ READERS: dict[str, Callable[..., Iterator[Recording]]] = {
 }
 
 
-def read_corpus(kind: ReaderKind, path: Path, include: str = "") -> list[Recording]:
-    """All recordings of one corpus (bonafide and, for ASVspoof, spoof rows)."""
+def read_corpus(
+    kind: ReaderKind, path: Path, include: str = "", exclude: Sequence[str] = (), speaker: str = ""
+) -> list[Recording]:
+    """All recordings of one corpus (bonafide and, for ASVspoof, spoof rows).
+
+    ``include`` / ``exclude`` (path prefixes) apply to ``shared-manifest`` and ``folder``;
+    ``speaker`` to ``folder``.
+    """
     if kind == "shared-manifest":
-        return list(read_shared_manifest(path, include))
+        return list(read_shared_manifest(path, include, exclude))
+    if kind == "folder":
+        return list(read_folder(path, speaker, include, exclude))
     return list(READERS[kind](path))
