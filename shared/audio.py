@@ -7,7 +7,8 @@ value, so calls chain::
     audio = load_audio("clip.mp3").resample(16_000).trim_silence().normalize_loudness()
 
 :func:`load_audio` reads any :data:`AudioFile` (path, bytes or binary file object; WAV, FLAC,
-MP3, OGG; a path ending in ``.g722`` through ffmpeg) and applies a :class:`LoadPolicy` (target rate, trimming, loudness, duration limits).
+MP3, OGG; a path ending in ``.g722`` through ffmpeg) and applies a :class:`LoadPolicy` (target
+rate, trimming, loudness, duration limits).
 Bad input raises a subclass of :class:`AudioError` whose message names what is wrong.
 """
 

@@ -6,11 +6,13 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 
 from services.detector.dataset.build import MANIFEST_COLUMNS, DatasetBuilder, Shard, build_dataset
-from services.detector.dataset.config import REPO_ROOT, load_config
+from services.detector.dataset.config import REPO_ROOT, RealSource, load_config
+from services.detector.dataset.readers import CorpusError
 from vcfad.cli import main
 
 TINY = REPO_ROOT / "configs" / "detector" / "tiny.toml"
@@ -247,3 +249,43 @@ def test_more_windows_per_recording_reuse_every_clip_made(shared_data_dir: Path,
     assert all(after[path] == row for path, row in before.items())
     for label in ("bonafide", "spoof"):
         assert sum(r["label"] == label for r in after.values()) > sum(r["label"] == label for r in before.values())
+
+
+def test_an_optional_real_source_that_is_missing_is_skipped_with_a_warning(
+    shared_data_dir: Path, tmp_path: Path
+) -> None:
+    config = load_config(TINY)
+    prompts = RealSource(name="prompts", reader="folder", path=str(tmp_path / "absent"), split="train")
+    optional = config.model_copy(update={"real": [*config.real, prompts.model_copy(update={"optional": True})]})
+    builder = DatasetBuilder(optional, output_dir=tmp_path / "out", log=lambda line: None)
+    recordings = builder.read_real()
+    assert {real.source.name for real in recordings} == {source.name for source in config.real}
+    assert builder.warnings == [f"real source 'prompts' skipped: {tmp_path / 'absent'} does not exist"]
+    required = config.model_copy(update={"real": [*config.real, prompts]})
+    with pytest.raises(CorpusError, match="absent: folder not found"):
+        DatasetBuilder(required, output_dir=tmp_path / "out", log=lambda line: None).read_real()
+
+
+def test_fakes_draw_real_recordings_by_seconds_of_speech_not_by_file_count(
+    shared_data_dir: Path, tmp_path: Path
+) -> None:
+    # A corpus of many one-second prompts beside LibriSpeech's long readings: copies, clone
+    # references and channels must come from each corpus in proportion to its speech.
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    reading = sorted((shared_data_dir / "librispeech" / "test-other").rglob("*.flac"))[0]
+    samples, rate_hz = sf.read(reading)
+    for index in range(30):
+        sf.write(prompts / f"prompt-{index:02d}.wav", samples[index * rate_hz : (index + 1) * rate_hz], rate_hz)
+    config = load_config(TINY)
+    source = RealSource(name="prompts", reader="folder", path=str(prompts), split="train")
+    config = config.model_copy(update={"real": [*config.real, source]})
+    builder = DatasetBuilder(config, output_dir=tmp_path / "out", log=lambda line: None)
+    recordings = builder.read_real()
+    indices, chances = builder._donors(recordings)["train"]
+    from_prompts = [recordings[i].source.name == "prompts" for i in indices]
+    assert sum(from_prompts) > len(indices) / 2  # most train files are prompts ...
+    loaded = [builder.load_real(i, recordings) for i in indices]
+    seconds = np.array([audio.duration_s if audio is not None else 0.0 for audio in loaded])  # None: unusable
+    assert np.allclose(chances, seconds / seconds.sum())
+    assert chances[from_prompts].sum() < 0.25  # ... but a small share of the speech

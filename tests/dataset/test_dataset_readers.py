@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 
@@ -13,11 +15,12 @@ from services.detector.dataset.readers import (
     read_asvspoof2019,
     read_commonvoice,
     read_corpus,
+    read_folder,
     read_librispeech,
     read_shared_manifest,
     read_timit,
 )
-from shared.audio import load_audio
+from shared.audio import SilentAudioError, UnreadableAudioError, load_audio
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +117,51 @@ def test_asvspoof2019_layout(tmp_path: Path, real_clips: list[Path]) -> None:
     (root / "ASVspoof2019_LA_cm_protocols" / "ASVspoof2019.LA.cm.train.trn.txt").write_text("LA_0079 broken\n")
     with pytest.raises(CorpusError, match=r"train\.trn"):
         list(read_asvspoof2019(root))
+
+
+def _encode_g722(source: Path, target: Path) -> None:
+    """Headerless G.722 at 16 kHz, as Debian's asterisk-core-sounds-en-g722 ships its prompts."""
+    command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(source), "-ar", "16000"]
+    subprocess.run([*command, "-acodec", "g722", "-f", "g722", str(target)], check=True)
+
+
+def test_folder_layout_with_g722_prompts(tmp_path: Path, real_clips: list[Path]) -> None:
+    prompts = tmp_path / "en_US_f_Allison"
+    (prompts / "digits").mkdir(parents=True)
+    (prompts / "silence").mkdir()
+    _encode_g722(real_clips[0], prompts / "welcome.g722")
+    shutil.copy(real_clips[1], prompts / "digits" / "1.flac")
+    shutil.copy(real_clips[2], prompts / "silence" / "1.flac")
+    (prompts / "CREDITS.txt").write_text("Recorded by a voice talent\n", encoding="utf-8")
+    recordings = list(read_folder(prompts, exclude=["silence/"]))
+    assert [r.path.relative_to(prompts).as_posix() for r in recordings] == ["digits/1.flac", "welcome.g722"]
+    assert {r.speaker for r in recordings} == {"en_US_f_Allison"}  # the folder's name by default
+    named = read_corpus("folder", prompts, include="digits/", speaker="allison")
+    assert [(r.path.name, r.speaker, r.label) for r in named] == [("1.flac", "allison", "bonafide")]
+    # The G.722 prompt decodes to the speech it was encoded from (G.722 is lossy; the envelope stays).
+    original = load_audio(real_clips[0])
+    decoded = load_audio(prompts / "welcome.g722")
+    assert decoded.sample_rate_hz == 16_000
+    assert abs(decoded.duration_s - original.duration_s) < 0.05
+    frames = min(original.num_samples, decoded.num_samples) // 320
+    envelope = [
+        np.sqrt(np.mean(audio.samples[: frames * 320].reshape(frames, 320) ** 2, axis=1))
+        for audio in (original, decoded)
+    ]
+    assert np.corrcoef(*envelope)[0, 1] > 0.95
+    with pytest.raises(CorpusError, match="folder not found"):
+        list(read_folder(tmp_path / "missing"))
+    with pytest.raises(CorpusError, match="no audio files"):
+        list(read_folder(prompts, include="nothing-here/"))
+
+
+def test_g722_errors_name_the_file(tmp_path: Path, real_clips: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    empty = tmp_path / "empty.g722"
+    empty.write_bytes(b"")
+    with pytest.raises(SilentAudioError, match=r"empty\.g722: the file holds no samples"):
+        load_audio(empty)
+    prompt = tmp_path / "prompt.g722"
+    _encode_g722(real_clips[0], prompt)
+    monkeypatch.setattr("shared.audio.shutil.which", lambda name: None)
+    with pytest.raises(UnreadableAudioError, match=r"prompt\.g722: G\.722 needs ffmpeg"):
+        load_audio(prompt)

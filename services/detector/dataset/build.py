@@ -129,7 +129,9 @@ class _Sources:
     loaded fake generators and the text bank."""
 
     recordings: list[RealRecording]
-    by_split: dict[str, list[int]]
+    #: Per split, the real recordings' indices and the chance of drawing each (its share of the
+    #: split's real speech, in seconds).
+    by_split: dict[str, tuple[list[int], np.ndarray]]
     generators: dict[str, object]
     bank: TextBank
 
@@ -399,11 +401,11 @@ class DatasetBuilder:
         return window, fields
 
     def _random_real(self, split: str, sources: _Sources, rng: np.random.Generator) -> tuple[int, Audio]:
-        pool = sources.by_split.get(split)
+        pool, chance = sources.by_split.get(split, ([], np.empty(0)))
         if not pool:
             raise BuildError(f"split {split}: no real recordings to copy or clone from")
         for _ in range(10):
-            index = int(rng.choice(pool))
+            index = pool[int(rng.choice(len(pool), p=chance))]
             audio = self.load_real(index, sources.recordings)
             if audio is not None:
                 return index, audio
@@ -571,10 +573,22 @@ class DatasetBuilder:
         systems = [s for s in self.config.systems if s.name in generators]
         fake_items = self.plan_fakes(real_items, systems)
         bank = TextBank(self.config.resolve_data(self.config.text_csv))
-        by_split: dict[str, list[int]] = defaultdict(list)
+        return real_items, fake_items, _Sources(recordings, self._donors(recordings), generators, bank), skipped
+
+    def _donors(self, recordings: list[RealRecording]) -> dict[str, tuple[list[int], np.ndarray]]:
+        """Where fakes draw a real recording (to copy, to clone, to take its channel): by seconds of
+        speech, so the fake side mirrors the real side's corpora whatever their file counts (558
+        one-second prompts must not outweigh 200 twelve-second readings)."""
+        seconds: dict[str, dict[int, float]] = defaultdict(dict)
         for index, real in enumerate(recordings):
-            by_split[real.split].append(index)
-        return real_items, fake_items, _Sources(recordings, dict(by_split), generators, bank), skipped
+            audio = self.load_real(index, recordings)
+            seconds[real.split][index] = audio.duration_s if audio is not None else 0.0
+        donors = {}
+        for split, by_index in seconds.items():
+            weights = np.array(list(by_index.values()))
+            if weights.sum() > 0:
+                donors[split] = (list(by_index), weights / weights.sum())
+        return donors
 
     def verify(self, per_system: int = 3) -> Verification:
         """Make ``per_system`` built clips of every system (and real source) again from scratch —
