@@ -289,3 +289,5 @@ def test_fakes_draw_real_recordings_by_seconds_of_speech_not_by_file_count(
     seconds = np.array([audio.duration_s if audio is not None else 0.0 for audio in loaded])  # None: unusable
     assert np.allclose(chances, seconds / seconds.sum())
     assert chances[from_prompts].sum() < 0.25  # ... but a small share of the speech
+    # An unusable recording is warned about once, however often it is asked for.
+    assert None in loaded and len(builder.warnings) == len(set(builder.warnings)) == loaded.count(None)

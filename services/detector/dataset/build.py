@@ -158,7 +158,7 @@ class DatasetBuilder:
         self.log = log
         self.policy = LoadPolicy()
         self.warnings: list[str] = []
-        self._audio_cache: dict[int, Audio] = {}
+        self._audio_cache: dict[int, Audio | None] = {}
         self.channel_matcher = ChannelMatcher()
         self._channel_profiles: dict[int, ChannelProfile] = {}
         self._window_fingerprints: dict[str, str] = {}
@@ -220,12 +220,13 @@ class DatasetBuilder:
             raise BuildError(f"speakers in more than one split: {', '.join(shared[:10])}")
 
     def load_real(self, index: int, recordings: list[RealRecording]) -> Audio | None:
+        """The recording prepared by the serving policy, or None (warned once) if it is unusable."""
         if index not in self._audio_cache:
             try:
                 self._audio_cache[index] = load_audio(recordings[index].recording.path, self.policy)
             except AudioError as error:
                 self.warnings.append(f"skipped real recording: {error}")
-                return None
+                self._audio_cache[index] = None
         return self._audio_cache[index]
 
     def plan_real(self, recordings: list[RealRecording]) -> list[Item]:
