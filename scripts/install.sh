@@ -7,10 +7,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 # docker-compose: the client that checks docker-compose.yml (`docker-compose config`; no engine needed).
-# asterisk-core-sounds-en-g722: a voice talent's studio prompts (CC BY-SA 3.0), real speech from a
-# channel other than LibriSpeech's for the detector's training data (configs/detector/default.toml).
-APT_PACKAGES=(espeak-ng flite festival festvox-kallpc16k festvox-us-slt-hts sox ffmpeg redis-server chromium chromium-driver docker-compose
-  asterisk-core-sounds-en-g722)
+APT_PACKAGES=(espeak-ng flite festival festvox-kallpc16k festvox-us-slt-hts sox ffmpeg redis-server chromium chromium-driver docker-compose)
 
 missing=()
 for package in "${APT_PACKAGES[@]}"; do

@@ -266,7 +266,7 @@ def test_an_optional_real_source_that_is_missing_is_skipped_with_a_warning(
         DatasetBuilder(required, output_dir=tmp_path / "out", log=lambda line: None).read_real()
 
 
-def test_fakes_draw_real_recordings_by_seconds_of_speech_not_by_file_count(
+def test_fakes_can_draw_real_recordings_by_seconds_of_speech_not_by_file_count(
     shared_data_dir: Path, tmp_path: Path
 ) -> None:
     # A corpus of many one-second prompts beside LibriSpeech's long readings: copies, clone
@@ -280,9 +280,13 @@ def test_fakes_draw_real_recordings_by_seconds_of_speech_not_by_file_count(
     config = load_config(TINY)
     source = RealSource(name="prompts", reader="folder", path=str(prompts), split="train")
     config = config.model_copy(update={"real": [*config.real, source]})
+    by_file = DatasetBuilder(config, output_dir=tmp_path / "out", log=lambda line: None)
+    assert all(chances is None for _, chances in by_file._donors(by_file.read_real()).values())  # each alike
+    config = config.model_copy(update={"fake_sources_by": "seconds"})
     builder = DatasetBuilder(config, output_dir=tmp_path / "out", log=lambda line: None)
     recordings = builder.read_real()
     indices, chances = builder._donors(recordings)["train"]
+    assert chances is not None
     from_prompts = [recordings[i].source.name == "prompts" for i in indices]
     assert sum(from_prompts) > len(indices) / 2  # most train files are prompts ...
     loaded = [builder.load_real(i, recordings) for i in indices]
@@ -291,3 +295,17 @@ def test_fakes_draw_real_recordings_by_seconds_of_speech_not_by_file_count(
     assert chances[from_prompts].sum() < 0.25  # ... but a small share of the speech
     # An unusable recording is warned about once, however often it is asked for.
     assert None in loaded and len(builder.warnings) == len(set(builder.warnings)) == loaded.count(None)
+
+
+def test_another_real_pool_or_draw_remakes_the_fakes(tmp_path: Path) -> None:
+    # Fakes copy, clone and take channels from the real recordings: the same clip id drawn from
+    # another pool is another clip, so a resumed build must not reuse it.
+    config = load_config(TINY)
+    fewer = config.model_copy(update={"real": config.real[:1]})
+    by_seconds = config.model_copy(update={"fake_sources_by": "seconds"})
+    prints = [
+        DatasetBuilder(c, output_dir=tmp_path, log=lambda line: None).fingerprints()
+        for c in (config, fewer, by_seconds)
+    ]
+    for system in config.systems:
+        assert len({p[system.name] for p in prints}) == 3, system.name

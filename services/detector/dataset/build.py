@@ -129,9 +129,9 @@ class _Sources:
     loaded fake generators and the text bank."""
 
     recordings: list[RealRecording]
-    #: Per split, the real recordings' indices and the chance of drawing each (its share of the
-    #: split's real speech, in seconds).
-    by_split: dict[str, tuple[list[int], np.ndarray]]
+    #: Per split, the real recordings' indices and the chance of drawing each (None: all alike;
+    #: else its share of the split's real speech, in seconds: ``fake_sources_by``).
+    by_split: dict[str, tuple[list[int], np.ndarray | None]]
     generators: dict[str, object]
     bank: TextBank
 
@@ -402,11 +402,11 @@ class DatasetBuilder:
         return window, fields
 
     def _random_real(self, split: str, sources: _Sources, rng: np.random.Generator) -> tuple[int, Audio]:
-        pool, chance = sources.by_split.get(split, ([], np.empty(0)))
+        pool, chance = sources.by_split.get(split, ([], None))
         if not pool:
             raise BuildError(f"split {split}: no real recordings to copy or clone from")
         for _ in range(10):
-            index = pool[int(rng.choice(len(pool), p=chance))]
+            index = int(rng.choice(pool)) if chance is None else pool[int(rng.choice(len(pool), p=chance))]
             audio = self.load_real(index, sources.recordings)
             if audio is not None:
                 return index, audio
@@ -446,10 +446,14 @@ class DatasetBuilder:
             "windows": self.config.windows.model_dump(mode="json", exclude={"max_per_clip", "coverage"}),
             "policy": repr(self.policy),
             "version": _CONTENT_VERSION,
+            # Fakes copy, clone and take channels from the real recordings: another pool draws
+            # other sources for the same clip ids, so a change there remakes the fakes too.
+            "real": [source.model_dump(mode="json") for source in self.config.real],
+            "fake_sources_by": self.config.fake_sources_by,
         }
         if not window_only:
             shared["augment"] = self.config.augment.model_dump(mode="json")
-        out = {"bonafide": json.dumps({**shared, "real": [r.model_dump(mode="json") for r in self.config.real]})}
+        out = {"bonafide": json.dumps(shared)}
         for system in self.config.systems:
             detail = system.model_dump(mode="json", exclude={"weight", "optional", "split"})
             # A trained model's identity (file size and time), so a retrained model remakes its clips.
@@ -576,19 +580,21 @@ class DatasetBuilder:
         bank = TextBank(self.config.resolve_data(self.config.text_csv))
         return real_items, fake_items, _Sources(recordings, self._donors(recordings), generators, bank), skipped
 
-    def _donors(self, recordings: list[RealRecording]) -> dict[str, tuple[list[int], np.ndarray]]:
-        """Where fakes draw a real recording (to copy, to clone, to take its channel): by seconds of
-        speech, so the fake side mirrors the real side's corpora whatever their file counts (558
-        one-second prompts must not outweigh 200 twelve-second readings)."""
-        seconds: dict[str, dict[int, float]] = defaultdict(dict)
+    def _donors(self, recordings: list[RealRecording]) -> dict[str, tuple[list[int], np.ndarray | None]]:
+        """Where fakes draw a real recording (to copy, to clone, to take its channel), per split:
+        every recording alike, or (``fake_sources_by = "seconds"``) by seconds of speech, so the
+        fake side mirrors the real side's corpora whatever their file counts."""
+        by_split: dict[str, list[int]] = defaultdict(list)
         for index, real in enumerate(recordings):
-            audio = self.load_real(index, recordings)
-            seconds[real.split][index] = audio.duration_s if audio is not None else 0.0
-        donors = {}
-        for split, by_index in seconds.items():
-            weights = np.array(list(by_index.values()))
-            if weights.sum() > 0:
-                donors[split] = (list(by_index), weights / weights.sum())
+            by_split[real.split].append(index)
+        if self.config.fake_sources_by == "recording":
+            return {split: (pool, None) for split, pool in by_split.items()}
+        donors: dict[str, tuple[list[int], np.ndarray | None]] = {}
+        for split, pool in by_split.items():
+            loaded = [self.load_real(index, recordings) for index in pool]
+            seconds = np.array([audio.duration_s if audio is not None else 0.0 for audio in loaded])
+            if seconds.sum() > 0:
+                donors[split] = (pool, seconds / seconds.sum())
         return donors
 
     def verify(self, per_system: int = 3) -> Verification:

@@ -150,6 +150,11 @@ class BuildConfig(_Strict):
     text_csv: str = "text/vctk_transcripts.csv"
     #: Fakes per real window in each split (1.0 = balanced classes).
     fakes_per_real: float = Field(default=1.0, gt=0.0)
+    #: How fakes that start from a real recording of their split (copy-synthesis, a clone's
+    #: reference, channel transfer) draw it: each recording alike ("recording"), or in proportion
+    #: to its seconds of speech ("seconds"), so that a corpus of many short files (telephony
+    #: prompts, Common Voice) gives the fakes the share it gives the real class, not its file share.
+    fake_sources_by: Literal["recording", "seconds"] = "recording"
     #: Cap on the real windows of each split (None = all the windows the recordings give).
     max_real_windows: dict[Split, int] = Field(default_factory=dict)
     windows: Windows = Field(default_factory=Windows)
