@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -167,8 +168,8 @@ def markdown(summaries: Sequence[dict], manifests: Sequence[str]) -> str:
     for summary in summaries:
         o = summary["overall"]
         lines.append(
-            f"| {summary['model']} | {o['count']} | {100 * o['eer']:.1f} % | {o['f1']:.3f} | "
-            f"{100 * o['accuracy']:.1f} % | {100 * o['false_alarm_rate']:.1f} % | {100 * o['miss_rate']:.1f} % | "
+            f"| {summary['model']} | {o['count']} | {_percent(o['eer'])} | {_f1_text(o['f1'])} | "
+            f"{_percent(o['accuracy'])} | {_percent(o['false_alarm_rate'])} | {_percent(o['miss_rate'])} | "
             f"{o['threshold']:.3f} |"
         )
     intervals = [summary for summary in summaries if "eer_interval" in summary["overall"]]
@@ -246,16 +247,18 @@ def _breakdown_table(
     return lines
 
 
+def _f1_text(f1: float) -> str:
+    return "–" if math.isnan(f1) else f"{f1:.3f}"
+
+
 def _system_cell(entry: dict) -> str:
     if entry["label"] == "spoof":
-        return f"EER {100 * entry['eer_vs_all_real']:.1f} % / miss {100 * entry['miss_rate']:.1f} %"
-    return f"false alarms {100 * entry['false_alarm_rate']:.1f} %"
+        return f"EER {_percent(entry['eer_vs_all_real'])} / miss {_percent(entry['miss_rate'])}"
+    return f"false alarms {_percent(entry['false_alarm_rate'])}"
 
 
 def _real_source_cell(entry: dict) -> str:
-    eer = entry["eer_vs_all_fakes"]
-    eer_text = "–" if eer is None else f"{100 * eer:.1f} %"
-    return f"EER {eer_text} / false alarms {100 * entry['false_alarm_rate']:.1f} %"
+    return f"EER {_percent(entry['eer_vs_all_fakes'])} / false alarms {_percent(entry['false_alarm_rate'])}"
 
 
 def manifest_rows(manifests: Sequence[Path], split: str | None = None) -> list[ManifestRow]:
@@ -283,15 +286,45 @@ def evaluate(
     summaries = [summarise(result) for result in results]
     add_intervals(results, summaries)
     if out_dir is not None:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        names = [str(manifest) for manifest in manifests]
-        report = {"manifests": names, "split": split, "models": summaries}
-        (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-        (out_dir / "report.md").write_text(markdown(summaries, names))
-        write_scores(results, out_dir / "scores.tsv")
-        plot_det(results, out_dir / "det.png", title=f"DET: {' + '.join(Path(m).parent.name for m in manifests)}")
+        write_reports(results, summaries, [str(manifest) for manifest in manifests], split, Path(out_dir))
     return summaries
+
+
+def _json_ready(value: object) -> object:
+    """``value`` with every NaN (a metric a one-class set does not define) as None: JSON has no NaN."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(item) for item in value]
+    return value
+
+
+def write_reports(
+    results: Sequence[ModelScores],
+    summaries: Sequence[dict],
+    manifests: Sequence[str],
+    split: str | None,
+    out_dir: Path,
+) -> None:
+    """report.json, report.md, scores.tsv and (where both classes are present) the DET curve det.png.
+
+    A set of one class (real traffic only, say) still gets its false-alarm or miss rate; the
+    metrics it does not define are null in report.json and "–" in report.md.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = {"manifests": list(manifests), "split": split, "models": list(summaries)}
+    (out_dir / "report.json").write_text(json.dumps(_json_ready(report), indent=2, allow_nan=False) + "\n")
+    (out_dir / "report.md").write_text(markdown(summaries, manifests))
+    write_scores(results, out_dir / "scores.tsv")
+    (out_dir / "det.png").unlink(missing_ok=True)  # an earlier run's curve must not pass for this one's
+    if all(len(set(result.labels.tolist())) == 2 for result in results):
+        plot_det(results, out_dir / "det.png", title=f"DET: {' + '.join(Path(m).parent.name for m in manifests)}")
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None or math.isnan(value) else f"{100 * value:.1f} %"
 
 
 def _common_rows(results: Sequence[ModelScores]) -> tuple[list[ManifestRow], np.ndarray, list[np.ndarray]]:

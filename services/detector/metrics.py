@@ -71,6 +71,8 @@ def binary_report(labels: np.ndarray, scores: np.ndarray, threshold: float) -> B
     precision = true_positive / precision_den if precision_den else 0.0
     recall = true_positive / recall_den if recall_den else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    if not recall_den:
+        f1 = float("nan")  # no fake clips: nothing to recall, F1 is undefined (not 0)
     eer, eer_threshold = equal_error_rate(labels, scores)
     return BinaryReport(
         count=len(labels),

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from services.detector.evaluation import ModelScores, add_intervals, markdown, summarise, write_scores
+from services.detector.evaluation import ModelScores, add_intervals, markdown, summarise, write_reports, write_scores
 from services.detector.manifest import ManifestRow
 from services.detector.metrics import bootstrap_eers, equal_error_rate, percentile_interval
 
@@ -134,3 +135,25 @@ def test_recording_group_joins_a_recordings_windows() -> None:
     text = row("d.wav", "spoof", "vctk:p225_001.wav|p226_002.wav")
     assert recording_group(a) == recording_group(b) != recording_group(copy)
     assert recording_group(text) != recording_group(row("e.wav", "spoof", "vctk:p225_001.wav|p226_002.wav"))
+
+
+def test_a_set_of_real_speech_only_reports_its_false_alarms_and_valid_json(tmp_path: Path) -> None:
+    # Real traffic only (no fakes): EER, F1 and the miss rate are undefined, not 0 and not NaN.
+    rows = [dataclasses.replace(_row("bonafide", system="studio"), path=Path(f"p{i}.wav")) for i in range(4)]
+    result = ModelScores(model="m", threshold=0.5, rows=rows, scores=np.array([0.9, 0.6, 0.2, 0.1]), failed=[])
+    summaries = [summarise(result)]
+    add_intervals([result], summaries)
+    (tmp_path / "det.png").write_bytes(b"an earlier run's curve")
+    write_reports([result], summaries, ["studio.tsv"], None, tmp_path)
+
+    def no_nan(token: str) -> float:
+        raise AssertionError(f"report.json holds {token}")
+
+    report = json.loads((tmp_path / "report.json").read_text(), parse_constant=no_nan)
+    overall = report["models"][0]["overall"]
+    assert overall["false_alarm_rate"] == pytest.approx(0.5)
+    assert overall["eer"] is None and overall["f1"] is None and overall["miss_rate"] is None
+    text = (tmp_path / "report.md").read_text()
+    assert "| m | 4 | – | – | 50.0 % | 50.0 % | – | 0.500 |" in text and "nan" not in text
+    assert "| studio (4) | false alarms 50.0 % |" in text
+    assert not (tmp_path / "det.png").exists()  # no DET curve without both classes
