@@ -247,8 +247,8 @@ def _breakdown_table(
     return lines
 
 
-def _f1_text(f1: float) -> str:
-    return "–" if math.isnan(f1) else f"{f1:.3f}"
+def _f1_text(f1: float | None) -> str:
+    return "–" if _undefined(f1) else f"{f1:.3f}"
 
 
 def _system_cell(entry: dict) -> str:
@@ -323,8 +323,13 @@ def write_reports(
         plot_det(results, out_dir / "det.png", title=f"DET: {' + '.join(Path(m).parent.name for m in manifests)}")
 
 
+def _undefined(value: float | None) -> bool:
+    """A metric the set does not define (no clips of a class): None in JSON, NaN in a summary."""
+    return value is None or math.isnan(value)
+
+
 def _percent(value: float | None) -> str:
-    return "–" if value is None or math.isnan(value) else f"{100 * value:.1f} %"
+    return "–" if _undefined(value) else f"{100 * value:.1f} %"
 
 
 def _common_rows(results: Sequence[ModelScores]) -> tuple[list[ManifestRow], np.ndarray, list[np.ndarray]]:

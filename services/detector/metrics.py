@@ -68,10 +68,11 @@ def binary_report(labels: np.ndarray, scores: np.ndarray, threshold: float) -> B
     true_positive = int(np.sum(predicted & fake))
     precision_den = int(np.sum(predicted))
     recall_den = int(np.sum(fake))
-    precision = true_positive / precision_den if precision_den else 0.0
-    recall = true_positive / recall_den if recall_den else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    if not recall_den:
+    if recall_den:
+        precision = true_positive / precision_den if precision_den else 0.0
+        recall = true_positive / recall_den
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    else:
         f1 = float("nan")  # no fake clips: nothing to recall, F1 is undefined (not 0)
     eer, eer_threshold = equal_error_rate(labels, scores)
     return BinaryReport(
