@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from services.detector.manifest import ManifestError
 from services.detector.models import ModelFileError
 from shared.audio import AudioError
+from vcfad.cli_common import CLIError
 
 #: Modules that add sub-commands; each has ``register(subparsers: argparse._SubParsersAction)``.
 COMMAND_MODULES = (
@@ -23,21 +24,6 @@ COMMAND_MODULES = (
     "services.detector.dataset.cli",
     "services.cloner.cli",
 )
-
-
-class CLIError(Exception):
-    """A user error: printed as one line, exit code 2."""
-
-
-def positive_int(text: str) -> int:
-    """argparse type for counts: a whole number ≥ 1 (a usage error, exit code 2, otherwise)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -91,7 +91,7 @@ def _printer(quiet: bool):
 
 def read_plan(path: Path) -> list[tuple[str, list[Path], str]]:
     """Rows ``(id, reference paths, text)`` of a batch plan (paths resolved against its folder)."""
-    from vcfad.cli import CLIError
+    from vcfad.cli_common import CLIError
 
     if not path.is_file():
         raise CLIError(f"{path}: no such plan file")
@@ -120,7 +120,7 @@ def read_plan(path: Path) -> list[tuple[str, list[Path], str]]:
 
 
 def _clone(args: argparse.Namespace) -> int:
-    from vcfad.cli import CLIError
+    from vcfad.cli_common import CLIError
 
     single = args.reference or args.text is not None or args.output
     if args.batch and single:

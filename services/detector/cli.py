@@ -23,7 +23,7 @@ def resolve_model(name_or_dir: str) -> Path:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from services.detector.models import POOLINGS
-    from vcfad.cli import positive_int
+    from vcfad.cli_common import positive_int
 
     detect = subparsers.add_parser(
         "detect",
@@ -192,7 +192,7 @@ def _train(args: argparse.Namespace) -> int:
         train_seed_baseline,
         train_whisper_probe,
     )
-    from vcfad.cli import CLIError
+    from vcfad.cli_common import CLIError
 
     name = args.name or args.out.name
     probe_options = {
@@ -252,7 +252,7 @@ def _set_input_floor(args: argparse.Namespace) -> int:
     import datetime as dt
 
     from services.detector.models import ModelSpec, check_input_floor
-    from vcfad.cli import CLIError
+    from vcfad.cli_common import CLIError
 
     try:
         check_input_floor(args.dbfs)
@@ -274,7 +274,7 @@ def _quantize(args: argparse.Namespace) -> int:
     from services.detector.inference import Detector
     from services.detector.manifest import ManifestError
     from services.detector.models import quantized_copy
-    from vcfad.cli import CLIError
+    from vcfad.cli_common import CLIError
 
     if args.split and not args.manifest:
         raise CLIError("--split needs --manifest (the manifest whose split sets the copy's threshold)")

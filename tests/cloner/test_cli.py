@@ -10,7 +10,7 @@ import pytest
 
 from services.cloner.cli import read_plan
 from shared.audio import decode_audio
-from vcfad.cli import CLIError
+from vcfad.cli_common import CLIError
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -15,7 +15,7 @@ MIN_BYTES = {"encoder.pt": 10_000_000, "synthesizer.pt": 300_000_000, "vocoder.p
 
 def download_sv2tts(dest: Path | None = None, base_url: str = BASE_URL) -> list[Path]:
     """Download encoder.pt, synthesizer.pt and vocoder.pt into ``dest`` (skips complete files)."""
-    from vcfad.cli import CLIError
+    from vcfad.cli_common import CLIError
 
     dest = Path(dest) if dest else default_checkpoint_dir()
     dest.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `vcfad data build`, `vcfad data verify` and `vcfad data probe`."""
-    from vcfad.cli import positive_int
+    from vcfad.cli_common import positive_int
 
     data = subparsers.add_parser("data", help="build and check detector datasets")
     commands = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
@@ -69,7 +69,7 @@ def _build(args: argparse.Namespace) -> int:
     from services.detector.dataset.build import BuildError, DatasetBuilder, Shard, as_recorded_target, build_dataset
     from services.detector.dataset.config import ConfigError, load_config
     from services.detector.dataset.readers import CorpusError
-    from vcfad.cli import CLIError
+    from vcfad.cli_common import CLIError
 
     try:
         config = load_config(args.config)
@@ -110,7 +110,7 @@ def _verify(args: argparse.Namespace) -> int:
     from services.detector.dataset.build import BuildError, DatasetBuilder, as_recorded_target
     from services.detector.dataset.config import ConfigError, load_config
     from services.detector.dataset.readers import CorpusError
-    from vcfad.cli import CLIError
+    from vcfad.cli_common import CLIError
 
     try:
         config, output_dir = load_config(args.config), args.output_dir
@@ -135,7 +135,7 @@ def _verify(args: argparse.Namespace) -> int:
 def _probe(args: argparse.Namespace) -> int:
     from services.detector.dataset.probe import probe_manifest
     from services.detector.manifest import ManifestError
-    from vcfad.cli import CLIError
+    from vcfad.cli_common import CLIError
 
     try:
         result = probe_manifest(args.manifest, args.output)
