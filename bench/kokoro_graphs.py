@@ -91,10 +91,9 @@ def _run(args: argparse.Namespace, scratch: Path) -> int:
         KokoroTTS,
         fast_kokoro_model_path,
         kokoro_model_path,
-        model_feed,
-        stacked_packs,
     )
     from shared.tts.kokoro_quantize import build_fast_model, dequantize_convolutions
+    from shared.tts.kokoro_styles import model_feed, stacked_packs
 
     graphs = {"packaged": kokoro_model_path(), "fast": fast_kokoro_model_path()}
     graphs["float"] = scratch / "float.onnx"

@@ -35,13 +35,12 @@ done
 if ((${#nonfree_missing[@]})) && [ "$(id -u)" = 0 ]; then
   apt_dir="$PWD/var/apt"
   mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
-  codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
-  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian $codename main contrib non-free" \
-    >"$apt_dir/sources.list"
+  # The machine's own Debian mirror and suites, with contrib and non-free added.
+  python3 scripts/apt_nonfree_sources.py >"$apt_dir/sources.list" || true
   apt_private=(-o "Dir::Etc::sourcelist=$apt_dir/sources.list" -o Dir::Etc::sourceparts=/dev/null
     -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache")
   echo "install: contrib/non-free apt packages: ${nonfree_missing[*]}"
-  if ! { apt-get "${apt_private[@]}" update -qq &&
+  if ! { [ -s "$apt_dir/sources.list" ] && apt-get "${apt_private[@]}" update -qq &&
     DEBIAN_FRONTEND=noninteractive apt-get "${apt_private[@]}" install -y -qq --no-install-recommends \
       "${nonfree_missing[@]}" >/dev/null; }; then
     echo "install: WARNING: could not install ${nonfree_missing[*]}; those fake systems will be skipped" >&2
@@ -59,5 +58,5 @@ PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
 "$VENV/bin/python" -m pip uninstall -y -q typing >/dev/null 2>&1 || true
 # Kokoro's faster graph (static int8 vocoder convolutions) is built once into vcfad's cache
 # (~1–2 min) so the first clone, test or dataset build does not pay for it.
-"$VENV/bin/python" -m shared.tts.kokoro_quantize >/dev/null
+"$VENV/bin/vcfad" models build-kokoro-graph >/dev/null
 echo "install: ok ($("$VENV/bin/python" --version), $("$VENV/bin/vcfad" --help >/dev/null && echo 'vcfad CLI ok'))"

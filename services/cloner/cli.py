@@ -1,17 +1,26 @@
 """`vcfad` sub-commands of the cloner: ``clone``, ``eval-clone``, ``models``.
 
-Heavy imports (torch, onnxruntime, the models) happen inside the handlers.
+Models load inside the handlers (each backend loads its own runtime on first use), so
+``vcfad --help`` and argument errors stay fast.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import logging
 import sys
 import time
 from pathlib import Path
 
 from services.cloner.backends import BACKENDS
+from services.cloner.backends.kokoro_ge2e import DEFAULT_BANK, build_bank
+from services.cloner.config import ClonerSettings
+from services.cloner.evaluation import EvalConfig, run_evaluation
+from services.cloner.pipeline import CloneInputError, Cloner
+from services.cloner.sv2tts.download import download_sv2tts
+from shared.tts.kokoro import fast_kokoro_model_path
+from vcfad.cli_common import CLIError, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,17 +66,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     evaluate.set_defaults(handler=_eval_clone)
 
-    models = subparsers.add_parser("models", help="download optional model checkpoints")
+    models = subparsers.add_parser("models", help="download or build the cloner's model files")
     models_sub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     download = models_sub.add_parser("download", help="fetch checkpoints (needs network)")
     download.add_argument("name", choices=["sv2tts"], help="sv2tts = RTVC encoder/synthesizer/vocoder")
     download.add_argument("--dest", type=Path, default=None, help="target folder (default: vcfad cache)")
     download.set_defaults(handler=_models_download)
+    graph = models_sub.add_parser(
+        "build-kokoro-graph",
+        help="build Kokoro's fast (static int8) graph into the cache now (an install step; 1–2 min)",
+    )
+    graph.set_defaults(handler=_models_build_kokoro_graph)
+    bank = models_sub.add_parser(
+        "build-style-bank", help="(re)build the kokoro-ge2e style bank: GE2E + F0 of random styles (resumable)"
+    )
+    bank.add_argument("--out", type=Path, default=DEFAULT_BANK, help=f"bank file (default: {DEFAULT_BANK.name})")
+    bank.add_argument("--count", type=positive_int, default=300, help="styles in the bank")
+    bank.add_argument("--seed", type=int, default=0)
+    bank.add_argument("--threads", type=positive_int, default=1)
+    bank.set_defaults(handler=_models_build_style_bank)
 
 
-def _settings(backend: str | None, match_channel: bool = True):
-    from services.cloner.config import ClonerSettings
-
+def _settings(backend: str | None, match_channel: bool = True) -> ClonerSettings:
     settings = ClonerSettings()
     if backend:
         settings = settings.model_copy(update={"backend": backend})
@@ -91,8 +111,6 @@ def _printer(quiet: bool):
 
 def read_plan(path: Path) -> list[tuple[str, list[Path], str]]:
     """Rows ``(id, reference paths, text)`` of a batch plan (paths resolved against its folder)."""
-    from vcfad.cli_common import CLIError
-
     if not path.is_file():
         raise CLIError(f"{path}: no such plan file")
     with path.open(newline="", encoding="utf-8") as handle:
@@ -120,8 +138,6 @@ def read_plan(path: Path) -> list[tuple[str, list[Path], str]]:
 
 
 def _clone(args: argparse.Namespace) -> int:
-    from vcfad.cli_common import CLIError
-
     single = args.reference or args.text is not None or args.output
     if args.batch and single:
         raise CLIError("use either --batch/--output-dir or --reference/--text/--output, not both")
@@ -139,8 +155,6 @@ def _clone(args: argparse.Namespace) -> int:
                 raise CLIError(f"{reference}: no such file")
         if not args.text.strip():
             raise CLIError("the text is empty; give the sentence(s) to speak")
-
-    from services.cloner.pipeline import CloneInputError, Cloner
 
     started = time.perf_counter()
     cloner = Cloner.from_settings(_settings(args.backend, match_channel=not args.no_channel_match))
@@ -173,8 +187,6 @@ def _clone(args: argparse.Namespace) -> int:
 
 
 def _eval_clone(args: argparse.Namespace) -> int:
-    from services.cloner.evaluation import EvalConfig, run_evaluation
-
     config = EvalConfig(
         data_dir=args.data,
         backends=tuple(args.backend or ("kokoro-ge2e", "piper")),
@@ -191,9 +203,19 @@ def _eval_clone(args: argparse.Namespace) -> int:
 
 
 def _models_download(args: argparse.Namespace) -> int:
-    from services.cloner.sv2tts.download import download_sv2tts
-
     paths = download_sv2tts(args.dest)
     for path in paths:
         print(path)
+    return 0
+
+
+def _models_build_kokoro_graph(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    print(fast_kokoro_model_path())
+    return 0
+
+
+def _models_build_style_bank(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    print(build_bank(args.out, args.count, args.seed, args.threads))
     return 0

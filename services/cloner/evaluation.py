@@ -30,7 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
+from services.cloner.backends import create_backend
+from services.cloner.config import ClonerSettings
+from services.cloner.encoder import ReferenceEncoder
+from services.cloner.pipeline import Cloner
+from shared.asr import SpeechRecognizer, word_error_rate
 from shared.audio import Audio, load_audio
+from shared.speaker import cosine_similarity
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +122,7 @@ class MfccSpeakerProbe:
 
     @staticmethod
     def features(audio: Audio) -> np.ndarray:
-        import librosa
+        import librosa  # heavy (numba): only the MFCC judge needs it
 
         samples = audio.resample(16_000).samples
         mfcc = librosa.feature.mfcc(y=samples, sr=16_000, n_mfcc=20)
@@ -135,20 +141,11 @@ class MfccSpeakerProbe:
 
 
 def _corpus_wer(items: list[Item], attr: str = "transcript") -> float:
-    from shared.asr import word_error_rate
-
     return word_error_rate([i.text for i in items], [getattr(i, attr) for i in items])
 
 
 def run_evaluation(config: EvalConfig) -> dict:
     """Clone every cell with every backend, judge, and write ``<stem>.json`` and ``<stem>.md``."""
-    from services.cloner.backends import create_backend
-    from services.cloner.config import ClonerSettings
-    from services.cloner.encoder import ReferenceEncoder
-    from services.cloner.pipeline import Cloner
-    from shared.asr import SpeechRecognizer, word_error_rate
-    from shared.speaker import cosine_similarity
-
     data_dir = config.data_dir or default_data_dir()
     corpus = data_dir / "librispeech" / "test-other"
     if not corpus.is_dir():
@@ -174,7 +171,9 @@ def run_evaluation(config: EvalConfig) -> dict:
     for backend in config.backends:
         settings = base_settings.model_copy(update={"backend": backend})
         t0 = time.perf_counter()
-        cloner = Cloner(settings, reference_encoder, create_backend(backend, settings, reference_encoder))
+        cloner = Cloner(
+            settings, reference_encoder, create_backend(backend, settings, reference_encoder.speaker_encoder)
+        )
         logger.warning("%s: loaded in %.1f s", backend, time.perf_counter() - t0)
         for (speaker, ref_kind), voice in voices.items():
             t0 = time.perf_counter()

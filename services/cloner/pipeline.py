@@ -87,7 +87,7 @@ class Cloner:
             min_speech_s=settings.min_reference_speech_s,
             threads=settings.threads,
         )
-        backend = create_backend(settings.backend, settings, encoder)
+        backend = create_backend(settings.backend, settings, encoder.speaker_encoder)
         return cls(settings, encoder, backend)
 
     @property

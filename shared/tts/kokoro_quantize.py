@@ -41,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.tts.kokoro_styles import model_feed, stacked_packs, style_spread
+
 logger = logging.getLogger(__name__)
 
 #: Bump when the recipe changes: the cached file's name carries it. 2: 7-bit weights (reduce_range).
@@ -178,8 +180,6 @@ def calibration_feeds(
 
     ``tokenize`` maps an English sentence to token ids; ``packs`` are the (510, 256) style packs.
     """
-    from shared.tts.kokoro import model_feed, stacked_packs, style_spread
-
     stacked = stacked_packs(packs)
     spread = style_spread(stacked)
     rng = np.random.default_rng(CALIBRATION_SEED)
@@ -290,16 +290,3 @@ def cached_fast_model(
             logger.warning("Kokoro: building the statically quantized graph once (1–2 min) → %s", out)
             build_fast_model(source, out, make_feeds())
     return out
-
-
-def main() -> int:
-    """``python -m shared.tts.kokoro_quantize``: build the cached fast graph now (install step)."""
-    from shared.tts.kokoro import fast_kokoro_model_path
-
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    print(fast_kokoro_model_path())
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

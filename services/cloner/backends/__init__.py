@@ -22,7 +22,7 @@ from shared.audio import Audio, Hertz
 
 if TYPE_CHECKING:
     from services.cloner.config import ClonerSettings
-    from services.cloner.encoder import ReferenceEncoder
+    from shared.speaker import SpeakerEncoder
 
 #: fraction 0..1 of the current step, stage name
 ProgressCallback = Callable[[float, str], None]
@@ -66,12 +66,16 @@ class SynthesisBackend(Protocol):
 BACKENDS = ("kokoro-ge2e", "piper", "sv2tts")
 
 
-def create_backend(name: str, settings: ClonerSettings, encoder: ReferenceEncoder) -> SynthesisBackend:
-    """Build the backend ``name`` (one of :data:`BACKENDS`)."""
+def create_backend(name: str, settings: ClonerSettings, speaker_encoder: SpeakerEncoder) -> SynthesisBackend:
+    """Build the backend ``name`` (one of :data:`BACKENDS`).
+
+    Each backend's module is imported here, on demand: they load different heavy runtimes
+    (Kokoro/Piper ONNX graphs, torch checkpoints), and a service runs only one of them.
+    """
     if name == "kokoro-ge2e":
         from services.cloner.backends.kokoro_ge2e import KokoroGE2EBackend
 
-        return KokoroGE2EBackend(settings, encoder)
+        return KokoroGE2EBackend(settings, speaker_encoder)
     if name == "piper":
         from services.cloner.backends.piper_plain import PiperPlainBackend
 

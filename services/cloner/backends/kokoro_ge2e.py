@@ -21,7 +21,6 @@ intelligibility stays near plain Kokoro's.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -34,13 +33,14 @@ import numpy as np
 
 from services.cloner.backends import ProgressCallback, ReferenceVoice
 from shared.audio import Audio, Hertz
-from shared.speaker import cosine_similarity
+from shared.offline_models import cache_dir
+from shared.speaker import SpeakerEncoder, cosine_similarity
+from shared.tts.kokoro import KokoroTTS
+from shared.tts.kokoro_styles import stacked_packs, style_spread
+from shared.voice_analysis import median_f0_hz
 
 if TYPE_CHECKING:
     from services.cloner.config import ClonerSettings
-    from services.cloner.encoder import ReferenceEncoder
-    from shared.speaker import SpeakerEncoder
-    from shared.tts.kokoro import KokoroTTS
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +89,6 @@ class StyleJudge:
     def __init__(self, tts: KokoroTTS, encoder: SpeakerEncoder) -> None:
         self.tts = tts
         self.encoder = encoder
-        from shared.tts.kokoro import stacked_packs, style_spread
-
         self.packs = stacked_packs(tts.packs)
         self._tokens = [tts.tokens(tts.phonemes(s)[0]) for s in CALIBRATION_SENTENCES]
         self.spread = style_spread(self.packs)
@@ -105,8 +103,6 @@ class StyleJudge:
 
     def measure(self, params: StyleParams) -> tuple[np.ndarray, float]:
         """(GE2E embedding, median F0 in Hz) of the calibration speech."""
-        from services.cloner.encoder import median_f0_hz
-
         audio = self.speak(params)
         return self.encoder.embed(audio), median_f0_hz(audio)
 
@@ -135,9 +131,6 @@ def sample_params(rng: np.random.Generator, spread: np.ndarray, index: int, pack
 
 def build_bank(out: Path, count: int, seed: int = 0, threads: int = 1) -> Path:
     """Measure ``count`` random styles (embedding + F0) and save them as a bank (resumable)."""
-    from shared.speaker import SpeakerEncoder
-    from shared.tts.kokoro import KokoroTTS
-
     judge = StyleJudge(KokoroTTS(threads=threads), SpeakerEncoder(threads=threads))
     rng = np.random.default_rng(seed)
     params, embeddings, f0s = [], [], []
@@ -253,12 +246,9 @@ class KokoroGE2EBackend:
 
     name = "kokoro-ge2e"
 
-    def __init__(self, settings: ClonerSettings, encoder: ReferenceEncoder) -> None:
-        from shared.offline_models import cache_dir
-        from shared.tts.kokoro import KokoroTTS
-
+    def __init__(self, settings: ClonerSettings, speaker_encoder: SpeakerEncoder) -> None:
         self.tts = KokoroTTS(threads=settings.threads, graph=settings.kokoro_graph)
-        judge = StyleJudge(self.tts, encoder.speaker_encoder)
+        judge = StyleJudge(self.tts, speaker_encoder)
         bank = StyleBank.load(DEFAULT_BANK) if DEFAULT_BANK.exists() else None
         if bank is None:
             logger.warning("no style bank at %s: fitting starts from the five packs", DEFAULT_BANK)
@@ -289,20 +279,3 @@ class KokoroGE2EBackend:
 
     def synthesize(self, enrolled: FittedVoice, text: str, progress: ProgressCallback | None = None) -> Audio:
         return self.tts.synthesize(text, voice=enrolled.table)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m services.cloner.backends.kokoro_ge2e --count N``: (re)build the style bank."""
-    parser = argparse.ArgumentParser(description="Build the Kokoro style bank (GE2E + F0 of random styles).")
-    parser.add_argument("--out", type=Path, default=DEFAULT_BANK)
-    parser.add_argument("--count", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
-    build_bank(args.out, args.count, args.seed, args.threads)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

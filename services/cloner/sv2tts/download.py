@@ -7,6 +7,7 @@ import urllib.request
 from pathlib import Path
 
 from services.cloner.sv2tts.backend import CHECKPOINTS, default_checkpoint_dir
+from vcfad.cli_common import CLIError
 
 BASE_URL = "https://huggingface.co/CorentinJ/SV2TTS/resolve/main/"
 #: Smallest plausible sizes (the files are ~17 MB, ~371 MB and ~54 MB): catches HTML error pages.
@@ -15,8 +16,6 @@ MIN_BYTES = {"encoder.pt": 10_000_000, "synthesizer.pt": 300_000_000, "vocoder.p
 
 def download_sv2tts(dest: Path | None = None, base_url: str = BASE_URL) -> list[Path]:
     """Download encoder.pt, synthesizer.pt and vocoder.pt into ``dest`` (skips complete files)."""
-    from vcfad.cli_common import CLIError
-
     dest = Path(dest) if dest else default_checkpoint_dir()
     dest.mkdir(parents=True, exist_ok=True)
     paths = []
