@@ -1,0 +1,195 @@
+"""External sources: the catalogue's checks, a real git snapshot read at a pinned commit, the summary."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import soundfile
+
+from services.detector.dataset.sources import (
+    SnapshotStore,
+    SourceError,
+    parse_sources,
+    summarise,
+    summary_markdown,
+)
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+LIBRISPEECH = SHARED / "librispeech" / "test-other"
+
+
+def _git(repo: Path, *args: str) -> str:
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, check=True, text=True, env=env).stdout
+
+
+@pytest.fixture
+def snapshot(tmp_path: Path) -> tuple[Path, str, str]:
+    """A repository ``demo/page`` under a snapshot root: real speech as GT and as two 'systems'.
+
+    Returns (root, first commit, second commit); the second commit adds a file and changes one.
+    """
+    if not LIBRISPEECH.is_dir():
+        pytest.skip(f"{LIBRISPEECH} not found: the shared speech data (../shared/data) is absent")
+    flacs = sorted(LIBRISPEECH.rglob("*.flac"))[:4]
+    repo = tmp_path / "mirror" / "demo+page" / "repo"
+    (repo / "wavs" / "gt").mkdir(parents=True)
+    (repo / "wavs" / "sysA").mkdir(parents=True)
+    _git(repo, "init", "-q")
+    for index, flac in enumerate(flacs[:2]):
+        shutil.copy(flac, repo / "wavs" / "gt" / f"p22{index}_00{index}.flac")
+    shutil.copy(flacs[2], repo / "wavs" / "sysA" / "p220_001.flac")
+    (repo / "index.html").write_text("<audio src='wavs/gt/p220_000.flac'>")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "one")
+    first = _git(repo, "rev-parse", "HEAD").strip()
+    shutil.copy(flacs[3], repo / "wavs" / "sysA" / "p221_002.flac")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "two")
+    second = _git(repo, "rev-parse", "HEAD").strip()
+    return tmp_path / "mirror", first, second
+
+
+def _catalogue(commit: str, **source_extra) -> dict:
+    return {
+        "source": [
+            {
+                "name": "demo-page",
+                "repository": "demo/page",
+                "commit": commit,
+                "licence": "MIT",
+                "sets": [
+                    {
+                        "glob": "wavs/gt/*",
+                        "label": "bonafide",
+                        "corpus": "VCTK",
+                        "condition": "studio-read",
+                        "language": "en",
+                        "speaker_regex": r"(p\d{3})_",
+                        "files": 2,
+                    },
+                    {
+                        "glob": "wavs/sysA/*",
+                        "label": "spoof",
+                        "corpus": "VCTK",
+                        "condition": "studio-read",
+                        "language": "en",
+                        "system": "SysA",
+                        "family": "end-to-end",
+                        "files": 1,
+                    },
+                ],
+                **source_extra,
+            }
+        ]
+    }
+
+
+def test_clips_are_read_at_the_pinned_commit_byte_for_byte(snapshot: tuple[Path, str, str], tmp_path: Path) -> None:
+    root, first, second = snapshot
+    store = SnapshotStore([root], tmp_path / "cache")
+    (source,) = parse_sources(_catalogue(first))
+    clips = store.clips(source)
+    assert sorted((c.label, c.system, c.speaker) for c in clips) == [
+        ("bonafide", "bonafide", "p220"),
+        ("bonafide", "bonafide", "p221"),
+        ("spoof", "SysA", "unknown"),
+    ]
+    paths = store.extract(clips)
+    for clip, path in zip(clips, paths, strict=True):
+        expected = subprocess.run(
+            ["git", "-C", str(root / "demo+page" / "repo"), "show", f"{first}:{clip.repo_path}"],
+            capture_output=True,
+            check=True,
+        ).stdout
+        assert path.read_bytes() == expected
+        assert soundfile.info(str(path)).samplerate == 16_000
+    # The later commit's extra file is not part of the first commit's source.
+    (later,) = parse_sources(_catalogue(second))
+    assert len(store.clips(later)) == 4
+
+
+def test_summary_counts_seconds_speakers_and_flags_a_changed_count(
+    snapshot: tuple[Path, str, str], tmp_path: Path
+) -> None:
+    root, first, second = snapshot
+    store = SnapshotStore([root], tmp_path / "cache")
+    summary = summarise(parse_sources(_catalogue(first))[0], store)
+    assert (summary.bonafide_clips, summary.spoof_clips, summary.unreadable) == (2, 1, 0)
+    assert summary.speakers == {"VCTK:p220", "VCTK:p221"}
+    assert summary.systems == {"SysA"} and summary.families == {"end-to-end"}
+    assert 2.0 < summary.bonafide_s < 120.0 and summary.spoof_s > 1.0
+    assert summary.count_mismatches == ()
+    moved = summarise(parse_sources(_catalogue(second))[0], store)
+    assert moved.count_mismatches == ("set 2 (wavs/sysA/*): 2 files, catalogue says 1",)
+    table = summary_markdown([summary, moved])
+    assert "| demo-page | demo/page | MIT | 2 |" in table
+    assert "2 speakers" in table and "1 systems" in table
+
+
+def test_a_missing_snapshot_is_reported_not_raised(tmp_path: Path) -> None:
+    store = SnapshotStore([tmp_path], tmp_path / "cache")
+    (source,) = parse_sources(_catalogue("a" * 40))
+    assert not summarise(source, store).available
+    with pytest.raises(SourceError, match="no snapshot of demo/page holding commit aaaaaaaaaaaa"):
+        store.clips(source)
+    assert "no snapshot" in summary_markdown([summarise(source, store)])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"repository": "Edresson/YourTTS"}, "reserved for independent evaluation"),
+        ({"repository": "resemble-ai/Resemblyzer"}, "reserved for independent evaluation"),
+        ({"commit": "abc"}, "full 40-character hex"),
+        ({"split": "eval"}, "split must be train, dev or test"),
+        ({"colour": "red"}, "unknown key"),
+        ({"sets": []}, "no \\[\\[source.sets\\]\\]"),
+    ],
+)
+def test_bad_source_entries_are_refused_by_name(change: dict, message: str) -> None:
+    document = _catalogue("b" * 40)
+    document["source"][0].update(change)
+    with pytest.raises(SourceError, match=message):
+        parse_sources(document)
+
+
+@pytest.mark.parametrize(
+    ("set_change", "message"),
+    [
+        ({"label": "fake"}, "label must be"),
+        ({"condition": "bathroom"}, "condition 'bathroom' is not one of"),
+        ({"family": "magic"}, "family 'magic' is not one of"),
+        ({"system": ""}, "needs 'system'"),
+        ({"speaker_regex": "p\\d+"}, "capturing group"),
+        ({"speaker_regex": "(p"}, "does not compile"),
+    ],
+)
+def test_bad_sets_are_refused_by_name(set_change: dict, message: str) -> None:
+    document = _catalogue("b" * 40)
+    document["source"][0]["sets"][1].update(set_change)
+    with pytest.raises(SourceError, match=message):
+        parse_sources(document)
+
+
+def test_a_bonafide_set_needs_a_speaker_and_no_system() -> None:
+    document = _catalogue("b" * 40)
+    del document["source"][0]["sets"][0]["speaker_regex"]
+    with pytest.raises(SourceError, match="give 'speaker'"):
+        parse_sources(document)
+    document = _catalogue("b" * 40)
+    document["source"][0]["sets"][0]["family"] = "vocoder"
+    with pytest.raises(SourceError, match="no 'system' or 'family'"):
+        parse_sources(document)
+
+
+def test_a_file_in_two_sets_is_an_error(snapshot: tuple[Path, str, str], tmp_path: Path) -> None:
+    root, first, _ = snapshot
+    document = _catalogue(first)
+    document["source"][0]["sets"][1]["glob"] = "wavs/*"
+    (source,) = parse_sources(document)
+    with pytest.raises(SourceError, match="is matched by sets 1 and 2"):
+        SnapshotStore([root], tmp_path / "cache").clips(source)
