@@ -11,6 +11,7 @@ picked per input length from a pack, or mixed from several packs, or given direc
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -203,7 +204,8 @@ class KokoroTTS:
             total = float(sum(style.values()))
             if total <= 0:
                 raise ValueError("style mix weights must sum to a positive number")
-            return sum(self.packs[name] * (weight / total) for name, weight in style.items())
+            # Added in order, as a plain sum would: the same table (and audio) as before.
+            return functools.reduce(np.add, [self.packs[name] * (weight / total) for name, weight in style.items()])
         table = np.asarray(style, dtype=np.float32)
         if table.shape[-1] != STYLE_DIM:
             raise ValueError(f"a style vector has {STYLE_DIM} values; got shape {table.shape}")

@@ -189,7 +189,7 @@ def calibration_feeds(
         offset = rng.normal(0.0, 1.0, spread.shape) * spread * rng.uniform(0.0, 2.2)
         tables.append(np.tensordot(mix, stacked, axes=1) + offset)
     tokenized = [tokenize(sentence) for sentence in CALIBRATION_SENTENCES]
-    feeds = []
+    feeds: list[dict[str, np.ndarray]] = []
     for index, table in enumerate(tables):
         # packs speak every sentence; each random style speaks one (cycling), which keeps it short
         chosen = tokenized if index < len(stacked) else [tokenized[index % len(tokenized)]]

@@ -40,7 +40,8 @@ def seeded_noise_graph(model_path: Path) -> tuple[bytes, list[str]]:
 
     model = onnx.load(str(model_path))
     graph = model.graph
-    nodes, names = [], []
+    nodes: list[onnx.NodeProto] = []
+    names: list[str] = []
     for node in graph.node:
         if node.op_type != "RandomNormalLike":
             nodes.append(node)
