@@ -12,9 +12,11 @@ import soundfile
 from services.detector.dataset.sources import (
     SnapshotStore,
     SourceError,
+    assign_splits,
     parse_sources,
     summarise,
     summary_markdown,
+    system_key,
 )
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -193,3 +195,43 @@ def test_a_file_in_two_sets_is_an_error(snapshot: tuple[Path, str, str], tmp_pat
     (source,) = parse_sources(document)
     with pytest.raises(SourceError, match="is matched by sets 1 and 2"):
         SnapshotStore([root], tmp_path / "cache").clips(source)
+
+
+def _source(name: str, systems: list[str], split: str | None = None) -> dict:
+    sets = [
+        {"glob": f"{name}/gt/*", "label": "bonafide", "corpus": "VCTK", "condition": "studio-read", "language": "en",
+         "speaker": "p225"},
+    ] + [
+        {"glob": f"{name}/{i}/*", "label": "spoof", "corpus": "VCTK", "condition": "studio-read", "language": "en",
+         "system": system, "family": "end-to-end"}
+        for i, system in enumerate(systems)
+    ]  # fmt: skip
+    table = {"name": name, "repository": f"o/{name}", "commit": "c" * 40, "licence": "MIT", "sets": sets}
+    if split:
+        table["split"] = split
+    return table
+
+
+def test_splits_keep_every_system_in_one_split_and_fill_dev_and_test() -> None:
+    tables = [_source(f"page{i}", [f"Sys{i}", "HiFi-GAN" if i % 5 == 0 else f"Own{i}"]) for i in range(40)]
+    tables.append(_source("fixed", ["hifi gan"], split="test"))  # the same system as pages 0, 5, 10 ...
+    sources = parse_sources({"source": tables})
+    counts = {source.name: 10 for source in sources}
+    splits = assign_splits(sources, counts, seed=1, dev_fraction=0.2, test_fraction=0.2)
+    assert assign_splits(sources, counts, seed=1, dev_fraction=0.2, test_fraction=0.2) == splits
+    # the fixed page pulls every page with HiFi-GAN into test along with it
+    assert {splits[f"page{i}"] for i in range(0, 40, 5)} == {"test"}
+    where: dict[str, set[str]] = {}
+    for source in sources:
+        for source_set in source.sets[1:]:
+            where.setdefault(system_key(source_set.system), set()).add(splits[source.name])
+    assert all(len(found) == 1 for found in where.values())
+    shares = {split: sum(counts[n] for n, s in splits.items() if s == split) / 410 for split in ("dev", "test")}
+    assert 0.15 <= shares["dev"] <= 0.25 and shares["test"] >= 0.19
+    assert assign_splits(sources, counts, seed=2, dev_fraction=0.2, test_fraction=0.2) != splits
+
+
+def test_fixed_splits_that_share_a_system_conflict() -> None:
+    sources = parse_sources({"source": [_source("a", ["VITS"], "train"), _source("b", ["vits"], "dev")]})
+    with pytest.raises(SourceError, match=r"fixed to different splits: a \(train\), b \(dev\)"):
+        assign_splits(sources, {"a": 1, "b": 1}, seed=0, dev_fraction=0.5, test_fraction=0.0)

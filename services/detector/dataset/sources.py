@@ -27,6 +27,8 @@ from typing import Literal, get_args
 
 import soundfile
 
+from shared.seeds import stable_int
+
 Label = Literal["bonafide", "spoof"]
 #: How a fake was made (issue 21's families); ``classical`` = concatenative or HMM synthesis.
 Family = Literal[
@@ -515,3 +517,71 @@ def summary_markdown(summaries: Sequence[SourceSummary]) -> str:
     for s in present:
         lines += [f"- {s.name}: {problem}" for problem in s.count_mismatches]
     return "\n".join(lines)
+
+
+def system_key(system: str) -> str:
+    """A system's identity across pages: case, spaces and punctuation do not make another system."""
+    return re.sub(r"[^a-z0-9]+", "", system.lower())
+
+
+def assign_splits(
+    sources: Sequence[Source],
+    clip_counts: dict[str, int],
+    seed: int,
+    dev_fraction: float,
+    test_fraction: float,
+) -> dict[str, str]:
+    """A split for every source such that no fake system is in two splits.
+
+    Sources that share a system (by :func:`system_key`) form one group, and a group goes to one
+    split: a page's real and fake clips stay together, and dev and test hold only systems that
+    training never saw. A source's fixed ``split`` takes its whole group along (two different fixed
+    splits in one group are an error). The other groups are taken in a seeded order and fill dev,
+    then test, up to their share of ``clip_counts`` (clips per source name); the rest is train.
+    """
+    parent = {source.name: source.name for source in sources}
+
+    def find(name: str) -> str:
+        while parent[name] != name:
+            parent[name] = parent[parent[name]]
+            name = parent[name]
+        return name
+
+    owner_of_system: dict[str, str] = {}
+    for source in sources:
+        for source_set in source.sets:
+            if source_set.label != "spoof":
+                continue
+            key = system_key(source_set.system)
+            if key in owner_of_system:
+                parent[find(source.name)] = find(owner_of_system[key])
+            else:
+                owner_of_system[key] = source.name
+    groups: dict[str, list[Source]] = defaultdict(list)
+    for source in sources:
+        groups[find(source.name)].append(source)
+    splits: dict[str, str] = {}
+    free: list[list[Source]] = []
+    for members in groups.values():
+        fixed = {source.split for source in members if source.split}
+        if len(fixed) > 1:
+            names = ", ".join(f"{source.name} ({source.split})" for source in members if source.split)
+            raise SourceError(f"sources that share a fake system are fixed to different splits: {names}")
+        if fixed:
+            (split,) = fixed
+            splits.update((source.name, split) for source in members)
+        else:
+            free.append(members)
+    total = sum(clip_counts.get(source.name, 0) for source in sources)
+    free.sort(key=lambda members: stable_int(seed, "source-group", min(source.name for source in members)))
+    filled = {"dev": 0, "test": 0}
+    for split in ("dev", "test"):
+        filled[split] = sum(clip_counts.get(name, 0) for name, where in splits.items() if where == split)
+    targets = {"dev": dev_fraction * total, "test": test_fraction * total}
+    for members in free:
+        size = sum(clip_counts.get(source.name, 0) for source in members)
+        split = next((s for s in ("dev", "test") if filled[s] + size / 2 <= targets[s]), "train")
+        if split != "train":
+            filled[split] += size
+        splits.update((source.name, split) for source in members)
+    return splits
