@@ -13,6 +13,8 @@ from services.detector.dataset.sources import (
     SnapshotStore,
     SourceError,
     assign_splits,
+    blob_ids_under,
+    git_blob_id,
     parse_sources,
     summarise,
     summary_markdown,
@@ -146,6 +148,7 @@ def test_a_missing_snapshot_is_reported_not_raised(tmp_path: Path) -> None:
     [
         ({"repository": "Edresson/YourTTS"}, "reserved for independent evaluation"),
         ({"repository": "resemble-ai/Resemblyzer"}, "reserved for independent evaluation"),
+        ({"repository": "DIN05AUR/Audio_DeepFake_Detection"}, "where external-dev comes from"),
         ({"commit": "abc"}, "full 40-character hex"),
         ({"split": "eval"}, "split must be train, dev or test"),
         ({"colour": "red"}, "unknown key"),
@@ -235,3 +238,16 @@ def test_fixed_splits_that_share_a_system_conflict() -> None:
     sources = parse_sources({"source": [_source("a", ["VITS"], "train"), _source("b", ["vits"], "dev")]})
     with pytest.raises(SourceError, match=r"fixed to different splits: a \(train\), b \(dev\)"):
         assign_splits(sources, {"a": 1, "b": 1}, seed=0, dev_fraction=0.5, test_fraction=0.0)
+
+
+def test_blob_ids_match_git_so_copies_of_a_set_are_found(snapshot: tuple[Path, str, str], tmp_path: Path) -> None:
+    root, first, _ = snapshot
+    store = SnapshotStore([root], tmp_path / "cache")
+    clips = store.clips(parse_sources(_catalogue(first))[0])
+    copies = tmp_path / "elsewhere"
+    copies.mkdir()
+    shutil.copy(store.extract(clips[:1])[0], copies / "renamed.flac")
+    (copies / "notes.txt").write_text("not audio")
+    assert blob_ids_under(copies) == {clips[0].blob}
+    assert git_blob_id(b"hello\n") == "ce013625030ba8dba906f756967f9e9ca394464a"  # git hash-object
+    assert blob_ids_under(tmp_path / "absent") == frozenset()

@@ -16,6 +16,7 @@ fetch tool leaves (``<root>/<owner>+<name>/repo``). docs/dataset.md says how to 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import re
 import subprocess
 import tomllib
@@ -71,6 +72,9 @@ RESERVED_REPOSITORIES = frozenset(
         "olawod/freevc-demo",
     }
 )
+#: The repositories ``../shared/data/external-dev`` was taken from (its SOURCE.md files): never trained
+#: on, so that set stays a measure of systems and recordings the detector did not see.
+EXTERNAL_DEV_REPOSITORIES = frozenset({"din05aur/audio_deepfake_detection", "harsha-2016/vctk_corpus"})
 _SOURCE_KEYS = {"name", "repository", "commit", "licence", "title", "notes", "split", "sets"}
 _SET_KEYS = {
     "glob",
@@ -245,6 +249,8 @@ def parse_sources(document: dict, origin: str = "sources") -> list[Source]:
             raise SourceError(f"{where}: repository must be 'owner/name', not {repository!r}")
         if repository.lower() in RESERVED_REPOSITORIES:
             raise SourceError(f"{where}: {repository} is reserved for independent evaluation and is never read")
+        if repository.lower() in EXTERNAL_DEV_REPOSITORIES:
+            raise SourceError(f"{where}: {repository} is where external-dev comes from; it is never trained on")
         if not re.fullmatch(r"[0-9a-f]{40}", table["commit"]):
             raise SourceError(f"{where}: commit must be a full 40-character hex id")
         if table.get("split") not in (None, "train", "dev", "test"):
@@ -415,6 +421,20 @@ class SnapshotStore:
         finally:
             process.stdin.close()
             process.wait()
+
+
+def git_blob_id(data: bytes) -> str:
+    """The id git gives a file with these bytes (``git hash-object``)."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def blob_ids_under(folder: Path) -> frozenset[str]:
+    """Git blob ids of every audio file under ``folder``: a clip with one of them is a copy of it,
+    whichever repository it comes from (used to keep external-dev's files out of training)."""
+    if not folder.is_dir():
+        return frozenset()
+    files = (path for path in folder.rglob("*") if path.is_file() and path.suffix.lower() in AUDIO_SUFFIXES)
+    return frozenset(git_blob_id(path.read_bytes()) for path in files)
 
 
 def audio_seconds(path: Path) -> float | None:
