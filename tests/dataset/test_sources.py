@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from services.detector.dataset.sources import (
     SourceError,
     assign_splits,
     blob_ids_under,
+    collect_clips,
     git_blob_id,
     parse_sources,
     summarise,
@@ -251,3 +253,27 @@ def test_blob_ids_match_git_so_copies_of_a_set_are_found(snapshot: tuple[Path, s
     assert blob_ids_under(copies) == {clips[0].blob}
     assert git_blob_id(b"hello\n") == "ce013625030ba8dba906f756967f9e9ca394464a"  # git hash-object
     assert blob_ids_under(tmp_path / "absent") == frozenset()
+
+
+def test_collect_drops_copies_of_excluded_files_and_of_earlier_sources(
+    snapshot: tuple[Path, str, str], tmp_path: Path
+) -> None:
+    root, first, second = snapshot
+    store = SnapshotStore([root], tmp_path / "cache")
+    early = parse_sources(_catalogue(first))[0]
+    later = parse_sources(_catalogue(second))[0]
+    later = replace(later, name="later-page")
+    excluded = frozenset({store.clips(early)[0].blob})
+    missing = replace(early, name="elsewhere", repository="nobody/here")
+    result = collect_clips([early, later, missing], store, seed=0, excluded_blobs=excluded)
+    assert result.unavailable == ["elsewhere"]
+    assert result.excluded_copies == 2  # once in each page
+    assert result.duplicates == 2  # the later page's copies of the early page's other two files
+    assert [(clip.source, clip.repo_path) for clip in result.clips] == [
+        ("demo-page", "wavs/gt/p221_001.flac"),
+        ("demo-page", "wavs/sysA/p220_001.flac"),
+        ("later-page", "wavs/sysA/p221_002.flac"),
+    ]
+    capped = collect_clips([later], store, seed=0, max_clips_per_set=1)
+    assert capped.capped == 2 and len(capped.clips) == 2
+    assert collect_clips([later], store, seed=0, max_clips_per_set=1).clips == capped.clips

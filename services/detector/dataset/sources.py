@@ -605,3 +605,59 @@ def assign_splits(
             filled[split] += size
         splits.update((source.name, split) for source in members)
     return splits
+
+
+@dataclass(frozen=True)
+class CatalogueClips:
+    """The clips a build takes from a catalogue, and what it left out and why."""
+
+    clips: list[SourceClip]
+    #: Sources without a snapshot here (their names).
+    unavailable: list[str]
+    #: Clips dropped because their bytes are also in an excluded folder (external-dev).
+    excluded_copies: int
+    #: Clips dropped because an earlier source (catalogue order) holds the same bytes.
+    duplicates: int
+    #: Clips left out by the per-set cap.
+    capped: int
+
+
+def collect_clips(
+    sources: Sequence[Source],
+    store: SnapshotStore,
+    *,
+    seed: int,
+    max_clips_per_set: int | None = None,
+    excluded_blobs: frozenset[str] = frozenset(),
+) -> CatalogueClips:
+    """Every usable clip of the catalogue, each file once.
+
+    A clip whose bytes (git blob id) are in ``excluded_blobs`` is dropped, and so is a clip whose
+    bytes an earlier source already gave (demo pages copy each other's samples: a copy must not
+    land in two splits). ``max_clips_per_set`` keeps a seeded choice of that many files of a set.
+    """
+    seen: set[str] = set()
+    clips: list[SourceClip] = []
+    unavailable: list[str] = []
+    excluded = duplicates = capped = 0
+    for source in sources:
+        if not store.available(source):
+            unavailable.append(source.name)
+            continue
+        by_set: dict[int, list[SourceClip]] = defaultdict(list)
+        for clip in store.clips(source):
+            if clip.blob in excluded_blobs:
+                excluded += 1
+            elif clip.blob in seen:
+                duplicates += 1
+            else:
+                seen.add(clip.blob)
+                by_set[clip.set_index].append(clip)
+        for index in sorted(by_set):
+            members = by_set[index]
+            if max_clips_per_set is not None and len(members) > max_clips_per_set:
+                order = sorted(members, key=lambda clip: stable_int(seed, "source-clip", clip.blob))
+                capped += len(members) - max_clips_per_set
+                members = sorted(order[:max_clips_per_set], key=lambda clip: clip.repo_path)
+            clips += members
+    return CatalogueClips(clips, unavailable, excluded, duplicates, capped)
