@@ -12,20 +12,17 @@ Backends are built by name through :func:`create_backend` (imports are lazy, so 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from shared.audio import Audio, Hertz
+from shared.progress import ProgressCallback
 
 if TYPE_CHECKING:
     from services.cloner.config import ClonerSettings
     from services.cloner.encoder import ReferenceEncoder
-
-#: fraction 0..1 of the current step, stage name
-ProgressCallback = Callable[[float, str], None]
 
 
 @dataclass(frozen=True)
@@ -68,6 +65,7 @@ BACKENDS = ("kokoro-ge2e", "piper", "sv2tts")
 
 def create_backend(name: str, settings: ClonerSettings, encoder: ReferenceEncoder) -> SynthesisBackend:
     """Build the backend ``name`` (one of :data:`BACKENDS`)."""
+    # Imported here: each backend module loads its own model runtime, and imports ReferenceVoice from here.
     if name == "kokoro-ge2e":
         from services.cloner.backends.kokoro_ge2e import KokoroGE2EBackend
 

@@ -32,15 +32,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from services.cloner.backends import ProgressCallback, ReferenceVoice
+from services.cloner.backends import ReferenceVoice
+from services.cloner.encoder import median_f0_hz
 from shared.audio import Audio, Hertz
-from shared.speaker import cosine_similarity
+from shared.offline_models import cache_dir
+from shared.progress import ProgressCallback
+from shared.speaker import SpeakerEncoder, cosine_similarity
+from shared.tts.kokoro import KokoroTTS, stacked_packs, style_spread
 
 if TYPE_CHECKING:
     from services.cloner.config import ClonerSettings
     from services.cloner.encoder import ReferenceEncoder
-    from shared.speaker import SpeakerEncoder
-    from shared.tts.kokoro import KokoroTTS
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +91,6 @@ class StyleJudge:
     def __init__(self, tts: KokoroTTS, encoder: SpeakerEncoder) -> None:
         self.tts = tts
         self.encoder = encoder
-        from shared.tts.kokoro import stacked_packs, style_spread
-
         self.packs = stacked_packs(tts.packs)
         self._tokens = [tts.tokens(tts.phonemes(s)[0]) for s in CALIBRATION_SENTENCES]
         self.spread = style_spread(self.packs)
@@ -105,8 +105,6 @@ class StyleJudge:
 
     def measure(self, params: StyleParams) -> tuple[np.ndarray, float]:
         """(GE2E embedding, median F0 in Hz) of the calibration speech."""
-        from services.cloner.encoder import median_f0_hz
-
         audio = self.speak(params)
         return self.encoder.embed(audio), median_f0_hz(audio)
 
@@ -135,9 +133,6 @@ def sample_params(rng: np.random.Generator, spread: np.ndarray, index: int, pack
 
 def build_bank(out: Path, count: int, seed: int = 0, threads: int = 1) -> Path:
     """Measure ``count`` random styles (embedding + F0) and save them as a bank (resumable)."""
-    from shared.speaker import SpeakerEncoder
-    from shared.tts.kokoro import KokoroTTS
-
     judge = StyleJudge(KokoroTTS(threads=threads), SpeakerEncoder(threads=threads))
     rng = np.random.default_rng(seed)
     params, embeddings, f0s = [], [], []
@@ -254,9 +249,6 @@ class KokoroGE2EBackend:
     name = "kokoro-ge2e"
 
     def __init__(self, settings: ClonerSettings, encoder: ReferenceEncoder) -> None:
-        from shared.offline_models import cache_dir
-        from shared.tts.kokoro import KokoroTTS
-
         self.tts = KokoroTTS(threads=settings.threads, graph=settings.kokoro_graph)
         judge = StyleJudge(self.tts, encoder.speaker_encoder)
         bank = StyleBank.load(DEFAULT_BANK) if DEFAULT_BANK.exists() else None
