@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
+import redis
+
+# pytest runs with --import-mode=importlib (no sys.path changes): make the helpers in tests/support
+# (service_stack: ports, API keys, Redis databases, service processes) importable everywhere.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
+from service_stack import REDIS_HOST, REDIS_PORT
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: Real speech next to the repo (see ../shared/data/README.md); override with VCFAD_SHARED_DATA.
@@ -24,3 +31,13 @@ def shared_data_dir() -> Path:
 def librispeech_clip(shared_data_dir: Path) -> Path:
     """One real LibriSpeech utterance (16 kHz FLAC)."""
     return sorted((shared_data_dir / "librispeech" / "test-other").rglob("*.flac"))[0]
+
+
+@pytest.fixture(scope="session")
+def redis_available() -> None:
+    """A Redis answers at 127.0.0.1:6379 (the gateway and service tests use their own databases)."""
+    try:
+        redis.Redis(host=REDIS_HOST, port=REDIS_PORT, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        # CI runs scripts/ensure_redis.sh first (make test); nothing here starts one silently.
+        pytest.fail(f"no Redis at {REDIS_HOST}:{REDIS_PORT}; run `bash scripts/ensure_redis.sh`")

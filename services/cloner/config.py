@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.text import MAX_CLONE_TEXT_CHARS
+
 
 class ClonerSettings(BaseSettings):
     """How :class:`services.cloner.pipeline.Cloner` is built and what input it accepts.
@@ -20,8 +22,8 @@ class ClonerSettings(BaseSettings):
     #: Synthesis backend: ``kokoro-ge2e`` (default, offline), ``piper`` (no cloning: the plain
     #: joe voice, a comparison baseline) or ``sv2tts`` (RTVC checkpoints; see docs/cloning.md).
     backend: str = "kokoro-ge2e"
-    #: Longest text accepted, in characters.
-    max_text_chars: int = Field(default=2000, ge=1)
+    #: Longest text accepted, in characters (the clone-text rule: :mod:`shared.text`).
+    max_text_chars: int = Field(default=MAX_CLONE_TEXT_CHARS, ge=1)
     #: Longest reference accepted, per file and merged, in seconds.
     max_reference_duration_s: float = Field(default=300.0, gt=0)
     #: Least speech (voiced, after trimming) the merged reference must hold, in seconds.

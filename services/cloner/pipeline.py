@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,12 +27,12 @@ from services.cloner.config import ClonerSettings
 from services.cloner.encoder import NoSpeechError, ReferenceEncoder
 from shared.audio import Audio, AudioFile
 from shared.channel import ChannelMatcher, ChannelProfile
+from shared.progress import ProgressCallback
 from shared.seeds import stable_int
+from shared.text import CloneTextError, clone_text
+from shared.tts import TextToSpeechError
 
 logger = logging.getLogger(__name__)
-
-#: fraction 0..1 of the whole job, stage name
-ProgressCallback = Callable[[float, str], None]
 
 
 class CloneInputError(ValueError):
@@ -79,7 +79,7 @@ class Cloner:
     def from_settings(cls, settings: ClonerSettings | None = None) -> Cloner:
         """Load the encoder and the configured backend (``settings.backend``) once."""
         settings = settings or ClonerSettings()
-        import torch
+        import torch  # heavy: only a process that clones pays for it
 
         torch.set_num_threads(settings.threads)
         encoder = ReferenceEncoder(
@@ -96,14 +96,11 @@ class Cloner:
 
     # -- validation ---------------------------------------------------------------------------
     def check_text(self, text: str) -> str:
-        if not isinstance(text, str) or not text.strip():
-            raise CloneInputError("the text is empty; give the sentence(s) to speak")
-        text = " ".join(text.split())
-        if len(text) > self.settings.max_text_chars:
-            raise CloneInputError(f"the text has {len(text)} characters; the maximum is {self.settings.max_text_chars}")
-        if not any(ch.isalpha() for ch in text):
-            raise CloneInputError("the text has no words to speak")
-        return text
+        """``text`` in normal form by the clone-text rule (:func:`shared.text.clone_text`), the gateway's rule."""
+        try:
+            return clone_text(text, self.settings.max_text_chars)
+        except CloneTextError as error:
+            raise CloneInputError(str(error)) from None
 
     # -- stages -------------------------------------------------------------------------------
     def encode(self, references: Sequence[AudioFile]) -> ReferenceVoice:
@@ -172,8 +169,6 @@ class Cloner:
         match_channel: bool | None = None,
     ) -> Audio:
         """Stages 2b and 3 for an enrolled voice: synthesize ``text``, then :meth:`finish` it."""
-        from shared.tts import TextToSpeechError
-
         try:
             audio = self.backend.synthesize(enrolled.voice, text, progress)
         except TextToSpeechError as error:

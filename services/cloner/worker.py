@@ -19,8 +19,9 @@ from typing import Any
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from services.cloner.celery_app import CLONE_TASK_NAME, JobStatus, JobStore, WorkerSettings, create_celery
 from shared.audio import AudioError
+from shared.jobs import CLONE_TASK_NAME, JobStore, WorkerSettings, create_celery
+from shared.schemas import JobStatus
 
 logger = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ from threadpoolctl import ThreadpoolController
 
 from services.detector.models import ModelSpec, probe_onnx_path
 from shared.audio import Audio, AudioFile, LoadPolicy, Seconds, load_audio
+from shared.schemas import DetectResponse, WindowScore
 from shared.whisper_encoder import whisper_log_mel
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -33,23 +34,6 @@ DETECTION_LOAD_POLICY = LoadPolicy(min_duration_s=0.3)
 def default_model_dir(name: str = "default") -> Path:
     """A shipped model folder, by name (``default`` or ``seed-baseline``)."""
     return MODELS_DIR / name
-
-
-@dataclass(frozen=True)
-class WindowScore:
-    start_s: Seconds
-    end_s: Seconds
-    score: float
-
-
-@dataclass(frozen=True)
-class Detection:
-    score: float
-    label: str  # "fake" | "real"
-    threshold: float
-    model: str
-    duration_s: Seconds
-    timeline: list[WindowScore] | None = None
 
 
 @dataclass(frozen=True)
@@ -160,7 +144,7 @@ class Detector:
             for start, window, score in zip(starts, windows, scores, strict=True)
         ]
 
-    def detect(self, source: AudioFile | Audio, *, timeline: bool = False) -> Detection:
+    def detect(self, source: AudioFile | Audio, *, timeline: bool = False) -> DetectResponse:
         """Load ``source`` with :attr:`load_policy` and score it.
 
         Raises
@@ -170,7 +154,7 @@ class Detector:
         """
         audio = source if isinstance(source, Audio) else load_audio(source, self.load_policy)
         score = self.score_audio(audio)
-        return Detection(
+        return DetectResponse(
             score=score,
             label="fake" if score >= self.threshold else "real",
             threshold=self.threshold,

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile, status
 
 from services.detector.config import Settings
 from services.detector.dependencies import get_detector, get_settings, read_upload
-from services.detector.schemas import DetectResponse, Health
+from shared.schemas import DetectorHealth, DetectResponse
 
 router = APIRouter()
 
@@ -32,24 +30,24 @@ async def detect(
     detector: Annotated[Any, Depends(get_detector)],
     file: Annotated[UploadFile, File(description="WAV, FLAC, MP3 or OGG")],
     timeline: Annotated[bool, Query(description="Also return per-window scores")] = False,
-) -> dict:
+) -> DetectResponse:
     data = await read_upload(file, settings)
     # Decoding and ONNX inference block: run them in worker threads (bounded, so a burst of
     # requests queues here instead of oversubscribing the cores), never on the event loop.
-    detection = await anyio.to_thread.run_sync(
+    return await anyio.to_thread.run_sync(
         lambda: detector.detect(data, timeline=timeline), limiter=request.app.state.limiter
     )
-    return asdict(detection)
 
 
-@router.get("/healthz", response_model=Health, summary="Liveness")
-async def healthz() -> Health:
-    return Health(status="ok")
+@router.get("/healthz", response_model=DetectorHealth, summary="Liveness")
+async def healthz() -> DetectorHealth:
+    return DetectorHealth(status="ok")
 
 
-@router.get("/readyz", response_model=Health, summary="Readiness: the model is loaded")
-async def readyz(request: Request) -> JSONResponse:
+@router.get("/readyz", response_model=DetectorHealth, summary="Readiness: the model is loaded")
+async def readyz(request: Request, response: Response) -> DetectorHealth:
     detector = getattr(request.app.state, "detector", None)
     if detector is None:
-        return JSONResponse(status_code=503, content=Health(status="unavailable").model_dump())
-    return JSONResponse(content=Health(status="ok", model=getattr(detector, "name", None)).model_dump())
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        return DetectorHealth(status="unavailable")
+    return DetectorHealth(status="ok", model=getattr(detector, "name", None))

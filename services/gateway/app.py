@@ -21,10 +21,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from services.cloner.celery_app import JobStore, WorkerSettings, create_celery
 from services.gateway.config import Settings
 from services.gateway.router import api, ops
 from services.gateway.service import CloneService, DetectorClient, Metrics
+from shared.jobs import JobStore, WorkerSettings, create_celery
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 logger = logging.getLogger(__name__)

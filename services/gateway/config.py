@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.text import MAX_CLONE_TEXT_CHARS
 
 
 def key_owner(api_key: str) -> str:
@@ -32,7 +35,8 @@ class Settings(BaseSettings):
     max_references: int = 5
     min_reference_duration_s: float = 1.0
     max_reference_duration_s: float = 120.0
-    max_text_chars: int = 400
+    #: Longest clone text (the clone-text rule, :mod:`shared.text`); never above what the worker accepts.
+    max_text_chars: int = Field(default=400, ge=1, le=MAX_CLONE_TEXT_CHARS)
     #: Seconds a client should wait before polling a job, or retrying while the detector is down.
     retry_after_s: int = 2
     #: How long a worker-ping answer is reused by /readyz.

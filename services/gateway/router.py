@@ -5,11 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
-from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
-from services.cloner.celery_app import JobStatus
 from services.gateway.dependencies import (
     ApiOwner,
     CloneServiceDep,
@@ -19,7 +17,7 @@ from services.gateway.dependencies import (
     read_upload,
 )
 from services.gateway.exceptions import AudioExpired, AudioNotReady, Unprocessable
-from services.gateway.schemas import CloneAccepted, CloneStatus, DetectResponse, Health, Problem
+from shared.schemas import CloneAccepted, CloneStatus, DetectResponse, GatewayHealth, JobStatus, Problem
 
 _AUTH = {401: {"model": Problem, "description": "No or invalid API key"}}
 _UPLOAD_ERRORS = {
@@ -50,11 +48,11 @@ async def detect(
     metrics: MetricsDep,
     file: Annotated[UploadFile, File(description="Speech to check: WAV, FLAC, MP3 or OGG")],
     timeline: Annotated[bool, Query(description="Also return per-window scores")] = False,
-) -> dict:
+) -> DetectResponse:
     """Score one recording: `score` is the probability that it is fake (synthetic or cloned)."""
     upload = await read_upload(file, settings, "file")
     verdict = await detector.detect(upload, timeline=timeline)
-    metrics.verdicts.labels(label=str(verdict.get("label"))).inc()
+    metrics.verdicts.labels(label=verdict.label).inc()
     return verdict
 
 
@@ -76,6 +74,7 @@ async def clone(
     settings: SettingsDep,
     service: CloneServiceDep,
     metrics: MetricsDep,
+    response: Response,
     reference: Annotated[
         list[UploadFile], File(description="One or more recordings of the voice to clone (≥ 1 s each)")
     ],
@@ -87,7 +86,7 @@ async def clone(
             "colouring); false = the synthesizer's clean studio sound"
         ),
     ] = True,
-) -> JSONResponse:
+) -> CloneAccepted:
     """Queue a job that makes the voice of `reference` say `text`; answers at once with a job id."""
     if len(reference) > settings.max_references:
         raise Unprocessable(f"{len(reference)} reference files; the maximum is {settings.max_references}")
@@ -95,11 +94,9 @@ async def clone(
     job_id = await service.submit(owner, uploads, text, match_channel)
     metrics.clone_jobs.inc()
     status_url = f"/clone/{job_id}"
-    return JSONResponse(
-        status_code=status.HTTP_202_ACCEPTED,
-        content=CloneAccepted(job_id=job_id, status_url=status_url).model_dump(),
-        headers={"Location": status_url, "Retry-After": str(settings.retry_after_s)},
-    )
+    response.headers["Location"] = status_url
+    response.headers["Retry-After"] = str(settings.retry_after_s)
+    return CloneAccepted(job_id=job_id, status_url=status_url)
 
 
 @api.get(
@@ -117,7 +114,7 @@ async def clone_status(job_id: str, owner: ApiOwner, service: CloneServiceDep, r
     succeeded = record.status is JobStatus.succeeded
     return CloneStatus(
         job_id=record.job_id,
-        status=record.status.value,
+        status=record.status,
         progress=record.progress,
         stage=record.stage,
         error=(record.error or "unknown error") if record.status is JobStatus.failed else None,
@@ -152,26 +149,26 @@ async def clone_audio(job_id: str, owner: ApiOwner, service: CloneServiceDep) ->
     )
 
 
-@ops.get("/healthz", response_model=Health, summary="Liveness: the gateway process answers")
-async def healthz() -> Health:
-    return Health(status="ok")
+@ops.get("/healthz", response_model=GatewayHealth, summary="Liveness: the gateway process answers")
+async def healthz() -> GatewayHealth:
+    return GatewayHealth(status="ok")
 
 
 @ops.get(
     "/readyz",
-    response_model=Health,
+    response_model=GatewayHealth,
     summary="Readiness: Redis, the detector and at least one worker answer",
-    responses={503: {"model": Health, "description": "Something the gateway needs is down"}},
+    responses={503: {"model": GatewayHealth, "description": "Something the gateway needs is down"}},
 )
-async def readyz(detector: DetectorDep, service: CloneServiceDep) -> JSONResponse:
+async def readyz(detector: DetectorDep, service: CloneServiceDep, response: Response) -> GatewayHealth:
     checks = {
         "redis": await run_in_threadpool(service.redis_ready),
         "detector": await detector.ready(),
     }
     checks["worker"] = await run_in_threadpool(service.workers_ready) if checks["redis"] == "ok" else "unknown"
     ok = all(value == "ok" for value in checks.values())
-    body = Health(status="ok" if ok else "unavailable", checks=checks)
-    return JSONResponse(status_code=200 if ok else 503, content=body.model_dump())
+    response.status_code = status.HTTP_200_OK if ok else status.HTTP_503_SERVICE_UNAVAILABLE
+    return GatewayHealth(status="ok" if ok else "unavailable", checks=checks)
 
 
 @ops.get("/metrics", summary="Prometheus metrics", response_class=Response)

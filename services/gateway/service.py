@@ -10,16 +10,9 @@ from dataclasses import dataclass
 import httpx
 from celery import Celery
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from services.cloner.celery_app import (
-    CLONE_TASK_NAME,
-    JobNotFoundError,
-    JobRecord,
-    JobStatus,
-    JobStore,
-    WorkerSettings,
-)
 from services.gateway.config import Settings
 from services.gateway.exceptions import (
     BadGateway,
@@ -38,6 +31,9 @@ from shared.audio import (
     UnreadableAudioError,
     load_audio,
 )
+from shared.jobs import CLONE_TASK_NAME, JobNotFoundError, JobRecord, JobStore, WorkerSettings
+from shared.schemas import DetectResponse, JobStatus
+from shared.text import CloneTextError, clone_text
 
 
 @dataclass(frozen=True)
@@ -85,13 +81,15 @@ class DetectorClient:
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    async def detect(self, upload: Upload, *, timeline: bool) -> dict:
-        """The detector's JSON verdict; its 4xx answers are passed on with their message.
+    async def detect(self, upload: Upload, *, timeline: bool) -> DetectResponse:
+        """The detector's verdict; its 4xx answers are passed on with their message.
 
         Raises
         ------
         ServiceUnavailable
             The detector does not answer (down, starting, or too slow).
+        BadGateway
+            The detector failed, or answered something that is not a :class:`DetectResponse`.
         """
         try:
             response = await self.client.post(
@@ -109,7 +107,12 @@ class DetectorClient:
                 self.retry_after_s,
             ) from None
         if response.status_code == 200:
-            return response.json()
+            try:
+                return DetectResponse.model_validate_json(response.content)
+            except ValidationError as error:
+                raise BadGateway(
+                    f"the detector service answered an unexpected body ({error.error_count()} errors)"
+                ) from None
         detail = _detail_of(response)
         if response.status_code == 413:
             raise PayloadTooLarge(detail)
@@ -157,12 +160,11 @@ class CloneService:
 
     # -- validation -----------------------------------------------------------------------------
     def validate_text(self, text: str) -> str:
-        text = " ".join(text.split())
-        if not text:
-            raise Unprocessable("`text` is empty: give the sentence the cloned voice should say")
-        if len(text) > self.settings.max_text_chars:
-            raise Unprocessable(f"`text` has {len(text)} characters; the maximum is {self.settings.max_text_chars}")
-        return text
+        """``text`` in normal form by the clone-text rule (the worker's rule too); 422 otherwise."""
+        try:
+            return clone_text(text, self.settings.max_text_chars)
+        except CloneTextError as error:
+            raise Unprocessable(str(error)) from None
 
     def validate_reference(self, upload: Upload) -> None:
         """Decode one reference; a bad one is refused now, not minutes later in the worker."""

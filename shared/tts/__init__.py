@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from shared.audio import Audio, Hertz
+from shared.text import collapse_whitespace
 
 
 class TextToSpeechError(ValueError):
@@ -38,10 +39,14 @@ class TextToSpeech(Protocol):
 
 
 def check_text(text: str) -> str:
-    """Strip ``text`` and refuse it when empty (shared by the engines)."""
+    """``text`` with its whitespace collapsed; refused when empty (shared by the engines).
+
+    Engines speak any text with something pronounceable in it; what a cloning job may speak is
+    the stricter rule of :func:`shared.text.clone_text`.
+    """
     if not isinstance(text, str):
         raise TextToSpeechError(f"text must be a string; got {type(text).__name__}")
-    stripped = " ".join(text.split())
+    stripped = collapse_whitespace(text)
     if not stripped:
         raise TextToSpeechError("the text is empty")
     return stripped

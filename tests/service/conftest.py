@@ -16,14 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-
-# pytest runs with --import-mode=importlib (no sys.path changes): make the helper module of this
-# folder importable for this conftest and the test modules.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from service_stack import (
     DETECTOR_MODEL_DIR,
-    REDIS_HOST,
-    REDIS_PORT,
     STACK_DB,
     Service,
     base_env,
@@ -32,15 +26,6 @@ from service_stack import (
     start_service,
     wait_until,
 )
-
-
-@pytest.fixture(scope="session")
-def redis_available() -> None:
-    try:
-        redis.Redis(host=REDIS_HOST, port=REDIS_PORT, socket_connect_timeout=1).ping()
-    except redis.RedisError:
-        # CI runs scripts/ensure_redis.sh first (make test); nothing here starts one silently.
-        pytest.fail(f"no Redis at {REDIS_HOST}:{REDIS_PORT}; run `bash scripts/ensure_redis.sh`")
 
 
 @pytest.fixture(scope="session")

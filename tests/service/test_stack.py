@@ -115,14 +115,33 @@ def test_clone_job_runs_to_audio(gateway_service: Service, real_clip: Path) -> N
     assert httpx.get(f"{url}{job['audio_url']}", headers=B, timeout=10).status_code == 404
 
 
+def steady_tone_wav(duration_s: float = 3.0, sample_rate_hz: int = 16_000) -> bytes:
+    """A 220 Hz tone: readable, loud and long enough for the gateway, but no speech for the cloner."""
+    t = np.arange(int(duration_s * sample_rate_hz)) / sample_rate_hz
+    buffer = io.BytesIO()
+    sf.write(buffer, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), sample_rate_hz, format="WAV")
+    return buffer.getvalue()
+
+
 @pytest.mark.needs_data
 def test_failed_clone_job_keeps_a_readable_error(gateway_service: Service, real_clip: Path) -> None:
-    # Valid for the gateway (audio and a non-empty text), refused by the cloner in the worker.
+    # Text without words is refused by the gateway at once, by the rule the worker applies too.
     response = httpx.post(
         f"{gateway_service.url}/clone",
         headers=A,
         files=[("reference", (real_clip.name, real_clip.read_bytes(), "audio/flac"))],
         data={"text": "1234 5678 !!!"},
+        timeout=30,
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith("`text` has no words to speak")
+    # Valid for the gateway (readable audio and a text with words), refused by the cloner in the
+    # worker: a steady tone holds no speech.
+    response = httpx.post(
+        f"{gateway_service.url}/clone",
+        headers=A,
+        files=[("reference", ("tone.wav", steady_tone_wav(), "audio/wav"))],
+        data={"text": CLONE_TEXT},
         timeout=30,
     )
     assert response.status_code == 202, response.text
@@ -134,7 +153,7 @@ def test_failed_clone_job_keeps_a_readable_error(gateway_service: Service, real_
             break
         time.sleep(0.2)
     assert job["status"] == "failed", job
-    assert job["error"] == "the text has no words to speak" and job["audio_url"] is None
+    assert job["error"].startswith("no speech found in the reference audio") and job["audio_url"] is None
     assert httpx.get(f"{status_url}/audio", headers=A, timeout=10).status_code == 409
 
 

@@ -12,20 +12,17 @@ Backends are built by name through :func:`create_backend` (imports are lazy, so 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from shared.audio import Audio, Hertz
+from shared.progress import ProgressCallback
 
 if TYPE_CHECKING:
     from services.cloner.config import ClonerSettings
     from shared.speaker import SpeakerEncoder
-
-#: fraction 0..1 of the current step, stage name
-ProgressCallback = Callable[[float, str], None]
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from services.cloner.backends import ProgressCallback, ReferenceVoice
+from services.cloner.backends import ReferenceVoice
 from shared.audio import Audio, Hertz
 from shared.offline_models import cache_dir
+from shared.progress import ProgressCallback
 from shared.speaker import SpeakerEncoder, cosine_similarity
 from shared.tts.kokoro import KokoroTTS
 from shared.tts.kokoro_styles import stacked_packs, style_spread

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from services.cloner.backends import ProgressCallback, ReferenceVoice
+from services.cloner.backends import ReferenceVoice
 from shared.audio import Audio, Hertz
+from shared.progress import ProgressCallback
 from shared.seeds import stable_int
+from shared.tts.piper import PiperTTS
 
 if TYPE_CHECKING:
     from services.cloner.config import ClonerSettings
@@ -18,8 +20,6 @@ class PiperPlainBackend:
     name = "piper"
 
     def __init__(self, settings: ClonerSettings) -> None:
-        from shared.tts.piper import PiperTTS
-
         self._tts = PiperTTS(threads=settings.threads)
 
     @property

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from services.cloner.backends import ProgressCallback, ReferenceVoice
+from services.cloner.backends import ReferenceVoice
 from shared.audio import Audio, Hertz
+from shared.offline_models import cache_dir, package_dir
+from shared.progress import ProgressCallback
 
 if TYPE_CHECKING:
     from services.cloner.config import ClonerSettings
@@ -17,8 +20,6 @@ CHECKPOINTS = ("encoder.pt", "synthesizer.pt", "vocoder.pt")
 
 
 def default_checkpoint_dir() -> Path:
-    from shared.offline_models import cache_dir
-
     return cache_dir() / "sv2tts"
 
 
@@ -30,6 +31,7 @@ class SV2TTSModels:
     """The three RTVC networks, loaded once."""
 
     def __init__(self, checkpoint_dir: Path, threads: int | None = None) -> None:
+        # torch and the torch networks load only when this backend is chosen.
         import torch
 
         from services.cloner.sv2tts.encoder import SpeakerEncoder
@@ -47,8 +49,6 @@ class SV2TTSModels:
         encoder_path = checkpoint_dir / "encoder.pt"
         if not encoder_path.exists():
             # resemblyzer ships the same GE2E checkpoint layout (and file size) as RTVC's encoder.pt.
-            from shared.offline_models import package_dir
-
             encoder_path = package_dir("resemblyzer") / "pretrained.pt"
         self.encoder = SpeakerEncoder.from_checkpoint(encoder_path)
         self.synthesizer = Tacotron.from_checkpoint(checkpoint_dir / "synthesizer.pt")
@@ -68,7 +68,7 @@ class SV2TTSBackend:
         return 16_000
 
     def enroll(self, voice: ReferenceVoice, progress: ProgressCallback | None = None) -> np.ndarray:
-        from resemblyzer.audio import normalize_volume, trim_long_silences
+        from resemblyzer.audio import normalize_volume, trim_long_silences  # optional; loads librosa, webrtcvad
 
         embeddings = []
         for clip in voice.clips:
@@ -78,8 +78,6 @@ class SV2TTSBackend:
         return (mean / np.linalg.norm(mean)).astype(np.float32)
 
     def synthesize(self, enrolled: np.ndarray, text: str, progress: ProgressCallback | None = None) -> Audio:
-        import re
-
         # RTVC synthesises sentence by sentence (Tacotron's attention degrades on long inputs).
         sentences = [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s.strip()]
         gap = np.zeros(int(0.15 * 16_000), np.float32)

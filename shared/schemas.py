@@ -1,13 +1,26 @@
-"""Response bodies of the gateway (and their OpenAPI examples)."""
+"""The wire types of vcfad: every JSON body that crosses a process boundary, defined once.
+
+The detector service answers ``POST /detect`` with :class:`DetectResponse` (also what
+``Detector.detect`` returns in process); the gateway reads that body back into the same model and
+answers its clients with it. Clone jobs are reported as :class:`CloneAccepted` and
+:class:`CloneStatus` (their :class:`JobStatus` is also what the worker writes into the job record,
+:mod:`shared.jobs`); every error body is a :class:`Problem`. The OpenAPI descriptions and
+examples of the public API live here, next to the fields they describe.
+"""
 
 from __future__ import annotations
 
+import enum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
 class WindowScore(BaseModel):
+    """The score of one short window of a recording (the `timeline` of a detection)."""
+
+    model_config = ConfigDict(frozen=True)
+
     start_s: float = Field(description="Window start, seconds from the beginning of the trimmed audio")
     end_s: float
     score: float = Field(ge=0.0, le=1.0, description="Probability that this window is synthetic")
@@ -17,6 +30,7 @@ class DetectResponse(BaseModel):
     """The detector's verdict on one recording."""
 
     model_config = ConfigDict(
+        frozen=True,
         json_schema_extra={
             "examples": [
                 {
@@ -31,7 +45,7 @@ class DetectResponse(BaseModel):
                     ],
                 }
             ]
-        }
+        },
     )
 
     score: float = Field(ge=0.0, le=1.0, description="Probability that the recording is synthetic (fake)")
@@ -44,7 +58,18 @@ class DetectResponse(BaseModel):
     )
 
 
+class JobStatus(enum.StrEnum):
+    """Where a cloning job is: the same values in the job record and in the API."""
+
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+
+
 class CloneAccepted(BaseModel):
+    """The answer to ``POST /clone``: the new job's id and where to poll it."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -58,6 +83,8 @@ class CloneAccepted(BaseModel):
 
 
 class CloneStatus(BaseModel):
+    """What a client sees of a cloning job (from the job record in Redis)."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -84,7 +111,7 @@ class CloneStatus(BaseModel):
     )
 
     job_id: str
-    status: Literal["queued", "running", "succeeded", "failed"]
+    status: JobStatus
     progress: float = Field(ge=0.0, le=1.0)
     stage: str = Field(description="What the worker is doing now")
     error: str | None = Field(description="Why the job failed (only when status is `failed`)")
@@ -101,5 +128,18 @@ class Problem(BaseModel):
 
 
 class Health(BaseModel):
+    """Liveness and readiness of a service: ``ok``, or ``unavailable`` (with status 503)."""
+
     status: Literal["ok", "unavailable"]
-    checks: dict[str, str] = Field(default_factory=dict)
+
+
+class GatewayHealth(Health):
+    """The gateway's health: one check per part it needs (Redis, the detector, a worker)."""
+
+    checks: dict[str, str] = Field(default_factory=dict, description="`ok`, or why that part is not ready")
+
+
+class DetectorHealth(Health):
+    """The detector service's health: the model it serves, once loaded."""
+
+    model: str | None = Field(default=None, description="Name of the loaded model")

@@ -1,7 +1,7 @@
 """The gateway in process (httpx ASGI client) with a real Redis and no detector or worker.
 
-Covers auth, limits, job records and ownership, readiness and metrics; the full stack with real
-processes is in test_stack.py.
+Covers auth, limits, the clone-text rule, job records and ownership, readiness and metrics; the
+full stack with real processes is in tests/service/test_stack.py.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import redis
 import soundfile as sf
 from service_stack import API_KEY_A, API_KEY_B, UNIT_DB, free_port, redis_url
 
-from services.cloner.celery_app import CLONE_QUEUE, JobStore, WorkerSettings
 from services.gateway.app import create_app
 from services.gateway.config import Settings
+from services.gateway.service import DetectorClient
+from shared.jobs import CLONE_QUEUE, JobStore, WorkerSettings
 
 MAX_UPLOAD_BYTES = 1_000_000
 MAX_REQUEST_BYTES = 3_000_000
@@ -130,6 +131,49 @@ async def test_bad_clone_input_is_422(client: httpx.AsyncClient, text: str, refs
     response = await submit(client, A, text=text, refs=refs)
     assert response.status_code == 422, response.text
     assert expected in str(response.json()["detail"])
+
+
+@pytest.mark.parametrize("text", ["!!!", "1234 5678 !!!", " ... \n ?? "])
+async def test_text_without_words_is_422_at_once(client: httpx.AsyncClient, text: str) -> None:
+    # The clone-text rule (shared/text.py) at the gateway: refused now, not minutes later in the worker.
+    response = await submit(client, A, text=text)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith("`text` has no words to speak")
+    # Nothing was recorded or queued.
+    assert redis.Redis.from_url(redis_url(UNIT_DB)).dbsize() == 0
+
+
+async def test_detect_answers_the_detectors_verdict_as_the_shared_model(redis_available: None) -> None:
+    verdict = {
+        "score": 0.93,
+        "label": "fake",
+        "threshold": 0.5,
+        "model": "stub",
+        "duration_s": 4.8,
+        "timeline": [{"start_s": 0.0, "end_s": 2.0, "score": 0.88}],
+    }
+    bodies = [verdict, {"score": "high"}]
+    seen: list[httpx.Request] = []
+
+    def detector(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=bodies[len(seen) - 1])
+
+    settings = Settings(api_keys=API_KEY_A, detector_url="http://detector")
+    app = create_app(settings, WorkerSettings(redis_url=redis_url(UNIT_DB)))
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+        await app.state.detector.aclose()
+        app.state.detector = DetectorClient(settings, httpx.AsyncClient(transport=httpx.MockTransport(detector)))
+        files = {"file": ("a.wav", wav_bytes(1.0), "audio/wav")}
+        response = await http.post("/detect", headers=A, params={"timeline": "true"}, files=files)
+        assert response.status_code == 200 and response.json() == verdict
+        assert seen[0].url.path == "/detect" and seen[0].url.params["timeline"] == "true"
+        # A body that is not a verdict is the detector's failure, not the client's.
+        broken = await http.post("/detect", headers=A, files=files)
+        assert broken.status_code == 502 and "unexpected body" in broken.json()["detail"]
+        metrics = (await http.get("/metrics")).text
+        assert 'vcfad_detect_verdicts_total{label="fake"} 1.0' in metrics
 
 
 async def test_missing_fields_are_422(client: httpx.AsyncClient) -> None:

@@ -1,4 +1,7 @@
-"""The Celery app of the cloning worker and the job records it shares with the gateway.
+"""The clone-job contract between the gateway (producer) and the Celery worker (consumer).
+
+Both sides import this module, never each other: the task name and queue, the queue settings,
+the Celery app factory (the gateway sends the task by name), and the job records in Redis.
 
 Redis is the broker, Celery's result store, and the home of vcfad's own job records. Celery
 reports any unknown task id as ``PENDING``, so the gateway cannot tell a typo from a queued job
@@ -17,13 +20,14 @@ This module imports no model code, so the gateway can use it to enqueue jobs.
 
 from __future__ import annotations
 
-import enum
 import time
 from dataclasses import asdict, dataclass, fields
 
 import redis
 from celery import Celery
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.schemas import JobStatus
 
 #: The Celery name of the cloning task (the gateway sends it by name; it never imports the worker).
 CLONE_TASK_NAME = "vcfad.clone"
@@ -74,13 +78,6 @@ def create_celery(settings: WorkerSettings | None = None) -> Celery:
         result_backend_transport_options={"visibility_timeout": settings.clone_time_limit_s + 300},
     )
     return app
-
-
-class JobStatus(enum.StrEnum):
-    queued = "queued"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
 
 
 class JobNotFoundError(LookupError):
