@@ -2,12 +2,13 @@
 
 Two sorts:
 
-* **text generators** (espeak-ng, flite, festival, Piper, Kokoro, the vcfad cloner) speak VCTK
-  sentences; each call draws its engine settings (voice variant, speed, pitch, Piper noise and
-  length scales, Kokoro style mixes) from the item's random generator;
+* **text generators** (espeak-ng, flite, festival, Piper, Kokoro) speak VCTK sentences; each call
+  draws its engine settings (voice variant, speed, pitch, Piper noise and length scales, Kokoro
+  style mixes) from the item's random generator;
 * **copy-synthesis generators** (WORLD, Griffin-Lim, the neural vocoder) re-synthesise a window of
   a real recording: same speaker, same words, only the vocoder's artefacts differ.
 
+The vcfad cloner (kind ``cloner``) is a plugin, found by :mod:`services.detector.dataset.registry`.
 Every generator is built once per build (models load in the constructor) and returns raw audio at
 its native rate; the builder applies the shared load policy, cropping and augmentation.
 """
@@ -22,6 +23,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from services.detector.dataset.config import FAMILIES, REPO_ROOT, System
+from services.detector.dataset.vocoders import DEFAULT_VOCODER, MODELS_DIR, load_copy_synthesizer
 from shared.audio import Audio
 
 
@@ -307,10 +309,6 @@ class NeuralVocoderCopy:
     ``hifigan-v1-LJSpeech``, ``hifigan-ts-16k``: :mod:`services.detector.dataset.pretrained_vocoder`)."""
 
     def __init__(self, system: System) -> None:
-        try:
-            from services.detector.dataset.neural_vocoder import DEFAULT_VOCODER, MODELS_DIR, load_copy_synthesizer
-        except ImportError as error:
-            raise GeneratorUnavailableError(f"the neural vocoder module is unavailable: {error}") from None
         model = str(system.options.get("model_path") or MODELS_DIR / DEFAULT_VOCODER)
         if (REPO_ROOT / model).is_dir():  # a folder relative to the repo (an absolute one stays as is)
             model = str(REPO_ROOT / model)
@@ -324,23 +322,6 @@ class NeuralVocoderCopy:
 
     def copy(self, audio: Audio, rng: np.random.Generator) -> Audio:
         return self.vocoder.copy_synthesize(audio)
-
-
-class ClonerGenerator:
-    """The project's own cloner (:class:`services.cloner.pipeline.Cloner`): a real speaker's voice
-    speaking a VCTK sentence."""
-
-    def __init__(self, system: System) -> None:
-        try:
-            from services.cloner.pipeline import Cloner
-
-            self.cloner = Cloner.from_settings()
-        except Exception as error:  # any failure to build the cloner makes the system unavailable
-            raise GeneratorUnavailableError(f"the vcfad cloner is unavailable: {error}") from None
-        self.system, self.family = system.name, FAMILIES[system.kind]
-
-    def clone(self, reference: Audio, text: str) -> Audio:
-        return self.cloner.clone([reference.to_wav_bytes()], text)
 
 
 TEXT_KINDS = {
@@ -358,12 +339,3 @@ COPY_KINDS = {
     "griffinlim-copy": GriffinLimCopy,
     "neural-vocoder-copy": NeuralVocoderCopy,
 }
-
-
-def build_generator(system: System) -> Any:
-    """The generator object for ``system`` (raises :class:`GeneratorUnavailableError`)."""
-    if system.kind in TEXT_KINDS:
-        return TEXT_KINDS[system.kind](system)
-    if system.kind in COPY_KINDS:
-        return COPY_KINDS[system.kind](system)
-    return ClonerGenerator(system)
