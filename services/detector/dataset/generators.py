@@ -25,6 +25,18 @@ import numpy as np
 from services.detector.dataset.config import FAMILIES, REPO_ROOT, System
 from services.detector.dataset.vocoders import DEFAULT_VOCODER, MODELS_DIR, load_copy_synthesizer
 from shared.audio import Audio
+from shared.tts.debian import (
+    EspeakNgTTS,
+    FestivalTTS,
+    FliteTTS,
+    MbrolaTTS,
+    PicoTTS,
+    RHVoiceTTS,
+    available_engines,
+    festival_voice_installed,
+)
+from shared.tts.kokoro import VOICES, KokoroTTS
+from shared.tts.piper import PiperTTS
 
 
 class GeneratorUnavailableError(RuntimeError):
@@ -89,8 +101,6 @@ class EspeakGenerator:
     """espeak-ng with a random voice/variant, speed and pitch per clip."""
 
     def __init__(self, system: System) -> None:
-        from shared.tts.debian import available_engines
-
         if "espeak-ng" not in available_engines():
             raise GeneratorUnavailableError("espeak-ng is not installed (apt-get install espeak-ng)")
         self.system, self.family = system.name, FAMILIES[system.kind]
@@ -99,8 +109,6 @@ class EspeakGenerator:
         self.options = system.options
 
     def speak(self, text: str, rng: np.random.Generator) -> tuple[Audio, str]:
-        from shared.tts.debian import EspeakNgTTS
-
         engine = EspeakNgTTS(
             voice=str(rng.choice(self.voices)),
             variant=str(rng.choice(self.variants)) if self.variants else None,
@@ -114,8 +122,6 @@ class FliteGenerator:
     """flite with one voice, random duration stretch and pitch."""
 
     def __init__(self, system: System) -> None:
-        from shared.tts.debian import available_engines
-
         if "flite" not in available_engines():
             raise GeneratorUnavailableError("flite is not installed (apt-get install flite)")
         self.system, self.family = system.name, FAMILIES[system.kind]
@@ -123,8 +129,6 @@ class FliteGenerator:
         self.options = system.options
 
     def speak(self, text: str, rng: np.random.Generator) -> tuple[Audio, str]:
-        from shared.tts.debian import FliteTTS
-
         engine = FliteTTS(
             voice=str(rng.choice(self.voices)),
             duration_stretch=_uniform(rng, self.options, "duration_stretch", (0.85, 1.2)),
@@ -137,8 +141,6 @@ class FestivalGenerator:
     """festival (``kal_diphone`` by default, ``options.voice`` another) with a random duration stretch."""
 
     def __init__(self, system: System) -> None:
-        from shared.tts.debian import available_engines, festival_voice_installed
-
         if "festival" not in available_engines():
             raise GeneratorUnavailableError("festival is not installed (apt-get install festival festvox-kallpc16k)")
         self.system, self.family = system.name, FAMILIES[system.kind]
@@ -148,8 +150,6 @@ class FestivalGenerator:
         self.options = system.options
 
     def speak(self, text: str, rng: np.random.Generator) -> tuple[Audio, str]:
-        from shared.tts.debian import FestivalTTS
-
         engine = FestivalTTS(
             voice=self.voice, duration_stretch=_uniform(rng, self.options, "duration_stretch", (0.85, 1.2))
         )
@@ -167,8 +167,6 @@ class NonFreeEngineGenerator:
     }
 
     def __init__(self, system: System) -> None:
-        from shared.tts.debian import available_engines
-
         if system.kind not in available_engines():
             raise GeneratorUnavailableError(
                 f"{system.kind} is not installed (Debian contrib/non-free; scripts/install.sh adds it as root)"
@@ -178,8 +176,6 @@ class NonFreeEngineGenerator:
         self.options = system.options
 
     def speak(self, text: str, rng: np.random.Generator) -> tuple[Audio, str]:
-        from shared.tts.debian import MbrolaTTS, PicoTTS, RHVoiceTTS
-
         voice = str(rng.choice(self.voices))
         if self.kind == "pico":
             engine: Any = PicoTTS(language=voice)
@@ -198,8 +194,6 @@ class PiperGenerator:
 
     def __init__(self, system: System) -> None:
         try:
-            from shared.tts.piper import PiperTTS
-
             self.engine = PiperTTS(system.options.get("model_path"), threads=1)
         except (ImportError, FileNotFoundError, RuntimeError) as error:
             raise GeneratorUnavailableError(f"Piper is unavailable: {error}") from None
@@ -225,8 +219,6 @@ class KokoroGenerator:
 
     def __init__(self, system: System) -> None:
         try:
-            from shared.tts.kokoro import VOICES, KokoroTTS
-
             self.voices = list(system.options.get("voices", VOICES))
             self.engine = KokoroTTS(self.voices[0], threads=1)
         except (ImportError, FileNotFoundError, RuntimeError) as error:

@@ -31,6 +31,7 @@ import numpy as np
 from services.detector.dataset.copy_synthesis import CopySynthesizer, copy_through, spectral_distances
 from shared.audio import MODEL_SAMPLE_RATE_HZ, Audio, LoadPolicy, load_audio
 from shared.files import write_atomic
+from shared.offline_models import whisper_model_dir
 
 if TYPE_CHECKING:
     # Torch: the networks load on use, so importing this module stays cheap.
@@ -418,9 +419,8 @@ def evaluate_vocoder(
     rows = []
     model = None
     if asr:
+        # faster-whisper loads only when the ASR check runs.
         from faster_whisper import WhisperModel
-
-        from shared.offline_models import whisper_model_dir
 
         model = WhisperModel(str(whisper_model_dir("base")), device="cpu", compute_type="int8", cpu_threads=asr_threads)
 
