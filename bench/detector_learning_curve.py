@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from services.detector.manifest import ManifestError
-from services.detector.training import CANDIDATE_C, fit_probe_head, probe_features, split_rows
+from services.detector.training.manifest import ManifestError
+from services.detector.training.train import CANDIDATE_C, fit_probe_head, probe_features, split_rows
 
 #: Hidden states whose pooled statistics the training cache holds (0 = the front end).
 CACHED_BLOCKS = (0, 1, 2, 3, 4)

@@ -23,7 +23,7 @@ from pathlib import Path
 from services.detector.cli import resolve_model
 from services.detector.inference import Detector
 from shared.audio import load_audio
-from shared.whisper_encoder import whisper_log_mel
+from shared.log_mel import whisper_log_mel
 
 SHARED_DATA = Path(os.environ.get("VCFAD_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 

@@ -5,8 +5,7 @@ Whisper weights here are CTranslate2 conversions (see :mod:`shared.offline_model
 CTranslate2 itself runs only as a whole, on 30-second windows, returning the last layer. This
 module reads the ``model.bin`` variables directly and rebuilds the encoder in PyTorch so it can
 run on the true window length, return any layer, and be exported to ONNX with a classifier head.
-
-The log-mel front end (:func:`whisper_log_mel`) is numpy, shared by training and serving.
+Its input is the log-mel front end of :mod:`shared.log_mel` (numpy, shared with serving).
 """
 
 from __future__ import annotations
@@ -14,18 +13,11 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
-import librosa
 import numpy as np
 import torch
 from torch import nn
-
-WHISPER_SAMPLE_RATE_HZ = 16_000
-WHISPER_N_FFT = 400
-WHISPER_HOP = 160  # 10 ms frames; the encoder's conv2 halves this to 20 ms
-WHISPER_MAX_FRAMES = 3000
 
 # CTranslate2 DataType enum values -> numpy dtypes.
 _CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
@@ -61,25 +53,6 @@ def read_ct2_variables(model_bin: Path, prefix: str = "") -> dict[str, np.ndarra
             data = np.frombuffer(stream.read(num_bytes), dtype=_CT2_DTYPES[dtype_id])
             variables[name] = data.reshape(shape).astype(np.float32) if rank else data.astype(np.float32)
     return variables
-
-
-@cache
-def _mel_filters(n_mels: int) -> np.ndarray:
-    return librosa.filters.mel(sr=WHISPER_SAMPLE_RATE_HZ, n_fft=WHISPER_N_FFT, n_mels=n_mels).astype(np.float32)
-
-
-def whisper_log_mel(samples: np.ndarray, n_mels: int = 80) -> np.ndarray:
-    """Whisper's log-mel spectrogram (n_mels × frames) of 16 kHz samples, at their own length.
-
-    Same recipe as Whisper (Hann 400, hop 160, Slaney mel, log10, 8 dB dynamic range, scaled by
-    1/4 around −4), but the range is taken over the clip itself rather than a 30 s padded window.
-    """
-    samples = np.asarray(samples, dtype=np.float32)
-    stft = librosa.stft(samples, n_fft=WHISPER_N_FFT, hop_length=WHISPER_HOP, window="hann", center=True)
-    power = np.abs(stft[:, :-1]) ** 2
-    log_spec = np.log10(np.maximum(_mel_filters(n_mels) @ power, 1e-10))
-    log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
-    return ((log_spec + 4.0) / 4.0).astype(np.float32)
 
 
 @dataclass(frozen=True)

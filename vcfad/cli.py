@@ -13,8 +13,8 @@ import sys
 
 from pydantic import ValidationError
 
-from services.detector.manifest import ManifestError
-from services.detector.models import ModelFileError
+from services.detector.model_files import ModelFileError
+from services.detector.training.manifest import ManifestError
 from shared.audio import AudioError
 from vcfad.cli_common import CLIError
 

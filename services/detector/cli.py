@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 from pathlib import Path
 
+from services.detector.model_files import POOLINGS, ModelSpec, check_input_floor, default_model_dir
+from shared.audio import AudioError
+from vcfad.cli_common import CLIError, positive_int
+
 
 def resolve_model(name_or_dir: str) -> Path:
     """A shipped model name (``default``, ``seed-baseline``) or a model folder."""
-    from services.detector.inference import default_model_dir
-
     candidate = Path(name_or_dir)
     if (candidate / "model.json").is_file():
         return candidate
@@ -22,9 +25,6 @@ def resolve_model(name_or_dir: str) -> Path:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from services.detector.models import POOLINGS
-    from vcfad.cli_common import positive_int
-
     detect = subparsers.add_parser(
         "detect",
         help="score recordings: probability that each is synthetic",
@@ -139,8 +139,8 @@ def _rate(text: str) -> float:
 
 
 def _detect(args: argparse.Namespace) -> int:
+    # Imported when the command runs (ONNX Runtime, librosa), so `vcfad --help` stays fast.
     from services.detector.inference import Detector
-    from shared.audio import AudioError
 
     detector = Detector.from_model_dir(resolve_model(args.model), threads=args.threads)
     failures = 0
@@ -185,14 +185,14 @@ def _block_list(text: str) -> tuple[int, ...]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from services.detector.training import (
+    # Imported when the command runs (torch, scikit-learn), so `vcfad --help` stays fast.
+    from services.detector.training.train import (
         CANDIDATE_BLOCKS,
         candidate_layer_sets,
         check_ensemble_size,
         train_seed_baseline,
         train_whisper_probe,
     )
-    from vcfad.cli_common import CLIError
 
     name = args.name or args.out.name
     probe_options = {
@@ -225,7 +225,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from services.detector.evaluation import evaluate, markdown
+    # Imported when the command runs (ONNX Runtime, scikit-learn, matplotlib), so `vcfad --help` stays fast.
+    from services.detector.evaluation.evaluate import evaluate, markdown
     from services.detector.inference import Detector
 
     names = args.model or ["seed-baseline", "default"]
@@ -238,7 +239,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _set_threshold(args: argparse.Namespace) -> int:
-    from services.detector.evaluation import set_threshold
+    # Imported when the command runs (ONNX Runtime, scikit-learn), so `vcfad --help` stays fast.
+    from services.detector.evaluation.evaluate import set_threshold
     from services.detector.inference import Detector
 
     model_dir = resolve_model(args.model)
@@ -249,10 +251,6 @@ def _set_threshold(args: argparse.Namespace) -> int:
 
 
 def _set_input_floor(args: argparse.Namespace) -> int:
-    import datetime as dt
-
-    from services.detector.models import ModelSpec, check_input_floor
-    from vcfad.cli_common import CLIError
 
     try:
         check_input_floor(args.dbfs)
@@ -270,11 +268,11 @@ def _set_input_floor(args: argparse.Namespace) -> int:
 
 
 def _quantize(args: argparse.Namespace) -> int:
-    from services.detector.evaluation import manifest_rows, set_threshold
+    # Imported when the command runs (torch, ONNX Runtime), so `vcfad --help` stays fast.
+    from services.detector.evaluation.evaluate import manifest_rows, set_threshold
     from services.detector.inference import Detector
-    from services.detector.manifest import ManifestError
-    from services.detector.models import quantized_copy
-    from vcfad.cli_common import CLIError
+    from services.detector.training.graphs import quantized_copy
+    from services.detector.training.manifest import ManifestError
 
     if args.split and not args.manifest:
         raise CLIError("--split needs --manifest (the manifest whose split sets the copy's threshold)")

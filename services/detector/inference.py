@@ -18,22 +18,15 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from services.detector.models import ModelSpec, probe_onnx_path
+from services.detector.input_floor import raise_floor
+from services.detector.model_files import ModelSpec, default_model_dir, probe_graph_path
+from services.detector.seed_features import SeedFeatures
 from shared.audio import Audio, AudioFile, LoadPolicy, Seconds, load_audio
+from shared.log_mel import whisper_log_mel
 from shared.schemas import DetectResponse, WindowScore
-from shared.whisper_encoder import whisper_log_mel
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-MODELS_DIR = REPO_ROOT / "models" / "detector"
-
-
-#: How recordings are prepared for scoring; training uses the same policy (services/detector/training.py).
+#: How recordings are prepared for scoring; training uses the same policy (services/detector/training/train.py).
 DETECTION_LOAD_POLICY = LoadPolicy(min_duration_s=0.3)
-
-
-def default_model_dir(name: str = "default") -> Path:
-    """A shipped model folder, by name (``default`` or ``seed-baseline``)."""
-    return MODELS_DIR / name
 
 
 @dataclass(frozen=True)
@@ -54,6 +47,7 @@ class Detector:
         load_policy: LoadPolicy | None = None,
         windows: WindowPlan | None = None,
     ) -> None:
+        # Here, not at the top: `vcfad --help` and the gateway import this package without scoring.
         import onnxruntime
 
         self.model_dir = Path(model_dir)
@@ -64,11 +58,15 @@ class Detector:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         if self.spec.kind == "whisper-probe":
-            onnx_path = probe_onnx_path(self.model_dir)
+            onnx_path = probe_graph_path(self.model_dir)
+            if not onnx_path.exists():
+                # Torch and the training code, only to assemble a graph not yet in the cache
+                # (a model's first use); serving a cached graph imports neither.
+                from services.detector.training.graphs import probe_onnx_path
+
+                onnx_path = probe_onnx_path(self.model_dir)
         else:
             onnx_path = self.model_dir / "model.onnx"
-            from services.detector.features import SeedFeatures
-
             self._seed_features = SeedFeatures()
         self.onnx_path = onnx_path
         self._session = onnxruntime.InferenceSession(
@@ -123,8 +121,6 @@ class Detector:
         Applied to the prepared (loudness-normalised, trimmed) clip; the builder raises the floor
         of a window before normalising it again, so the levels agree only to within that step.
         """
-        from services.detector.dataset.augment import raise_floor
-
         return Audio(raise_floor(clip.samples, np.random.default_rng(0), floor_dbfs), clip.sample_rate_hz)
 
     def score_audio(self, audio: Audio) -> float:

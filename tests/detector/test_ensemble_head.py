@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.detector.models import ProbeHead
-from services.detector.training import average_heads
+from services.detector.model_files import ProbeHead
+from services.detector.training.train import average_heads
 from vcfad.cli import main
 
 WIDTH = 6  # per-layer feature count (2 statistics × 3 dimensions): small, the algebra is the same

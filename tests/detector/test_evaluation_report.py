@@ -9,9 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.detector.evaluation import ModelScores, add_intervals, markdown, summarise, write_reports, write_scores
-from services.detector.manifest import ManifestRow
-from services.detector.metrics import bootstrap_eers, equal_error_rate, percentile_interval
+from services.detector.evaluation.evaluate import (
+    ModelScores,
+    add_intervals,
+    markdown,
+    summarise,
+    write_reports,
+    write_scores,
+)
+from services.detector.training.manifest import ManifestRow
+from services.detector.training.metrics import bootstrap_eers, equal_error_rate, percentile_interval
 
 
 def _row(label: str, source: str = "", system: str = "") -> ManifestRow:
@@ -123,8 +130,8 @@ def test_bootstrap_resamples_recordings_not_their_windows() -> None:
 
 
 def test_recording_group_joins_a_recordings_windows() -> None:
-    from services.detector.evaluation import recording_group
-    from services.detector.manifest import ManifestRow
+    from services.detector.evaluation.evaluate import recording_group
+    from services.detector.training.manifest import ManifestRow
 
     def row(path: str, label: str, source: str) -> ManifestRow:
         return ManifestRow(path=Path(path), label=label, extra={"source": source})  # type: ignore[arg-type]

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from services.detector.features import WhisperLayerFeatures
 from services.detector.inference import DETECTION_LOAD_POLICY
-from services.detector.models import ModelFileError, ModelSpec, ProbeHead, build_probe_network
-from services.detector.training import candidate_layer_sets
+from services.detector.model_files import ModelFileError, ModelSpec, ProbeHead
+from services.detector.training.export import build_probe_network
+from services.detector.training.features import WhisperLayerFeatures
+from services.detector.training.train import candidate_layer_sets
 from shared.audio import load_audio
-from shared.whisper_encoder import whisper_log_mel
+from shared.log_mel import whisper_log_mel
 from vcfad.cli import main
 
 
@@ -54,7 +55,7 @@ def test_front_end_head_exports_and_reloads(tmp_path: Path):
     ModelSpec(
         name="front-end", kind="whisper-probe", threshold=0.5, created=dt.date.today().isoformat(), layers=[0, 1]
     ).write(tmp_path)
-    from services.detector.models import ONNX_TOLERANCE, export_probe_onnx
+    from services.detector.training.export import ONNX_TOLERANCE, export_probe_onnx
 
     assert ProbeHead.load(tmp_path / "head.npz").layers == (0, 1)
     assert export_probe_onnx(tmp_path, tmp_path / "graph.onnx") <= ONNX_TOLERANCE

@@ -12,8 +12,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.detector.features import pool_mean_std, pool_statistics
-from services.detector.models import ONNX_TOLERANCE, ModelSpec, ProbeHead, export_probe_onnx
+from services.detector.model_files import ModelSpec, ProbeHead
+from services.detector.training.export import ONNX_TOLERANCE, export_probe_onnx
+from services.detector.training.features import pool_mean_std, pool_statistics
 from vcfad.cli import main
 
 

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.detector.inference import Detector, default_model_dir
-from services.detector.models import ModelSpec, ProbeHead, build_probe_network
+from services.detector.inference import Detector
+from services.detector.model_files import ModelSpec, ProbeHead, default_model_dir
+from services.detector.training.export import build_probe_network
 from shared.audio import load_audio
-from shared.whisper_encoder import whisper_log_mel
+from shared.log_mel import whisper_log_mel
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,7 +40,7 @@ def test_onnx_graph_equals_torch_on_real_speech(detector: Detector, librispeech_
 def test_int8_graph_equals_its_torch_emulation_on_real_speech(librispeech_clip: Path) -> None:
     import torch
 
-    from services.detector.models import INT8_TOLERANCE
+    from services.detector.training.int8 import INT8_TOLERANCE
 
     model_dir = default_model_dir("default-int8")
     spec = ModelSpec.read(model_dir)
@@ -126,7 +127,7 @@ def test_spliced_recording_timeline_turns_synthetic(detector: Detector, librispe
 def test_quantized_copy_serves_int8_matmuls(detector: Detector, librispeech_clip: Path, tmp_path: Path) -> None:
     import onnx
 
-    from services.detector.models import probe_onnx_path
+    from services.detector.training.graphs import probe_onnx_path
     from vcfad.cli import main
 
     out = tmp_path / "int8"

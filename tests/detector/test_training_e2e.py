@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from services.detector.evaluation import evaluate
+from services.detector.evaluation.evaluate import evaluate
 from services.detector.inference import Detector
-from services.detector.training import train_seed_baseline, train_whisper_probe
+from services.detector.training.train import train_seed_baseline, train_whisper_probe
 from vcfad.cli import main as vcfad_main
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -78,9 +78,10 @@ def test_channel_normalised_probe_ignores_a_fixed_channel(tiny_manifest: Path, t
     import numpy as np
     import torch
 
-    from services.detector.manifest import read_manifest, select
-    from services.detector.models import ProbeHead, build_probe_network
-    from services.detector.training import real_mel_profile
+    from services.detector.model_files import ProbeHead
+    from services.detector.training.export import build_probe_network
+    from services.detector.training.manifest import read_manifest, select
+    from services.detector.training.train import real_mel_profile
 
     result = train_whisper_probe(
         tiny_manifest, tmp_path / "cmn", layer_sets=[(1, 4)], c_values=(0.001,), channel_normalisation=True
@@ -110,7 +111,7 @@ def test_channel_normalised_probe_ignores_a_fixed_channel(tiny_manifest: Path, t
 
 @pytest.mark.slow
 def test_delta_pooled_probe_trains_and_serves_its_pooling(tiny_manifest: Path, tmp_path: Path):
-    from services.detector.models import ProbeHead
+    from services.detector.model_files import ProbeHead
 
     argv = ["train-detector", "--manifest", str(tiny_manifest), "--out", str(tmp_path / "delta")]
     assert vcfad_main([*argv, "--pooling", "mean-std-delta"]) == 0
@@ -140,9 +141,9 @@ def test_probe_on_the_encoders_front_end_trains_and_serves(tiny_manifest: Path, 
 def test_ensemble_of_layer_sets_trains_and_serves_as_one_head(tiny_manifest: Path, tmp_path: Path):
     import numpy as np
 
-    from services.detector.manifest import read_manifest, select
-    from services.detector.models import ProbeHead
-    from services.detector.training import probe_features, split_rows
+    from services.detector.model_files import ProbeHead
+    from services.detector.training.manifest import read_manifest, select
+    from services.detector.training.train import probe_features, split_rows
 
     argv = ["train-detector", "--manifest", str(tiny_manifest), "--out", str(tmp_path / "ensemble")]
     assert vcfad_main([*argv, "--ensemble", "3"]) == 0

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from shared.audio import LoadPolicy, load_audio
+from shared.log_mel import WHISPER_MAX_FRAMES, whisper_log_mel
 from shared.offline_models import whisper_model_dir
-from shared.whisper_encoder import WHISPER_MAX_FRAMES, WhisperEncoder, read_ct2_variables, whisper_log_mel
+from shared.whisper_encoder import WhisperEncoder, read_ct2_variables
 
 
 def test_ct2_reader_finds_the_encoder():

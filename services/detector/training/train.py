@@ -18,11 +18,15 @@ import numpy as np
 from tqdm import tqdm
 
 from services.detector.inference import DETECTION_LOAD_POLICY
-from services.detector.manifest import ManifestError, ManifestRow, read_manifest, select
-from services.detector.metrics import equal_error_rate
-from services.detector.models import ONNX_TOLERANCE, ModelSpec, Pooling, ProbeHead, export_probe_onnx
+from services.detector.model_files import ModelSpec, Pooling, ProbeHead
+from services.detector.seed_features import SeedFeatures
+from services.detector.training.export import ONNX_TOLERANCE, export_probe_onnx
+from services.detector.training.features import WhisperLayerFeatures
+from services.detector.training.manifest import ManifestError, ManifestRow, read_manifest, select
+from services.detector.training.metrics import equal_error_rate
 from shared.audio import load_audio
 from shared.files import write_atomic
+from shared.log_mel import whisper_log_mel
 from shared.offline_models import cache_dir
 
 
@@ -92,8 +96,6 @@ def train_seed_baseline(manifest: Path, out_dir: Path, name: str = "seed-baselin
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
-
-    from services.detector.features import SeedFeatures
 
     train, dev = split_rows(manifest)
     extractor = SeedFeatures()
@@ -165,8 +167,6 @@ CANDIDATE_C: tuple[float, ...] = (0.0001, 0.0003, 0.001, 0.01, 0.1)
 def real_mel_profile(rows: Sequence[ManifestRow]) -> np.ndarray:
     """Mean over the real clips of ``rows`` of each clip's per-band log-mel mean: the long-term
     spectrum that channel normalisation puts back (80 values)."""
-    from shared.whisper_encoder import whisper_log_mel
-
     real = [row for row in rows if not row.is_fake]
     if not real:
         raise ManifestError("channel normalisation needs real (bonafide) training clips")
@@ -187,10 +187,8 @@ def probe_features(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Pooled Whisper features (clips, blocks, k·width) and labels of train and dev, through the
     feature cache: ``x_train, y_train, x_dev, y_dev``. ``mel_profile``: channel-normalise the
-    log-mel first (:func:`services.detector.features.normalise_channel`); ``pooling``: which
-    statistics (:func:`services.detector.features.pool_statistics`)."""
-    from services.detector.features import WhisperLayerFeatures
-
+    log-mel first (:func:`services.detector.training.features.normalise_channel`); ``pooling``: which
+    statistics (:func:`services.detector.training.features.pool_statistics`)."""
     extractor = WhisperLayerFeatures(whisper_model, num_layers=num_layers, mel_profile=mel_profile, pooling=pooling)
     cache = FeatureCache(extractor.cache_id)
     x_train = cache.features(train, extractor, "whisper features (train)")
@@ -287,7 +285,7 @@ def train_whisper_probe(
     ``channel_normalisation``: the encoder reads the log-mel with each band's clip mean replaced
     by the real training clips' average (:func:`real_mel_profile`), in training and in the
     exported graph alike. ``pooling``: the statistics per block
-    (:func:`services.detector.features.pool_statistics`), likewise in both. ``ensemble``: above
+    (:func:`services.detector.training.features.pool_statistics`), likewise in both. ``ensemble``: above
     1, the model averages the logits of that many layer sets, those with the lowest dev EER,
     each at its best C (:func:`average_heads`); dev EER and threshold are the average's.
     """

@@ -19,8 +19,9 @@ import numpy as np
 from tqdm import tqdm
 
 from services.detector.inference import Detector
-from services.detector.manifest import ManifestError, ManifestRow, read_manifest
-from services.detector.metrics import (
+from services.detector.model_files import ModelSpec
+from services.detector.training.manifest import ManifestError, ManifestRow, read_manifest
+from services.detector.training.metrics import (
     binary_report,
     bootstrap_eers,
     det_curve,
@@ -445,7 +446,6 @@ def set_threshold(
 ) -> tuple[float, float]:
     """Score ``manifests`` (optionally one split), write the operating threshold into the model's
     ``model.json`` with where it came from; returns ``(old, new)`` thresholds."""
-    from services.detector.models import ModelSpec
 
     rows = manifest_rows(manifests, split)
     # Before scoring, which takes minutes on a large manifest; checked again after failed clips drop out.

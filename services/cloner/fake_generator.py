@@ -1,0 +1,29 @@
+"""The cloner as a fake-speech generator of the detector's data builder (generator kind ``cloner``).
+
+A plugin: the builder's registry (``services.detector.dataset.registry``) loads
+:class:`ClonerGenerator` by its path, from the ``vcfad.fake_generators`` entry point or the
+registry's in-repo list, so the detector package does not import the cloner. Nothing of the
+detector is imported here either: the system is read by its ``name``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.cloner.pipeline import Cloner
+from shared.audio import Audio
+
+
+class ClonerGenerator:
+    """The project's own cloner (:class:`services.cloner.pipeline.Cloner`): a real speaker's voice
+    speaking a VCTK sentence."""
+
+    def __init__(self, system: Any) -> None:
+        try:
+            self.cloner = Cloner.from_settings()
+        except Exception as error:  # any failure to build the cloner makes the system unavailable
+            raise RuntimeError(f"the vcfad cloner is unavailable: {error}") from None
+        self.system, self.family = system.name, "voice-clone"
+
+    def clone(self, reference: Audio, text: str) -> Audio:
+        return self.cloner.clone([reference.to_wav_bytes()], text)

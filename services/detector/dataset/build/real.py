@@ -1,0 +1,157 @@
+"""Real speech of a build: the bonafide recordings of every source, each assigned to its split
+(speaker-disjoint), loaded by the serving policy once, the real windows cut from them, and the
+donors fakes draw a recording from (to copy, to clone, to take its channel)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from services.detector.dataset.build.items import (
+    SPLITS,
+    BuildError,
+    Item,
+    RealRecording,
+    draw_duration,
+    item_rng,
+    mean_duration,
+)
+from services.detector.dataset.config import BuildConfig, RealSource, Split
+from services.detector.dataset.readers import read_corpus
+from shared.audio import Audio, AudioError, LoadPolicy, load_audio
+from shared.seeds import stable_int
+
+
+class RealSpeech:
+    """The real recordings of ``config``; ``warnings`` collects what was skipped."""
+
+    def __init__(self, config: BuildConfig, policy: LoadPolicy, warnings: list[str]) -> None:
+        self.config = config
+        self.policy = policy
+        self.warnings = warnings
+        self._audio_cache: dict[int, Audio | None] = {}
+
+    def read(self) -> list[RealRecording]:
+        """The bonafide recordings of every real source, each assigned to its split."""
+        out: list[RealRecording] = []
+        data_root = self.config.data_root_path()
+        for source in self.config.real:
+            path = self.config.resolve_data(source.path)
+            if source.optional and not path.exists():
+                self.warnings.append(f"real source {source.name!r} skipped: {path} does not exist")
+                continue
+            corpus = read_corpus(source.reader, path, source.include, source.exclude, source.speaker)
+            recordings = [r for r in corpus if r.label == "bonafide"]
+            if not recordings:
+                raise BuildError(f"real source {source.name!r}: no bonafide recordings at {path}")
+            rng = item_rng(self.config.seed, "clips", source.name)
+            if source.max_clips is not None and len(recordings) > source.max_clips:
+                picks = sorted(rng.choice(len(recordings), size=source.max_clips, replace=False))
+                recordings = [recordings[int(i)] for i in picks]
+            speaker_split = self._speaker_splits(source, sorted({r.speaker for r in recordings}))
+            for recording in recordings:
+                if source.split == "native":
+                    if recording.native_split is None:
+                        raise BuildError(f"real source {source.name!r}: reader {source.reader} has no native split")
+                    split: Split = recording.native_split  # type: ignore[assignment]
+                elif source.split == "by-speaker":
+                    split = speaker_split[recording.speaker]
+                else:
+                    split = source.split
+                try:
+                    key = str(recording.path.relative_to(data_root))
+                except ValueError:
+                    key = str(recording.path)
+                out.append(RealRecording(recording, source, split, key))
+        self._check_speaker_disjoint(out)
+        return out
+
+    def _speaker_splits(self, source: RealSource, speakers: list[str]) -> dict[str, Split]:
+        ordered = sorted(speakers, key=lambda s: stable_int(self.config.seed, "speaker", s))
+        n_dev = round(len(ordered) * source.dev_fraction)
+        n_test = round(len(ordered) * source.test_fraction)
+        splits: dict[str, Split] = {}
+        for index, speaker in enumerate(ordered):
+            splits[speaker] = "dev" if index < n_dev else "test" if index < n_dev + n_test else "train"
+        return splits
+
+    def _check_speaker_disjoint(self, recordings: list[RealRecording]) -> None:
+        where: dict[str, set[str]] = defaultdict(set)
+        for real in recordings:
+            where[real.recording.speaker].add(real.split)
+        shared = sorted(speaker for speaker, splits in where.items() if len(splits) > 1)
+        if shared:
+            raise BuildError(f"speakers in more than one split: {', '.join(shared[:10])}")
+
+    def load(self, index: int, recordings: list[RealRecording]) -> Audio | None:
+        """The recording prepared by the serving policy, or None (warned once) if it is unusable."""
+        if index not in self._audio_cache:
+            try:
+                self._audio_cache[index] = load_audio(recordings[index].recording.path, self.policy)
+            except AudioError as error:
+                self.warnings.append(f"skipped real recording: {error}")
+                self._audio_cache[index] = None
+        return self._audio_cache[index]
+
+    def plan_windows(self, recordings: list[RealRecording]) -> list[Item]:
+        windows = self.config.windows
+        mean_s = mean_duration(windows)
+        by_split: dict[str, list[Item]] = defaultdict(list)
+        for index in tqdm(range(len(recordings)), desc="real recordings", unit="file"):
+            audio = self.load(index, recordings)
+            if audio is None:
+                continue
+            real = recordings[index]
+            rng = item_rng(self.config.seed, "windows", real.key)
+            # Windows are placed at random (they may overlap) rather than tiled: tiling until a
+            # draw no longer fits rejects long draws more often and skews real clips short.
+            count = min(windows.max_per_clip, int(windows.coverage * audio.duration_s / mean_s))
+            stem = Path(real.key).stem
+            for _ in range(count):
+                duration = draw_duration(rng, windows)
+                if duration > audio.duration_s:
+                    continue
+                position = float(rng.uniform(0.0, audio.duration_s - duration))
+                start_ms, length_ms = round(position * 1000), round(duration * 1000)
+                by_split[real.split].append(
+                    Item(
+                        item_id=f"bonafide/{real.key}@{start_ms}+{length_ms}",
+                        relpath=f"audio/{real.split}/bonafide/{stem}-{start_ms:06d}-{length_ms:04d}.wav",
+                        split=real.split,
+                        kind="real",
+                        system="bonafide",
+                        family="real",
+                        recording=index,
+                        start_s=position,
+                        duration_s=duration,
+                    )
+                )
+        items: list[Item] = []
+        for split in SPLITS:
+            chosen = by_split.get(split, [])
+            cap = self.config.max_real_windows.get(split)
+            if cap is not None and len(chosen) > cap:
+                rng = item_rng(self.config.seed, "cap", split)
+                chosen = [chosen[int(i)] for i in sorted(rng.choice(len(chosen), size=cap, replace=False))]
+            items += chosen
+        return items
+
+    def donors(self, recordings: list[RealRecording]) -> dict[str, tuple[list[int], np.ndarray | None]]:
+        """Where fakes draw a real recording (to copy, to clone, to take its channel), per split:
+        every recording alike, or (``fake_sources_by = "seconds"``) by seconds of speech, so the
+        fake side mirrors the real side's corpora whatever their file counts."""
+        by_split: dict[str, list[int]] = defaultdict(list)
+        for index, real in enumerate(recordings):
+            by_split[real.split].append(index)
+        if self.config.fake_sources_by == "recording":
+            return {split: (pool, None) for split, pool in by_split.items()}
+        donors: dict[str, tuple[list[int], np.ndarray | None]] = {}
+        for split, pool in by_split.items():
+            loaded = [self.load(index, recordings) for index in pool]
+            seconds = np.array([audio.duration_s if audio is not None else 0.0 for audio in loaded])
+            if seconds.sum() > 0:
+                donors[split] = (pool, seconds / seconds.sum())
+        return donors

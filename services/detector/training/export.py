@@ -1,0 +1,105 @@
+"""The ``whisper-probe`` model as one torch network (log-mel → P(fake)), its ONNX export and the
+check of a graph against the network it came from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import torch
+
+from services.detector.model_files import ModelSpec, Precision, ProbeHead
+from services.detector.training.features import normalise_channel, pool_statistics
+from services.detector.training.int8 import Int8MatMulEmulation
+from shared.files import write_atomic
+from shared.offline_models import whisper_model_dir
+from shared.whisper_encoder import WhisperEncoder
+
+ONNX_TOLERANCE = 1e-4
+
+
+def build_probe_network(head: ProbeHead, whisper_model: str = "base", precision: Precision = "float32"):
+    """The whole ``whisper-probe`` model as one torch module: log-mel (batch, 80, frames) -> P(fake).
+
+    With ``precision = "int8-matmul"`` every weight product computes what ONNX Runtime computes
+    for the graph :func:`~services.detector.training.int8.quantize_matmuls` writes: the source model
+    that the int8 graph is checked against. Only the float network is exported.
+    """
+
+    class ProbeNetwork(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = WhisperEncoder.from_ct2(whisper_model_dir(whisper_model), num_layers=max(head.layers))
+            self.layer_indices = list(head.layers)
+            self.register_buffer("mean", torch.from_numpy(head.mean))
+            self.register_buffer("scale", torch.from_numpy(head.scale))
+            self.register_buffer("coef", torch.from_numpy(head.coef))
+            self.intercept = float(head.intercept)
+            profile = None if head.mel_profile is None else torch.from_numpy(head.mel_profile)
+            self.register_buffer("mel_profile", profile)
+            self.head_product = None  # float: `@ coef`, as the exported graph has it
+
+        def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
+            if self.mel_profile is not None:
+                log_mel = normalise_channel(log_mel, self.mel_profile)
+            hidden = self.encoder(log_mel)
+            pooled = torch.cat([pool_statistics(hidden[index], head.pooling) for index in self.layer_indices], dim=-1)
+            standardised = (pooled - self.mean) / self.scale
+            if self.head_product is None:
+                logits = standardised @ self.coef + self.intercept
+            else:
+                logits = self.head_product(standardised) + self.intercept
+            return torch.sigmoid(logits)
+
+    network = ProbeNetwork().eval()
+    if precision == "int8-matmul":
+        for block in network.encoder.blocks:
+            for name in ("qkv", "out", "ffn_in", "ffn_out"):
+                linear = getattr(block, name)
+                setattr(block, name, Int8MatMulEmulation(linear.weight.detach().T, linear.bias.detach()))
+        network.head_product = Int8MatMulEmulation(network.coef)
+    return network
+
+
+def max_difference_to_torch(network, onnx_path: Path) -> float:
+    """Largest |P(fake) difference| between a torch ``network`` and an ONNX graph, on random
+    log-mels of three lengths (batches of 3)."""
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    generator = torch.Generator().manual_seed(0)
+    worst = 0.0
+    for frames in (100, 300, 600):
+        log_mel = torch.randn(3, 80, frames, generator=generator) * 0.5
+        with torch.inference_mode():
+            expected = network(log_mel).numpy()
+        got = session.run(None, {"log_mel": log_mel.numpy()})[0]
+        worst = max(worst, float(np.max(np.abs(got - expected))))
+    return worst
+
+
+def export_probe_onnx(model_dir: Path, target: Path) -> float:
+    """Export the ``whisper-probe`` network to ONNX and check it against torch; returns the max difference."""
+    spec = ModelSpec.read(model_dir)
+    network = build_probe_network(ProbeHead.load(Path(model_dir) / "head.npz"), spec.whisper_model)
+    worst = 0.0
+
+    def export_and_check(partial: Path) -> None:
+        nonlocal worst
+        example = torch.randn(2, 80, 300)
+        torch.onnx.export(
+            network,
+            (example,),
+            str(partial),
+            input_names=["log_mel"],
+            output_names=["probability"],
+            dynamic_axes={"log_mel": {0: "batch", 2: "frames"}, "probability": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+        worst = max_difference_to_torch(network, partial)
+        if worst > ONNX_TOLERANCE:
+            raise RuntimeError(f"ONNX export of {model_dir} differs from torch by {worst:.2e} > {ONNX_TOLERANCE}")
+
+    # The service, the CLI and a Celery worker may assemble the graph on first use at once.
+    write_atomic(target, export_and_check)
+    return worst
