@@ -11,12 +11,17 @@ import pytest
 import soundfile
 
 from services.detector.dataset.sources import (
+    CONDITIONS,
+    EXTERNAL_DEV_REPOSITORIES,
+    FAMILIES,
+    RESERVED_REPOSITORIES,
     SnapshotStore,
     SourceError,
     assign_splits,
     blob_ids_under,
     collect_clips,
     git_blob_id,
+    load_sources,
     parse_sources,
     summarise,
     summary_markdown,
@@ -277,3 +282,16 @@ def test_collect_drops_copies_of_excluded_files_and_of_earlier_sources(
     capped = collect_clips([later], store, seed=0, max_clips_per_set=1)
     assert capped.capped == 2 and len(capped.clips) == 2
     assert collect_clips([later], store, seed=0, max_clips_per_set=1).clips == capped.clips
+
+
+def test_the_shipped_catalogue_is_valid_and_broad() -> None:
+    catalogue = Path(__file__).resolve().parents[2] / "configs" / "detector" / "sources.toml"
+    sources = load_sources(catalogue)
+    assert len(sources) >= 100
+    spoof_sets = [s for source in sources for s in source.sets if s.label == "spoof"]
+    assert {s.family for s in spoof_sets} == set(FAMILIES)
+    assert len({system_key(s.system) for s in spoof_sets}) >= 40
+    real_sets = [s for source in sources for s in source.sets if s.label == "bonafide"]
+    assert {s.condition for s in real_sets} == set(CONDITIONS)
+    text = catalogue.read_text(encoding="utf-8").lower()
+    assert not any(repository in text for repository in RESERVED_REPOSITORIES | EXTERNAL_DEV_REPOSITORIES)

@@ -1,4 +1,4 @@
-"""`vcfad data ...` sub-commands: `build CONFIG`, `verify CONFIG`, `probe MANIFEST` and
+"""`vcfad data ...` sub-commands: `build CONFIG`, `verify CONFIG`, `probe MANIFEST`, `sources` and
 `vocoder ...` (:mod:`services.detector.dataset.vocoder_cli`)."""
 
 from __future__ import annotations
@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 
 from services.detector.dataset import vocoder_cli
+from services.detector.dataset.config import External
+from services.detector.dataset.sources import SnapshotStore, SourceError, load_sources, summarise, summary_markdown
 from vcfad.cli_common import CLIError, positive_int
 
 
@@ -65,6 +67,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     probe.add_argument("manifest", type=Path, help="a manifest.tsv with a split column (train/dev/test)")
     probe.add_argument("--output", type=Path, default=None, help="write the result as JSON here")
     probe.set_defaults(handler=_probe)
+
+    sources = commands.add_parser(
+        "sources",
+        help="the external source catalogue: clips, minutes, speakers, systems, families, licences per source",
+        description="Read the catalogue (configs/detector/sources.toml), find each repository's snapshot at its "
+        "commit and print a Markdown table. Sources without a snapshot here are listed as such.",
+    )
+    defaults = External()
+    sources.add_argument("--catalogue", type=Path, default=defaults.catalogue_path(), help="catalogue TOML")
+    sources.add_argument(
+        "--snapshots",
+        type=Path,
+        action="append",
+        default=None,
+        help=f"folder holding snapshots (repeatable; default: VCFAD_SNAPSHOTS or {', '.join(defaults.snapshots)})",
+    )
+    sources.add_argument("--no-measure", action="store_true", help="count files only (no extraction, no seconds)")
+    sources.add_argument("--output", type=Path, default=None, help="also write the table to this file")
+    sources.set_defaults(handler=_sources)
 
     vocoder_cli.register(commands)
 
@@ -146,4 +167,19 @@ def _probe(args: argparse.Namespace) -> int:
     except (ManifestError, ValueError) as error:
         raise CLIError(str(error)) from None
     print(result.table())
+    return 0
+
+
+def _sources(args: argparse.Namespace) -> int:
+    defaults = External()
+    roots = args.snapshots or defaults.snapshot_roots()
+    try:
+        catalogue = load_sources(args.catalogue)
+        store = SnapshotStore(roots, defaults.cache_path())
+        table = summary_markdown([summarise(source, store, measure=not args.no_measure) for source in catalogue])
+    except SourceError as error:
+        raise CLIError(str(error)) from None
+    print(table)
+    if args.output:
+        args.output.write_text(table + "\n", encoding="utf-8")
     return 0

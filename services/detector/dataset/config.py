@@ -139,6 +139,46 @@ class Augment(_Strict):
     codecs: list[Literal["mp3", "ogg", "opus"]] = Field(default_factory=lambda: ["mp3", "ogg", "opus"])
 
 
+class External(_Strict):
+    """Speech from public repositories at pinned commits: the catalogue of
+    :mod:`services.detector.dataset.sources`, read from local snapshots (docs/dataset.md,
+    "External sources"). Real files join the real class and give fakes their donors; machine-made
+    files become fake windows cut exactly as real windows are (kind ``recorded``)."""
+
+    #: The catalogue (TOML), relative to the repo root.
+    catalogue: str = "configs/detector/sources.toml"
+    #: Folders searched for snapshots, relative to the repo root; ``VCFAD_SNAPSHOTS`` (paths
+    #: separated by ``os.pathsep``) replaces them.
+    snapshots: list[str] = Field(default_factory=lambda: ["../.mirror"])
+    #: Where the files are extracted (relative to the repo root).
+    cache_dir: str = "data/sources"
+    #: Share of the catalogue's clips whose sources go to dev and to test (groups of sources that
+    #: share a fake system move together: :func:`sources.assign_splits`).
+    dev_fraction: float = Field(default=0.15, ge=0.0, le=1.0)
+    test_fraction: float = Field(default=0.15, ge=0.0, le=1.0)
+    #: A seeded choice of at most this many files per set (a big corpus must not drown the rest).
+    max_clips_per_set: int | None = Field(default=80, ge=1)
+    #: Folders (relative to data_root) whose files' byte copies are dropped (external-dev).
+    exclude_copies_of: list[str] = Field(default_factory=lambda: ["external-dev"])
+    #: Only these sources (names); empty: every source of the catalogue.
+    only_sources: list[str] = Field(default_factory=list)
+    #: Leave these fake families out (a leave-one-family-out build).
+    exclude_families: list[str] = Field(default_factory=list)
+
+    def catalogue_path(self) -> Path:
+        path = Path(self.catalogue)
+        return path if path.is_absolute() else REPO_ROOT / path
+
+    def snapshot_roots(self) -> list[Path]:
+        override = os.environ.get("VCFAD_SNAPSHOTS")
+        folders = override.split(os.pathsep) if override else self.snapshots
+        return [path if path.is_absolute() else (REPO_ROOT / path).resolve() for path in map(Path, folders) if path]
+
+    def cache_path(self) -> Path:
+        path = Path(self.cache_dir)
+        return path if path.is_absolute() else REPO_ROOT / path
+
+
 class BuildConfig(_Strict):
     """A whole dataset build (see docs/dataset.md)."""
 
@@ -161,6 +201,7 @@ class BuildConfig(_Strict):
     augment: Augment = Field(default_factory=Augment)
     real: list[RealSource]
     systems: list[System]
+    external: External | None = None
     probe: bool = True
 
     @model_validator(mode="after")

@@ -36,6 +36,7 @@ from services.detector.dataset.build.fingerprint import fingerprints as build_fi
 from services.detector.dataset.build.items import (
     MANIFEST_COLUMNS,
     SPLITS,
+    WINDOW_KINDS,
     BuildSummary,
     Item,
     RealRecording,
@@ -130,7 +131,7 @@ class DatasetBuilder:
             for item in tqdm(items, desc=f"{system}{shard.suffix if shard else ''}", unit="clip"):
                 wav_path = out / item.relpath
                 side_path = wav_path.with_suffix(".json")
-                fingerprint = fingerprints[item.system]
+                fingerprint = fingerprints["bonafide" if item.kind in WINDOW_KINDS else item.system]
                 if wav_path.exists() and side_path.exists():
                     try:
                         sidecar = json.loads(side_path.read_text(encoding="utf-8"))
@@ -212,12 +213,17 @@ class DatasetBuilder:
     def _plan(self) -> tuple[list[Item], list[Item], Sources, dict[str, str]]:
         """Every planned clip (real, fake), what they are made from, and the skipped systems."""
         recordings = self.read_real()
-        self.log(f"{len(recordings)} real recordings from {len(self.config.real)} source(s)")
-        real_items = self.real.plan_windows(recordings)
+        real_count = sum(1 for real in recordings if real.is_real)
+        self.log(f"{real_count} real recordings from {len(self.config.real)} source(s) and the external catalogue")
+        windows = self.real.plan_windows(recordings)
+        real_items = [item for item in windows if item.kind == "real"]
         generators, skipped = self.build_generators()
         self.warnings += [f"system {name!r} skipped: {why}" for name, why in skipped.items()]
         systems = [s for s in self.config.systems if s.name in generators]
-        fake_items = plan_fakes(self.config, real_items, systems, self.warnings)
+        # Generated fakes follow the real windows' count; recorded ones come on top (fakes_per_real
+        # sets the balance of a build that has both).
+        fake_items = [item for item in windows if item.kind == "recorded"]
+        fake_items += plan_fakes(self.config, real_items, systems, self.warnings)
         bank = TextBank(self.config.resolve_data(self.config.text_csv))
         return real_items, fake_items, Sources(recordings, self.real.donors(recordings), generators, bank), skipped
 

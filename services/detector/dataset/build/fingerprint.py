@@ -35,6 +35,9 @@ def fingerprints(
         "real": [source.model_dump(mode="json") for source in config.real],
         "fake_sources_by": config.fake_sources_by,
     }
+    if config.external is not None:  # only then, so builds without one keep their fingerprints
+        # Where snapshots and extracted files lie does not shape a clip: the commit pins the bytes.
+        shared["external"] = config.external.model_dump(mode="json", exclude={"snapshots", "cache_dir"})
     if not window_only:
         shared["augment"] = config.augment.model_dump(mode="json")
     out = {"bonafide": json.dumps(shared)}

@@ -40,15 +40,27 @@ def draw_duration(rng: np.random.Generator, windows: Windows) -> float:
 
 @dataclass
 class RealRecording:
+    """A recording windows are cut from: real speech, or (label ``spoof``) a machine-made
+    recording of an external source, windowed the same way (items of kind ``recorded``)."""
+
     recording: Recording
     source: RealSource
     split: Split
     key: str  # the recording's path relative to data_root (or absolute), for the source column
+    #: The fake family of a machine-made recording (``real`` for real speech).
+    family: str = "real"
+    #: From the external catalogue (short demo clips: at least one window each).
+    external: bool = False
+
+    @property
+    def is_real(self) -> bool:
+        return self.recording.label == "bonafide"
 
 
 @dataclass
 class Item:
-    """One clip to make. ``kind`` is ``real``, ``text``, ``copy`` or ``clone``."""
+    """One clip to make. ``kind`` is ``real``, ``recorded`` (a window of a machine-made recording),
+    ``text``, ``copy`` or ``clone``."""
 
     item_id: str
     relpath: str
@@ -114,6 +126,10 @@ def clean(value: object) -> str:
 def window_cache_path(output_dir: Path) -> Path:
     """Where the build in ``output_dir`` keeps its fake windows (before channel and augmentation)."""
     return Path(output_dir) / "cache" / "windows"
+
+
+#: Item kinds cut from a recording (no generator runs): they share the ``bonafide`` fingerprint.
+WINDOW_KINDS = ("real", "recorded")
 
 
 def by_system(items: list[Item]) -> dict[str, list[Item]]:

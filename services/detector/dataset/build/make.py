@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from services.detector.dataset.augment import augment
-from services.detector.dataset.build.items import BuildError, Item, Sources, item_rng, write_json
+from services.detector.dataset.build.items import WINDOW_KINDS, BuildError, Item, Sources, item_rng, write_json
 from services.detector.dataset.build.real import RealSpeech
 from services.detector.dataset.config import BuildConfig
 from shared.audio import Audio, AudioError, LoadPolicy, decode_audio, load_audio
@@ -52,7 +52,7 @@ class ClipMaker:
         """The window audio (before augmentation) and its manifest fields."""
         rng = item_rng(self.config.seed, "content", item.item_id, attempt)
         recordings = sources.recordings
-        if item.kind == "real":
+        if item.kind in WINDOW_KINDS:
             assert item.recording is not None
             real = recordings[item.recording]
             audio = self.real.load(item.recording, recordings)
@@ -100,7 +100,7 @@ class ClipMaker:
 
     def cached_window(self, item: Item, sources: Sources, attempt: int) -> tuple[Audio, dict[str, str]]:
         """:meth:`make_item`, with fake windows kept in ``cache/windows/`` (slow engines run once)."""
-        if item.kind == "real":
+        if item.kind in WINDOW_KINDS:
             return self.make_item(item, sources, attempt)
         wav_path = self.window_cache_dir / item.relpath
         side_path = wav_path.with_suffix(".json")

@@ -1,9 +1,11 @@
-"""Real speech of a build: the bonafide recordings of every source, each assigned to its split
-(speaker-disjoint), loaded by the serving policy once, the real windows cut from them, and the
-donors fakes draw a recording from (to copy, to clone, to take its channel)."""
+"""Recordings of a build: the bonafide recordings of every source (and the external catalogue's
+machine-made ones), each assigned to its split (real speakers disjoint), loaded by the serving
+policy once, the windows cut from them, and the donors fakes draw a real recording from (to copy,
+to clone, to take its channel)."""
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -19,8 +21,15 @@ from services.detector.dataset.build.items import (
     item_rng,
     mean_duration,
 )
-from services.detector.dataset.config import BuildConfig, RealSource, Split
-from services.detector.dataset.readers import read_corpus
+from services.detector.dataset.config import BuildConfig, External, RealSource, Split
+from services.detector.dataset.readers import Recording, read_corpus
+from services.detector.dataset.sources import (
+    SnapshotStore,
+    assign_splits,
+    blob_ids_under,
+    collect_clips,
+    load_sources,
+)
 from shared.audio import Audio, AudioError, LoadPolicy, load_audio
 from shared.seeds import stable_int
 
@@ -66,7 +75,63 @@ class RealSpeech:
                 except ValueError:
                     key = str(recording.path)
                 out.append(RealRecording(recording, source, split, key))
-        self._check_speaker_disjoint(out)
+        if self.config.external is not None:
+            out += self.read_external(self.config.external)
+        self._check_speaker_disjoint([real for real in out if real.is_real])
+        return out
+
+    def read_external(self, external: External) -> list[RealRecording]:
+        """The catalogue's clips that this machine's snapshots hold, extracted, each with the split
+        of its source. Speakers are named per source (``<source>/<speaker>``): the same corpus
+        speaker may appear on pages of different splits, never in one page's two splits."""
+        sources = load_sources(external.catalogue_path())
+        if external.only_sources:
+            unknown = sorted(set(external.only_sources) - {source.name for source in sources})
+            if unknown:
+                raise BuildError(f"external.only_sources: not in the catalogue: {', '.join(unknown)}")
+            sources = [source for source in sources if source.name in external.only_sources]
+        store = SnapshotStore(external.snapshot_roots(), external.cache_path())
+        excluded = frozenset().union(
+            *(blob_ids_under(self.config.resolve_data(folder)) for folder in external.exclude_copies_of)
+        )
+        collected = collect_clips(
+            sources,
+            store,
+            seed=self.config.seed,
+            max_clips_per_set=external.max_clips_per_set,
+            excluded_blobs=excluded,
+        )
+        if collected.unavailable:
+            self.warnings.append(
+                f"external: {len(collected.unavailable)} source(s) without a snapshot here: "
+                + ", ".join(collected.unavailable[:20])
+            )
+        if collected.excluded_copies or collected.duplicates:
+            self.warnings.append(
+                f"external: dropped {collected.excluded_copies} copies of excluded files and "
+                f"{collected.duplicates} copies of other sources' files"
+            )
+        clips = [clip for clip in collected.clips if clip.family not in external.exclude_families]
+        counts: dict[str, int] = defaultdict(int)
+        for clip in clips:
+            counts[clip.source] += 1
+        # Only sources with clips here take part, so a missing snapshot does not skew the shares.
+        present = [source for source in sources if counts.get(source.name)]
+        splits = assign_splits(present, counts, self.config.seed, external.dev_fraction, external.test_fraction)
+        paths = store.extract(clips)
+        real_sources = {
+            name: RealSource(name=f"external:{name}", reader="folder", path=str(external.cache_path()), split=split)
+            for name, split in splits.items()
+        }
+        out = []
+        for clip, path in zip(clips, paths, strict=True):
+            recording = Recording(
+                path=path, speaker=f"{clip.source}/{clip.speaker}", label=clip.label, system=clip.system
+            )
+            key = f"{clip.repository}@{clip.commit[:12]}/{clip.repo_path}"
+            split = splits[clip.source]
+            family = clip.family or "real"
+            out.append(RealRecording(recording, real_sources[clip.source], split, key, family, external=True))
         return out
 
     def _speaker_splits(self, source: RealSource, speakers: list[str]) -> dict[str, Split]:
@@ -97,10 +162,13 @@ class RealSpeech:
         return self._audio_cache[index]
 
     def plan_windows(self, recordings: list[RealRecording]) -> list[Item]:
+        """Windows of every recording: real ones (kind ``real``; ``max_real_windows`` caps them per
+        split) and machine-made ones (kind ``recorded``), drawn by one rule."""
         windows = self.config.windows
         mean_s = mean_duration(windows)
         by_split: dict[str, list[Item]] = defaultdict(list)
-        for index in tqdm(range(len(recordings)), desc="real recordings", unit="file"):
+        recorded: list[Item] = []
+        for index in tqdm(range(len(recordings)), desc="recordings", unit="file"):
             audio = self.load(index, recordings)
             if audio is None:
                 continue
@@ -110,25 +178,31 @@ class RealSpeech:
             # draw no longer fits rejects long draws more often and skews real clips short.
             count = min(windows.max_per_clip, int(windows.coverage * audio.duration_s / mean_s))
             stem = Path(real.key).stem
+            if real.external:
+                # Demo pages hold short clips (prompts, single sentences): each gives at least one
+                # window, cut to the clip's length, whichever its class.
+                count = max(count, 1)
+            label, folder = ("bonafide", "bonafide") if real.is_real else ("spoof", _folder_name(real))
             for _ in range(count):
                 duration = draw_duration(rng, windows)
-                if duration > audio.duration_s:
+                if real.external:
+                    duration = min(duration, audio.duration_s)
+                elif duration > audio.duration_s:
                     continue
                 position = float(rng.uniform(0.0, audio.duration_s - duration))
                 start_ms, length_ms = round(position * 1000), round(duration * 1000)
-                by_split[real.split].append(
-                    Item(
-                        item_id=f"bonafide/{real.key}@{start_ms}+{length_ms}",
-                        relpath=f"audio/{real.split}/bonafide/{stem}-{start_ms:06d}-{length_ms:04d}.wav",
-                        split=real.split,
-                        kind="real",
-                        system="bonafide",
-                        family="real",
-                        recording=index,
-                        start_s=position,
-                        duration_s=duration,
-                    )
+                item = Item(
+                    item_id=f"{label}/{real.key}@{start_ms}+{length_ms}",
+                    relpath=f"audio/{real.split}/{folder}/{stem}-{start_ms:06d}-{length_ms:04d}.wav",
+                    split=real.split,
+                    kind="real" if real.is_real else "recorded",
+                    system="bonafide" if real.is_real else real.recording.system,
+                    family=real.family,
+                    recording=index,
+                    start_s=position,
+                    duration_s=duration,
                 )
+                (by_split[real.split] if real.is_real else recorded).append(item)
         items: list[Item] = []
         for split in SPLITS:
             chosen = by_split.get(split, [])
@@ -137,7 +211,7 @@ class RealSpeech:
                 rng = item_rng(self.config.seed, "cap", split)
                 chosen = [chosen[int(i)] for i in sorted(rng.choice(len(chosen), size=cap, replace=False))]
             items += chosen
-        return items
+        return items + recorded
 
     def donors(self, recordings: list[RealRecording]) -> dict[str, tuple[list[int], np.ndarray | None]]:
         """Where fakes draw a real recording (to copy, to clone, to take its channel), per split:
@@ -145,7 +219,8 @@ class RealSpeech:
         fake side mirrors the real side's corpora whatever their file counts."""
         by_split: dict[str, list[int]] = defaultdict(list)
         for index, real in enumerate(recordings):
-            by_split[real.split].append(index)
+            if real.is_real:
+                by_split[real.split].append(index)
         if self.config.fake_sources_by == "recording":
             return {split: (pool, None) for split, pool in by_split.items()}
         donors: dict[str, tuple[list[int], np.ndarray | None]] = {}
@@ -155,3 +230,9 @@ class RealSpeech:
             if seconds.sum() > 0:
                 donors[split] = (pool, seconds / seconds.sum())
         return donors
+
+
+def _folder_name(recording: RealRecording) -> str:
+    """A file-system-safe folder for a machine-made recording's windows: its system and source."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{recording.source.name}-{recording.recording.system}")
+    return "external-" + safe.strip("-")[:80]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from services.detector.dataset.build.items import Item, Sources, by_system
+from services.detector.dataset.build.items import WINDOW_KINDS, Item, Sources, by_system
 from services.detector.dataset.build.make import ClipMaker
 from shared.audio import decode_audio
 
@@ -37,7 +37,7 @@ def remake_and_compare(
                 sidecar = json.loads(wav_path.with_suffix(".json").read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError):
                 sidecar = {}
-            if sidecar.get("fingerprint") != fingerprints[item.system]:
+            if sidecar.get("fingerprint") != fingerprints["bonafide" if item.kind in WINDOW_KINDS else item.system]:
                 checks.append((item.relpath, "stale"))
                 continue
             on_disk = decode_audio(wav_path).samples
