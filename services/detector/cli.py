@@ -38,7 +38,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     detect.set_defaults(handler=_detect)
 
     train = subparsers.add_parser("train-detector", help="train a detector model from a dataset manifest")
-    train.add_argument("--manifest", required=True, type=Path, help="manifest.tsv from `vcfad data build`")
+    train.add_argument(
+        "--manifest",
+        required=True,
+        type=Path,
+        action="append",
+        help="manifest.tsv from `vcfad data build`; repeat to pool several builds",
+    )
     train.add_argument("--kind", choices=("whisper-probe", "seed-baseline"), default="whisper-probe")
     train.add_argument("--out", required=True, type=Path, help="model folder to write")
     train.add_argument("--name", help="model name (default: the folder's name)")
@@ -64,6 +70,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=positive_int,
         help="whisper-probe: average the logits of the N layer sets with the lowest dev EER, each at "
         "its best C (one head over their layers; docs/detector.md). Default 1: the best layer set",
+    )
+    train.add_argument(
+        "--onnx-features",
+        action="store_true",
+        help="whisper-probe: compute the encoder features through ONNX Runtime (several times faster on a "
+        "CPU; equal to the torch features within 1e-4; not with --channel-normalisation)",
+    )
+    train.add_argument(
+        "--exclude-family",
+        action="append",
+        default=[],
+        metavar="FAMILY",
+        help="whisper-probe: leave this fake family (the manifest's family column) out of train and dev: "
+        "a leave-one-family-out model; repeatable",
     )
     train.set_defaults(handler=_train)
 
@@ -200,8 +220,12 @@ def _train(args: argparse.Namespace) -> int:
         "--pooling": args.pooling,
         "--blocks": args.blocks,
         "--ensemble": args.ensemble,
+        "--onnx-features": args.onnx_features,
+        "--exclude-family": args.exclude_family,
     }
     if args.kind == "whisper-probe":
+        if args.onnx_features and args.channel_normalisation:
+            raise CLIError("--onnx-features does not support --channel-normalisation (use the torch features)")
         layer_sets = candidate_layer_sets(args.blocks or CANDIDATE_BLOCKS)
         try:
             check_ensemble_size(args.ensemble or 1, layer_sets)
@@ -215,6 +239,8 @@ def _train(args: argparse.Namespace) -> int:
             pooling=args.pooling or "mean-std",
             layer_sets=layer_sets,
             ensemble=args.ensemble or 1,
+            onnx_features=args.onnx_features,
+            exclude_families=args.exclude_family,
         )
     elif given := [option for option, value in probe_options.items() if value]:
         raise CLIError(f"{given[0]} applies to --kind whisper-probe only")

@@ -167,3 +167,49 @@ def test_ensemble_of_layer_sets_trains_and_serves_as_one_head(tiny_manifest: Pat
     np.testing.assert_allclose(scores, head.probability(x_dev[:5]), atol=1e-4)
     [summary] = evaluate([served], [tiny_manifest], split="test")
     assert summary["overall"]["eer"] < 0.5
+
+
+@pytest.mark.slow
+def test_onnx_features_equal_torch_and_pooled_manifests_train_with_a_family_left_out(
+    tiny_manifest: Path, tmp_path: Path
+) -> None:
+    import numpy as np
+
+    from services.detector.training.features import WhisperLayerFeatures
+    from services.detector.training.manifest import read_manifest
+    from services.detector.training.onnx_features import OnnxLayerFeatures
+    from shared.audio import load_audio
+
+    # The ONNX extractor gives the torch extractor's pooled rows on real clips.
+    rows = read_manifest(tiny_manifest)[:4]
+    onnx, torch_features = OnnxLayerFeatures(num_layers=2), WhisperLayerFeatures(num_layers=2)
+    for row in rows:
+        audio = load_audio(row.path)
+        expected = torch_features(audio)
+        np.testing.assert_allclose(onnx(audio), expected, atol=1e-4 * (1 + float(np.abs(expected).max())))
+
+    # A second manifest (the tiny build's rows, other family name, absolute paths) pooled with the
+    # first: its family can be left out of train and dev.
+    second = tmp_path / "second.tsv"
+    header, *lines = tiny_manifest.read_text(encoding="utf-8").splitlines()
+    columns = header.split("\t")
+    kept = [header]
+    for line in lines:
+        fields = line.split("\t")
+        if fields[columns.index("label")] == "spoof":
+            fields[columns.index("path")] = str(tiny_manifest.parent / fields[columns.index("path")])
+            fields[columns.index("family")] = "pooled-copy"
+            kept.append("\t".join(fields))
+    second.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    argv = ["train-detector", "--manifest", str(tiny_manifest), "--manifest", str(second), "--onnx-features"]
+    assert (
+        vcfad_main([*argv, "--out", str(tmp_path / "lofo"), "--blocks", "1,2", "--exclude-family", "pooled-copy"]) == 0
+    )
+    training = json.loads((tmp_path / "lofo" / "model.json").read_text())["training"]
+    assert training["feature_backend"] == "onnx" and training["excluded_families"] == ["pooled-copy"]
+    assert training["manifest"] == [str(tiny_manifest), str(second)]
+    assert training["train_clips"] == len([r for r in read_manifest(tiny_manifest) if r.split == "train"])
+    assert vcfad_main([*argv, "--out", str(tmp_path / "pooled"), "--blocks", "1,2"]) == 0
+    pooled = json.loads((tmp_path / "pooled" / "model.json").read_text())["training"]
+    assert pooled["train_clips"] > training["train_clips"]
+    assert vcfad_main([*argv, "--out", str(tmp_path / "x"), "--channel-normalisation"]) == 2

@@ -158,6 +158,9 @@ class External(_Strict):
     test_fraction: float = Field(default=0.15, ge=0.0, le=1.0)
     #: A seeded choice of at most this many files per set (a big corpus must not drown the rest).
     max_clips_per_set: int | None = Field(default=80, ge=1)
+    #: Windows cut from one file at most (demo pages hold a few seconds a file; each file gives
+    #: at least one window).
+    max_windows_per_file: int = Field(default=2, ge=1)
     #: Folders (relative to data_root) whose files' byte copies are dropped (external-dev).
     exclude_copies_of: list[str] = Field(default_factory=lambda: ["external-dev"])
     #: Only these sources (names); empty: every source of the catalogue.

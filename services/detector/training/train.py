@@ -24,6 +24,7 @@ from services.detector.training.export import ONNX_TOLERANCE, export_probe_onnx
 from services.detector.training.features import WhisperLayerFeatures
 from services.detector.training.manifest import ManifestError, ManifestRow, read_manifest, select
 from services.detector.training.metrics import equal_error_rate
+from services.detector.training.onnx_features import OnnxLayerFeatures
 from shared.audio import load_audio
 from shared.files import write_atomic
 from shared.log_mel import whisper_log_mel
@@ -59,21 +60,24 @@ def _labels(rows: Sequence[ManifestRow]) -> np.ndarray:
     return np.array([row.is_fake for row in rows], dtype=int)
 
 
-def split_rows(manifest: Path) -> tuple[list[ManifestRow], list[ManifestRow]]:
-    rows = read_manifest(manifest)
+def split_rows(manifests: Path | Sequence[Path]) -> tuple[list[ManifestRow], list[ManifestRow]]:
+    """The train and dev rows of one manifest or of several pooled (e.g. two builds)."""
+    paths = [manifests] if isinstance(manifests, str | Path) else list(manifests)
+    rows = [row for path in paths for row in read_manifest(path)]
     train, dev = select(rows, "train"), select(rows, "dev")
     for name, part in (("train", train), ("dev", dev)):
         if len(set(_labels(part))) < 2:
-            raise ManifestError(f"{manifest}: the {name} split needs both bonafide and spoof rows")
+            names = ", ".join(map(str, paths))
+            raise ManifestError(f"{names}: the {name} split needs both bonafide and spoof rows")
     return train, dev
 
 
-def _summary(manifest: Path, train: Sequence[ManifestRow], dev: Sequence[ManifestRow]) -> dict:
+def _summary(manifest: Path | Sequence[Path], train: Sequence[ManifestRow], dev: Sequence[ManifestRow]) -> dict:
     def systems(rows: Sequence[ManifestRow]) -> list[str]:
         return sorted({row.system for row in rows if row.is_fake})
 
     return {
-        "manifest": str(manifest),
+        "manifest": str(manifest) if isinstance(manifest, str | Path) else [str(path) for path in manifest],
         "train_clips": len(train),
         "dev_clips": len(dev),
         "train_fake_systems": systems(train),
@@ -89,7 +93,7 @@ class TrainResult:
     details: dict
 
 
-def train_seed_baseline(manifest: Path, out_dir: Path, name: str = "seed-baseline") -> TrainResult:
+def train_seed_baseline(manifest: Path | Sequence[Path], out_dir: Path, name: str = "seed-baseline") -> TrainResult:
     """The reference recipe: 193 time-averaged features → StandardScaler → SVM (RBF, Platt probabilities)."""
     import onnxruntime
     from skl2onnx import to_onnx
@@ -184,12 +188,21 @@ def probe_features(
     num_layers: int = 4,
     mel_profile: np.ndarray | None = None,
     pooling: Pooling = "mean-std",
+    onnx_features: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Pooled Whisper features (clips, blocks, k·width) and labels of train and dev, through the
     feature cache: ``x_train, y_train, x_dev, y_dev``. ``mel_profile``: channel-normalise the
     log-mel first (:func:`services.detector.training.features.normalise_channel`); ``pooling``: which
-    statistics (:func:`services.detector.training.features.pool_statistics`)."""
-    extractor = WhisperLayerFeatures(whisper_model, num_layers=num_layers, mel_profile=mel_profile, pooling=pooling)
+    statistics (:func:`services.detector.training.features.pool_statistics`); ``onnx_features``:
+    compute them through ONNX Runtime (:class:`OnnxLayerFeatures`, several times faster; not with a
+    ``mel_profile``)."""
+    extractor: WhisperLayerFeatures | OnnxLayerFeatures
+    if onnx_features:
+        if mel_profile is not None:
+            raise ValueError("ONNX features do not support channel normalisation")
+        extractor = OnnxLayerFeatures(whisper_model, num_layers=num_layers, pooling=pooling)
+    else:
+        extractor = WhisperLayerFeatures(whisper_model, num_layers=num_layers, mel_profile=mel_profile, pooling=pooling)
     cache = FeatureCache(extractor.cache_id)
     x_train = cache.features(train, extractor, "whisper features (train)")
     x_dev = cache.features(dev, extractor, "whisper features (dev)")
@@ -270,7 +283,7 @@ def average_heads(heads: Sequence[ProbeHead]) -> ProbeHead:
 
 
 def train_whisper_probe(
-    manifest: Path,
+    manifest: Path | Sequence[Path],
     out_dir: Path,
     name: str = "default",
     whisper_model: str = "base",
@@ -279,6 +292,8 @@ def train_whisper_probe(
     channel_normalisation: bool = False,
     pooling: Pooling = "mean-std",
     ensemble: int = 1,
+    onnx_features: bool = False,
+    exclude_families: Sequence[str] = (),
 ) -> TrainResult:
     """Logistic regression over pooled Whisper encoder layers; layers and C chosen on dev EER.
 
@@ -291,6 +306,9 @@ def train_whisper_probe(
     """
     check_ensemble_size(ensemble, layer_sets)
     train, dev = split_rows(manifest)
+    if exclude_families:  # a leave-one-family-out model: that family is in neither train nor dev
+        train = [row for row in train if row.family not in exclude_families]
+        dev = [row for row in dev if row.family not in exclude_families]
     mel_profile = real_mel_profile(train) if channel_normalisation else None
     x_train, y_train, x_dev, y_dev = probe_features(
         train,
@@ -299,6 +317,7 @@ def train_whisper_probe(
         num_layers=max(max(layers) for layers in layer_sets),
         mel_profile=mel_profile,
         pooling=pooling,
+        onnx_features=onnx_features,
     )
 
     search: list[dict] = []
@@ -338,7 +357,14 @@ def train_whisper_probe(
         whisper_model=whisper_model,
         layers=best["layers"],
         training=_summary(manifest, train, dev)
-        | {"channel_normalisation": channel_normalisation, "pooling": pooling, "selected": best, "search": search},
+        | {
+            "channel_normalisation": channel_normalisation,
+            "pooling": pooling,
+            "feature_backend": "onnx" if onnx_features else "torch",
+            "excluded_families": list(exclude_families),
+            "selected": best,
+            "search": search,
+        },
     )
     spec.write(out_dir)
     spec.training["onnx_max_abs_difference"] = export_probe_onnx(out_dir, cache_dir() / "detector" / "check.onnx")

@@ -178,10 +178,10 @@ class RealSpeech:
             # draw no longer fits rejects long draws more often and skews real clips short.
             count = min(windows.max_per_clip, int(windows.coverage * audio.duration_s / mean_s))
             stem = Path(real.key).stem
-            if real.external:
+            if real.external and self.config.external is not None:
                 # Demo pages hold short clips (prompts, single sentences): each gives at least one
-                # window, cut to the clip's length, whichever its class.
-                count = max(count, 1)
+                # window, cut to the clip's length, whichever its class, and a few at most.
+                count = min(max(count, 1), self.config.external.max_windows_per_file)
             label, folder = ("bonafide", "bonafide") if real.is_real else ("spoof", _folder_name(real))
             for _ in range(count):
                 duration = draw_duration(rng, windows)
