@@ -59,4 +59,7 @@ PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
 # Kokoro's faster graph (static int8 vocoder convolutions) is built once into vcfad's cache
 # (~1–2 min) so the first clone, test or dataset build does not pay for it.
 "$VENV/bin/vcfad" models build-kokoro-graph >/dev/null
+# The shipped detectors' ONNX graphs (Whisper encoder + head), so the service's first request and
+# a serving process never need torch.
+for model in default default-int8; do "$VENV/bin/vcfad" build-detector-graph --model "$model" >/dev/null; done
 echo "install: ok ($("$VENV/bin/python" --version), $("$VENV/bin/vcfad" --help >/dev/null && echo 'vcfad CLI ok'))"

@@ -37,6 +37,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     detect.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
     detect.set_defaults(handler=_detect)
 
+    graph = subparsers.add_parser(
+        "build-detector-graph",
+        help="assemble a whisper-probe model's ONNX graph into the cache now (install step; the service "
+        "does it on a model's first use)",
+    )
+    graph.add_argument("--model", default="default", help="shipped model name or model folder (default: default)")
+    graph.set_defaults(handler=_build_graph)
+
     train = subparsers.add_parser("train-detector", help="train a detector model from a dataset manifest")
     train.add_argument(
         "--manifest",
@@ -202,6 +210,17 @@ def _block_list(text: str) -> tuple[int, ...]:
     if len(set(blocks)) != len(blocks) or not all(0 <= block <= MAX_BLOCK for block in blocks):
         raise argparse.ArgumentTypeError(f"blocks must be distinct numbers in 0..{MAX_BLOCK}, got {text!r}")
     return blocks
+
+
+def _build_graph(args: argparse.Namespace) -> int:
+    # torch and the export code: this command is the one place that assembles graphs.
+    from services.detector.training.graphs import probe_onnx_path
+
+    model_dir = resolve_model(args.model)
+    if ModelSpec.read(model_dir).kind != "whisper-probe":
+        raise CLIError(f"{model_dir}: a seed-baseline model ships its graph (model.onnx); nothing to build")
+    print(probe_onnx_path(model_dir))
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:

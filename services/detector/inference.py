@@ -12,6 +12,8 @@ a recording turns synthetic.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +21,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from services.detector.input_floor import raise_floor
-from services.detector.model_files import ModelSpec, default_model_dir, probe_graph_path
+from services.detector.model_files import ModelFileError, ModelSpec, default_model_dir, probe_graph_path
 from services.detector.seed_features import SeedFeatures
 from shared.audio import Audio, AudioFile, LoadPolicy, Seconds, load_audio
 from shared.log_mel import whisper_log_mel
@@ -27,6 +29,24 @@ from shared.schemas import DetectResponse, WindowScore
 
 #: How recordings are prepared for scoring; training uses the same policy (services/detector/training/train.py).
 DETECTION_LOAD_POLICY = LoadPolicy(min_duration_s=0.3)
+
+
+def assemble_graph(model_dir: Path) -> Path:
+    """Build a ``whisper-probe`` model's ONNX graph into the cache (a model's first use), in a child
+    process: assembling it takes torch and the training code, which a serving process never loads.
+
+    Raises
+    ------
+    ModelFileError
+        The graph could not be assembled; the message ends with the child's last words.
+    """
+    command = [sys.executable, "-m", "vcfad.cli", "build-detector-graph", "--model", str(model_dir)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    graph = probe_graph_path(model_dir)
+    if result.returncode != 0 or not graph.exists():
+        tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+        raise ModelFileError(f"{model_dir}: could not assemble its ONNX graph: {' | '.join(tail)}")
+    return graph
 
 
 @dataclass(frozen=True)
@@ -60,11 +80,7 @@ class Detector:
         if self.spec.kind == "whisper-probe":
             onnx_path = probe_graph_path(self.model_dir)
             if not onnx_path.exists():
-                # Torch and the training code, only to assemble a graph not yet in the cache
-                # (a model's first use); serving a cached graph imports neither.
-                from services.detector.training.graphs import probe_onnx_path
-
-                onnx_path = probe_onnx_path(self.model_dir)
+                assemble_graph(self.model_dir)
         else:
             onnx_path = self.model_dir / "model.onnx"
             self._seed_features = SeedFeatures()

@@ -8,13 +8,15 @@ assembled into the cache first, here (that one step needs torch; serving a cache
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from services.detector.model_files import ModelSpec, default_model_dir
+from services.detector.inference import Detector
+from services.detector.model_files import ModelFileError, ModelSpec, default_model_dir
 from services.detector.training.graphs import probe_onnx_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -72,3 +74,27 @@ def test_serving_imports_no_torch_nor_training_code(model: str) -> None:
         and not any(name == allowed or name.startswith(allowed + ".") for allowed in LIBROSA_NEEDS.get(model, ()))
     ]
     assert imported == []
+
+
+@pytest.mark.slow
+def test_a_missing_graph_is_assembled_in_a_child_process(tmp_path: Path) -> None:
+    # An empty cache: the service's first load assembles the graph through `vcfad build-detector-graph`
+    # in a child; the serving process still imports no torch or training code.
+    script = SERVE_AND_LIST_MODULES.replace("MODEL_DIR", repr(str(default_model_dir("default"))))
+    env = {**os.environ, "VCFAD_CACHE_DIR": str(tmp_path / "cache")}
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    modules = json.loads(result.stdout.strip().splitlines()[-1])["modules"]
+    assert not [name for name in modules if name.split(".")[0] == "torch" or "detector.training" in name]
+    assert list((tmp_path / "cache" / "detector").glob("whisper-probe-*.onnx"))
+
+
+def test_an_unbuildable_graph_is_a_clear_model_error(tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.json").write_text((default_model_dir("default") / "model.json").read_text())
+    (broken / "head.npz").write_bytes(b"not a head")
+    with pytest.raises(ModelFileError, match="could not assemble its ONNX graph"):
+        Detector(broken)
