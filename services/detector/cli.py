@@ -109,6 +109,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--threads", type=int, default=2)
     evaluate.set_defaults(handler=_evaluate)
 
+    families = subparsers.add_parser(
+        "eval-families",
+        help="leave-one-family-out: refit a model's recipe without each fake family, EER on that family",
+        description="For each fake family of the manifests, refit the model's layers and C on the train split "
+        "without it and score the family's clips (all splits) against the dev and test real clips.",
+    )
+    families.add_argument("--manifest", required=True, type=Path, action="append", help="manifest TSV; repeatable")
+    families.add_argument("--model", required=True, help="a whisper-probe model folder trained on those manifests")
+    families.add_argument("--family", action="append", default=None, help="only this family (repeatable)")
+    families.add_argument("--torch-features", action="store_true", help="torch features (the model's default: onnx)")
+    families.add_argument("--out", type=Path, default=None, help="write families.md and families.json here")
+    families.set_defaults(handler=_eval_families)
+
     threshold = subparsers.add_parser(
         "set-threshold",
         help="set a model's operating threshold from its scores on a manifest (never a test set)",
@@ -210,6 +223,20 @@ def _block_list(text: str) -> tuple[int, ...]:
     if len(set(blocks)) != len(blocks) or not all(0 <= block <= MAX_BLOCK for block in blocks):
         raise argparse.ArgumentTypeError(f"blocks must be distinct numbers in 0..{MAX_BLOCK}, got {text!r}")
     return blocks
+
+
+def _eval_families(args: argparse.Namespace) -> int:
+    # scikit-learn and the feature extractors (torch), only for this command.
+    from services.detector.evaluation.families import families_markdown, leave_one_family_out, write_family_report
+
+    model_dir = resolve_model(args.model)
+    spec = ModelSpec.read(model_dir)
+    onnx = spec.training.get("feature_backend", "torch") == "onnx" and not args.torch_features
+    results = leave_one_family_out(args.manifest, model_dir, args.family, onnx_features=onnx)
+    print(families_markdown(results, model_dir, args.manifest))
+    if args.out:
+        write_family_report(results, model_dir, args.manifest, args.out)
+    return 0
 
 
 def _build_graph(args: argparse.Namespace) -> int:

@@ -213,3 +213,14 @@ def test_onnx_features_equal_torch_and_pooled_manifests_train_with_a_family_left
     pooled = json.loads((tmp_path / "pooled" / "model.json").read_text())["training"]
     assert pooled["train_clips"] > training["train_clips"]
     assert vcfad_main([*argv, "--out", str(tmp_path / "x"), "--channel-normalisation"]) == 2
+    # Leave-one-family-out with the pooled model's recipe: each family refit away, EER on it.
+    report = tmp_path / "families"
+    families = ["eval-families", "--manifest", str(tiny_manifest), "--manifest", str(second)]
+    assert vcfad_main([*families, "--model", str(tmp_path / "pooled"), "--out", str(report)]) == 0
+    results = {entry["family"]: entry for entry in json.loads((report / "families.json").read_text())}
+    assert "pooled-copy" in results and "classical-tts" in results
+    for entry in results.values():
+        assert entry["fake_clips"] > 0 and entry["real_clips"] > 0
+        assert 0.0 <= entry["eer_left_out"] <= 1.0 and 0.0 <= entry["eer_all_families"] <= 1.0
+    assert "| pooled-copy |" in (report / "families.md").read_text()
+    assert vcfad_main([*families, "--model", str(tmp_path / "pooled"), "--family", "no-such-family"]) == 2

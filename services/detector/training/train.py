@@ -361,6 +361,7 @@ def train_whisper_probe(
             "channel_normalisation": channel_normalisation,
             "pooling": pooling,
             "feature_backend": "onnx" if onnx_features else "torch",
+            "feature_layers": max(max(layers) for layers in layer_sets),
             "excluded_families": list(exclude_families),
             "selected": best,
             "search": search,
