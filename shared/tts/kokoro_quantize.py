@@ -130,6 +130,7 @@ def dequantize_convolutions(model):  # onnx.ModelProto → onnx.ModelProto (onnx
                     raise ValueError(f"unexpected Kokoro graph: bias of {node.name} is not a scaled initializer")
                 if op_type != "Div":
                     step = producer.get(step.input[0])
+            assert step is not None  # the loop ends on the Div it checked
             if step.input[0] not in initializers:
                 raise ValueError(f"unexpected Kokoro graph: bias of {node.name} is not an initializer")
             bias = array(step.input[0]).astype(np.float32)

@@ -155,7 +155,7 @@ class PiperTTS:
             onnxruntime.InferenceSession(graph, sess_options=options, providers=["CPUExecutionProvider"]), noise_inputs
         )
         self._voice = PiperVoice(
-            session=self._session,  # type: ignore[arg-type]  # duck-typed: PiperVoice only calls run()
+            session=self._session,  # duck-typed: PiperVoice only calls run()
             config=PiperConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8"))),
             download_dir=Path(os.environ.get("TMPDIR", "/tmp")),
         )

@@ -159,6 +159,8 @@ class LSA(nn.Module):
 
 
 class Decoder(nn.Module):
+    r: torch.Tensor  # a registered buffer (the reduction factor), typed for the checker
+
     def __init__(self, hp: SynthesizerHParams) -> None:
         super().__init__()
         self.register_buffer("r", torch.tensor(1, dtype=torch.int))
@@ -245,8 +247,8 @@ class Tacotron(nn.Module):
         """Text + 256-d embedding → (80, frames) mels, trailing frames under the stop threshold trimmed."""
         chars = torch.tensor([text_to_sequence(text)], dtype=torch.long)
         embedding = torch.from_numpy(np.asarray(speaker_embedding, np.float32)).reshape(1, -1)
-        mel, _ = self.generate(chars, embedding, max_steps=max_steps)
-        mel = mel[0].numpy()
+        mels, _ = self.generate(chars, embedding, max_steps=max_steps)
+        mel = mels[0].numpy()
         while mel.shape[1] > 1 and np.max(mel[:, -1]) < self.hparams.stop_threshold:
             mel = mel[:, :-1]
         return mel

@@ -126,10 +126,11 @@ class WaveRNN(nn.Module):
     @staticmethod
     def _cell(gru: nn.GRU) -> nn.GRUCell:
         cell = nn.GRUCell(gru.input_size, gru.hidden_size)
-        cell.weight_ih.data = gru.weight_ih_l0.data
-        cell.weight_hh.data = gru.weight_hh_l0.data
-        cell.bias_ih.data = gru.bias_ih_l0.data
-        cell.bias_hh.data = gru.bias_hh_l0.data
+        weights = dict(gru.named_parameters())
+        cell.weight_ih.data = weights["weight_ih_l0"].data
+        cell.weight_hh.data = weights["weight_hh_l0"].data
+        cell.bias_ih.data = weights["bias_ih_l0"].data
+        cell.bias_hh.data = weights["bias_hh_l0"].data
         return cell
 
     @torch.no_grad()
