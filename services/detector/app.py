@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
+import uvicorn
 from fastapi import FastAPI
 
 from services.detector.config import Settings
@@ -54,8 +55,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def main() -> None:
-    import uvicorn
-
     settings = Settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", access_log=False)

@@ -85,7 +85,7 @@ def dequantize_convolutions(model):  # onnx.ModelProto → onnx.ModelProto (onnx
     onnx.ModelProto
         The same object, with dead nodes and initializers removed.
     """
-    from onnx import helper, numpy_helper
+    from onnx import helper, numpy_helper  # onnx loads only when a graph is rebuilt (once, then cached)
 
     graph = model.graph
     initializers = {init.name: init for init in graph.initializer}
@@ -202,6 +202,7 @@ def build_fast_model(
     source: Path, out: Path, feeds: list[dict[str, np.ndarray]], prefixes: tuple[str, ...] = STATIC_PREFIXES
 ) -> Path:
     """Write the statically quantized graph of ``source`` to ``out`` (see the module docstring)."""
+    # onnx and the quantizer load only when the graph is built (once, then cached).
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -257,7 +258,7 @@ def fingerprint(source: Path, extra_files: tuple[Path, ...] = ()) -> str:
     """What the cached graph depends on: the packaged graph (its first and last 8 MB and its size),
     the other inputs of the calibration (``extra_files``: the package's published sha256 of the
     graph, the style packs), the recipe and the onnxruntime version that quantized it."""
-    import onnxruntime
+    import onnxruntime  # loaded on use: shared.tts.kokoro imports this module for the voice's path
 
     digest = hashlib.sha256()
     size = source.stat().st_size

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.signal import lfilter
 from torch import nn
 
 from services.cloner.sv2tts.encoder import load_model_state
@@ -262,8 +263,7 @@ class Tacotron(nn.Module):
 
 def griffin_lim(mel: np.ndarray, hp: SynthesizerHParams | None = None, iterations: int = 32) -> np.ndarray:
     """Fallback vocoder: RTVC mels → waveform by Griffin-Lim (no vocoder checkpoint needed)."""
-    import librosa
-    from scipy.signal import lfilter
+    import librosa  # loads numba: only this fallback vocoder needs it
 
     hp = hp or SynthesizerHParams()
     db = (np.clip(mel, -hp.max_abs_value, hp.max_abs_value) + hp.max_abs_value) * -hp.min_level_db / (

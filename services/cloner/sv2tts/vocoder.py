@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.signal import lfilter
 from torch import nn
 
 from services.cloner.sv2tts.encoder import load_model_state
@@ -201,8 +202,6 @@ def decode_mu_law(y: np.ndarray, classes: int) -> np.ndarray:
 
 
 def de_emphasis(x: np.ndarray, coefficient: float) -> np.ndarray:
-    from scipy.signal import lfilter
-
     return lfilter([1], [1, -coefficient], x)
 
 
