@@ -1,32 +1,19 @@
 """A faster Kokoro graph: the vocoder's big convolutions statically quantized to int8.
 
-The packaged Kokoro-82M graph is *dynamically* quantized: every convolution is a ``ConvInteger``
-fed by a ``DynamicQuantizeLinear`` of its input. ONNX Runtime has no fast kernel for
-``ConvInteger`` (im2col + a generic integer GEMM); profiled on one core (``bench/kokoro_graphs.py
---profile``), the 87 such convolutions took 64 % of the kernel time; 48 of them are the decoder's
-generator (128–256 channels, kernels 3–11, at 800–4800 frames per second of audio). As plain float
-convolutions they cost the same: they are compute-bound. ``QLinearConv`` (static int8 activations,
-per-channel int8 weights) runs on the CPU's int8 dot-product units instead.
-Quantizing all 48 generator convolutions was faster still but audibly changed the spectrum, so
-only the ones that stay transparent are quantized: the graph runs ≈30 % faster than the packaged
-one and is closer to the float graph than the packaged one is (docs/cloning.md, "Speed").
-
-Recipe, deterministic for a given packaged model:
+The packaged Kokoro-82M graph is dynamically quantized (``ConvInteger``, which ONNX Runtime runs
+slowly). Recipe, deterministic for a given packaged model:
 
 1. every ``ConvInteger`` chain (``DynamicQuantizeLinear`` → ``ConvInteger`` [→ integer bias add]
    → ``Cast`` → ``Mul`` by the scales) becomes one float ``Conv`` with the dequantized weight and
-   the float bias, so the text encoder, the prosody predictor and the decoder's frame-rate blocks
-   run in float (slightly *more* exact than the packaged graph);
-2. the generator's 256-channel residual blocks and its noise-branch blocks (:data:`STATIC_PREFIXES`)
-   are quantized statically (QDQ, uint8 activations, per-channel int8 weights in a 7-bit range) with
-   activation ranges calibrated (min/max)
-   on fixed English sentences spoken with the five style packs and with random styles drawn as
-   widely as the cloner's style bank draws them (pack mixes + offsets up to 2.2 × the packs'
-   spread), so bank voices stay inside the calibrated ranges (a refined style, ``fit_iterations``
-   > 0, may step further; activations beyond a range are clipped, not wrapped).
+   the float bias;
+2. the generator's blocks in :data:`STATIC_PREFIXES` are quantized statically (QDQ, uint8
+   activations, per-channel int8 weights in a 7-bit range), their activation ranges calibrated
+   (min/max) on fixed sentences spoken with the five style packs and with random styles drawn as
+   widely as the cloner's style bank draws them.
 
-The result is cached (``VCFAD_CACHE_DIR``); :func:`fast_kokoro_model_path` builds it once (about
-1–2 min on 2 cores) under a file lock, so concurrent processes wait instead of building twice.
+The result is cached (``VCFAD_CACHE_DIR``); :func:`shared.tts.kokoro.fast_kokoro_model_path`
+builds it once under a file lock. Why these blocks, the profile and the measurements:
+docs/cloning.md, "Kokoro's fast graph".
 """
 
 from __future__ import annotations
