@@ -22,10 +22,11 @@ lint: $(STAMP)
 typecheck:
 	$(VENV)/bin/mypy
 
-# The import rules between packages ([tool.importlinter] in pyproject.toml); the cycle check is
-# tests/test_architecture.py.
+# The import rules between packages ([tool.importlinter] in pyproject.toml), then the cycle check
+# and the reasons of function-local imports (tests/test_architecture.py, a second; also in pytest).
 imports:
 	$(VENV)/bin/lint-imports
+	$(PY) -m pytest -q tests/test_architecture.py
 
 # Whole suite (what CI runs), failing fast: lint, formatting, types, import rules, then every test,
 # with real Redis, worker, services, browser.
