@@ -125,7 +125,9 @@ def _unexplained_local_imports(path: Path, root: Path = REPO_ROOT) -> list[str]:
     for function in ast.walk(ast.parse(source)):
         if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
             continue
-        for body in (node.body for node in ast.walk(function) if hasattr(node, "body")):
+        fields = ("body", "orelse", "finalbody")  # statement lists (handlers are nodes with a body)
+        blocks = (getattr(node, field, None) for node in ast.walk(function) for field in fields)
+        for body in blocks:
             if not isinstance(body, list):
                 continue
             block_explained = False  # the statement before was an import with a reason
