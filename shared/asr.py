@@ -10,10 +10,13 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
+from pathlib import Path
 
+import jiwer
 import numpy as np
 
 from shared.audio import Audio
+from shared.offline_models import whisper_model_dir
 
 ASR_SAMPLE_RATE_HZ = 16_000
 
@@ -40,8 +43,6 @@ def normalize_text(text: str) -> str:
 
 def word_error_rate(reference: str | Sequence[str], hypothesis: str | Sequence[str]) -> float:
     """WER after :func:`normalize_text`; with lists, the corpus WER (errors / reference words)."""
-    import jiwer
-
     references = [reference] if isinstance(reference, str) else list(reference)
     hypotheses = [hypothesis] if isinstance(hypothesis, str) else list(hypothesis)
     references = [normalize_text(r) for r in references]
@@ -65,11 +66,8 @@ class SpeechRecognizer:
     """
 
     def __init__(self, model: str = "base", threads: int = 2, beam_size: int = 5) -> None:
-        from pathlib import Path
-
+        # CTranslate2 and the Whisper weights load only when a recogniser is built.
         from faster_whisper import WhisperModel
-
-        from shared.offline_models import whisper_model_dir
 
         path = Path(model) if Path(model).is_dir() else whisper_model_dir(model)
         self.name = model

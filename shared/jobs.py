@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, fields
+from typing import Any, cast
 
 import redis
 from celery import Celery
@@ -124,7 +125,7 @@ class JobRecord:
                 kwargs[field.name] = value == "True"
             else:
                 kwargs[field.name] = value
-        return cls(**kwargs)  # type: ignore[arg-type]
+        return cls(**kwargs)  # type: ignore[arg-type]  # each value converted to its field's type above
 
 
 class JobStore:
@@ -160,8 +161,10 @@ class JobStore:
         now = time.time()
         record.created_at = record.updated_at = now
         record.reference_count = len(references)
+        # redis-py types hash field names as a union (and Mapping keys are invariant): Any keys.
+        values: dict[Any, str] = record.to_redis()
         with self.client.pipeline(transaction=True) as pipe:
-            pipe.hset(self.record_key(record.job_id), mapping=record.to_redis())
+            pipe.hset(self.record_key(record.job_id), mapping=values)
             pipe.expire(self.record_key(record.job_id), self.job_ttl_s)
             pipe.rpush(self.references_key(record.job_id), *references)
             pipe.expire(self.references_key(record.job_id), self.job_ttl_s)
@@ -175,7 +178,8 @@ class JobStore:
         JobNotFoundError
             Unknown, expired, or another owner's job (indistinguishable on purpose).
         """
-        raw = self.client.hgetall(self.record_key(job_id))
+        # The client does not decode responses (from_settings): replies are bytes, not str.
+        raw = cast("dict[bytes, bytes]", self.client.hgetall(self.record_key(job_id)))
         if not raw:
             raise JobNotFoundError(f"no clone job {job_id!r}")
         record = JobRecord.from_redis(raw)
@@ -184,19 +188,19 @@ class JobStore:
         return record
 
     def audio(self, job_id: str) -> bytes | None:
-        return self.client.get(self.audio_key(job_id))
+        return cast("bytes | None", self.client.get(self.audio_key(job_id)))
 
     def delete(self, job_id: str) -> None:
         self.client.delete(self.record_key(job_id), self.references_key(job_id), self.audio_key(job_id))
 
     # -- consumer side (worker) ----------------------------------------------------------------
     def references(self, job_id: str) -> list[bytes]:
-        return list(self.client.lrange(self.references_key(job_id), 0, -1))
+        return list(cast("list[bytes]", self.client.lrange(self.references_key(job_id), 0, -1)))
 
     def update(self, job_id: str, **changes: object) -> None:
         """Set fields of an existing record (a record that expired meanwhile is not recreated)."""
         key = self.record_key(job_id)
-        values = {
+        values: dict[Any, str] = {
             name: (value.value if isinstance(value, JobStatus) else str(value)) for name, value in changes.items()
         }
         values["updated_at"] = str(time.time())

@@ -38,6 +38,7 @@ class SpeakerEncoder:
     """
 
     def __init__(self, threads: int | None = None, trim_silences: bool = True) -> None:
+        # torch and resemblyzer (librosa, webrtcvad) load only when an encoder is built.
         import torch
         from resemblyzer import VoiceEncoder
 
@@ -49,6 +50,7 @@ class SpeakerEncoder:
 
     def prepare(self, audio: Audio) -> np.ndarray:
         """16 kHz samples, volume-normalised and (optionally) with long silences removed."""
+        # resemblyzer stays out of the module's imports (see __init__).
         from resemblyzer.audio import normalize_volume, trim_long_silences
 
         samples = audio.resample(ENCODER_SAMPLE_RATE_HZ).samples.astype(np.float32)

@@ -95,6 +95,8 @@ class WhisperEncoder(nn.Module):
     runs the front end only.
     """
 
+    positions: torch.Tensor  # a registered buffer, typed for the checker
+
     def __init__(self, config: WhisperEncoderConfig, num_layers: int | None = None) -> None:
         super().__init__()
         self.config = config

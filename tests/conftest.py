@@ -34,6 +34,19 @@ def librispeech_clip(shared_data_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def real_clip(shared_data_dir: Path) -> Path:
+    """A real LibriSpeech utterance (~5-15 s, 16 kHz FLAC)."""
+    return sorted((shared_data_dir / "librispeech" / "test-other").rglob("*.flac"))[0]
+
+
+@pytest.fixture(scope="session")
+def speaker_files(shared_data_dir: Path) -> dict[str, list[Path]]:
+    """LibriSpeech test-other: speaker id → that speaker's utterances (16 kHz FLAC)."""
+    corpus = shared_data_dir / "librispeech" / "test-other"
+    return {p.name: sorted(p.glob("*.flac")) for p in sorted(corpus.iterdir()) if p.is_dir()}
+
+
+@pytest.fixture(scope="session")
 def redis_available() -> None:
     """A Redis answers at 127.0.0.1:6379 (the gateway and service tests use their own databases)."""
     try:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from services.cloner.backends import ReferenceVoice
+from services.cloner.voice import ReferenceVoice
 from shared.audio import Audio, AudioFile, LoadPolicy, load_audio
 from shared.speaker import SpeakerEncoder
 from shared.voice_analysis import voice_activity

@@ -211,10 +211,10 @@ def run_evaluation(config: EvalConfig) -> dict:
         ge2e = {s: cosine_similarity(embedding, reference_embeddings[(s, item.reference)]) for s in speakers}
         item.ge2e = ge2e[item.speaker]
         item.ge2e_others = float(np.mean([v for s, v in ge2e.items() if s != item.speaker]))
-        item.ge2e_identified = max(ge2e, key=ge2e.get) == item.speaker
+        item.ge2e_identified = max(ge2e, key=ge2e.__getitem__) == item.speaker
         sims = {s: cosine_similarity(probe.embed(audio), v) for s, v in real_probe.items()}
         item.mfcc_sim = sims[item.speaker]
-        item.identified = max(sims, key=sims.get) == item.speaker
+        item.identified = max(sims, key=sims.__getitem__) == item.speaker
     real_ge2e = [
         cosine_similarity(reference_embeddings[(s, "short-ref")], reference_embeddings[(s, "long-ref")])
         for s in speakers

@@ -22,9 +22,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from services.cloner.backends import ReferenceVoice, SynthesisBackend, create_backend
+from services.cloner.backends import create_backend
 from services.cloner.config import ClonerSettings
 from services.cloner.encoder import NoSpeechError, ReferenceEncoder
+from services.cloner.voice import ReferenceVoice, SynthesisBackend
 from shared.audio import Audio, AudioFile
 from shared.channel import ChannelMatcher, ChannelProfile
 from shared.progress import ProgressCallback

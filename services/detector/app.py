@@ -16,10 +16,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
+import uvicorn
 from fastapi import FastAPI
 
 from services.detector.config import Settings
 from services.detector.exceptions import register_exception_handlers
+from services.detector.inference import Detector
 from services.detector.router import router
 
 logger = logging.getLogger(__name__)
@@ -30,9 +32,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Heavy import here, not at module level: the gateway and `vcfad --help` never pay for it.
-        from services.detector.inference import Detector
-
         started = time.perf_counter()
         app.state.detector = Detector.from_model_dir(settings.model_dir, threads=settings.threads)
         logger.info("detector model loaded in %.2f s", time.perf_counter() - started)
@@ -54,8 +53,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def main() -> None:
-    import uvicorn
-
     settings = Settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", access_log=False)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from services.detector.model_files import POOLINGS, ModelSpec, check_input_floor, default_model_dir
+from services.detector.training.manifest import ManifestError
 from shared.audio import AudioError
 from vcfad.cli_common import CLIError, positive_int
 
@@ -344,7 +345,6 @@ def _quantize(args: argparse.Namespace) -> int:
     from services.detector.evaluation.evaluate import manifest_rows, set_threshold
     from services.detector.inference import Detector
     from services.detector.training.graphs import quantized_copy
-    from services.detector.training.manifest import ManifestError
 
     if args.split and not args.manifest:
         raise CLIError("--split needs --manifest (the manifest whose split sets the copy's threshold)")

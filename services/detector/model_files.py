@@ -15,7 +15,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -53,7 +53,7 @@ def check_pooling(pooling: str) -> Pooling:
     """``pooling`` if it is one of :data:`POOLINGS`; ValueError naming the choices otherwise."""
     if pooling not in POOLINGS:
         raise ValueError(f"pooling {pooling!r} is not one of {POOLINGS}")
-    return pooling  # type: ignore[return-value]
+    return pooling
 
 
 def check_input_floor(floor_dbfs: float | None) -> float | None:
@@ -129,7 +129,7 @@ class ProbeHead:
             raise ValueError(f"layers must be distinct hidden-state numbers ≥ 0, got {list(self.layers)}")
 
     def save(self, path: Path) -> None:
-        optional = {} if self.mel_profile is None else {"mel_profile": self.mel_profile}
+        optional: dict[str, Any] = {} if self.mel_profile is None else {"mel_profile": self.mel_profile}
         if self.pooling != "mean-std":  # so that heads without it keep their bytes (and graph cache)
             optional["pooling"] = np.array(self.pooling)
         np.savez(
@@ -153,7 +153,7 @@ class ProbeHead:
                     coef=data["coef"].astype(np.float32),
                     intercept=float(data["intercept"][0]),
                     mel_profile=data["mel_profile"].astype(np.float32) if "mel_profile" in data.files else None,
-                    pooling=str(data["pooling"]) if "pooling" in data.files else "mean-std",
+                    pooling=cast(Pooling, str(data["pooling"])) if "pooling" in data.files else "mean-std",
                 )
             except ValueError as error:
                 raise ModelFileError(f"{path}: {error}") from None

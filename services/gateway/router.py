@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -19,8 +19,9 @@ from services.gateway.dependencies import (
 from services.gateway.exceptions import AudioExpired, AudioNotReady, Unprocessable
 from shared.schemas import CloneAccepted, CloneStatus, DetectResponse, GatewayHealth, JobStatus, Problem
 
-_AUTH = {401: {"model": Problem, "description": "No or invalid API key"}}
-_UPLOAD_ERRORS = {
+# FastAPI's ``responses``: status code → OpenAPI response (typed so the dicts can be merged).
+_AUTH: dict[int | str, dict[str, Any]] = {401: {"model": Problem, "description": "No or invalid API key"}}
+_UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": Problem, "description": "A file or the request is too large"},
     415: {"model": Problem, "description": "Not a readable audio file (WAV, FLAC, MP3 or OGG expected)"},
     422: {"description": "Silent, too short or too long audio; bad or missing fields"},

@@ -1,32 +1,19 @@
 """A faster Kokoro graph: the vocoder's big convolutions statically quantized to int8.
 
-The packaged Kokoro-82M graph is *dynamically* quantized: every convolution is a ``ConvInteger``
-fed by a ``DynamicQuantizeLinear`` of its input. ONNX Runtime has no fast kernel for
-``ConvInteger`` (im2col + a generic integer GEMM); profiled on one core (``bench/kokoro_graphs.py
---profile``), the 87 such convolutions took 64 % of the kernel time; 48 of them are the decoder's
-generator (128–256 channels, kernels 3–11, at 800–4800 frames per second of audio). As plain float
-convolutions they cost the same: they are compute-bound. ``QLinearConv`` (static int8 activations,
-per-channel int8 weights) runs on the CPU's int8 dot-product units instead.
-Quantizing all 48 generator convolutions was faster still but audibly changed the spectrum, so
-only the ones that stay transparent are quantized: the graph runs ≈30 % faster than the packaged
-one and is closer to the float graph than the packaged one is (docs/cloning.md, "Speed").
-
-Recipe, deterministic for a given packaged model:
+The packaged Kokoro-82M graph is dynamically quantized (``ConvInteger``, which ONNX Runtime runs
+slowly). Recipe, deterministic for a given packaged model:
 
 1. every ``ConvInteger`` chain (``DynamicQuantizeLinear`` → ``ConvInteger`` [→ integer bias add]
    → ``Cast`` → ``Mul`` by the scales) becomes one float ``Conv`` with the dequantized weight and
-   the float bias, so the text encoder, the prosody predictor and the decoder's frame-rate blocks
-   run in float (slightly *more* exact than the packaged graph);
-2. the generator's 256-channel residual blocks and its noise-branch blocks (:data:`STATIC_PREFIXES`)
-   are quantized statically (QDQ, uint8 activations, per-channel int8 weights in a 7-bit range) with
-   activation ranges calibrated (min/max)
-   on fixed English sentences spoken with the five style packs and with random styles drawn as
-   widely as the cloner's style bank draws them (pack mixes + offsets up to 2.2 × the packs'
-   spread), so bank voices stay inside the calibrated ranges (a refined style, ``fit_iterations``
-   > 0, may step further; activations beyond a range are clipped, not wrapped).
+   the float bias;
+2. the generator's blocks in :data:`STATIC_PREFIXES` are quantized statically (QDQ, uint8
+   activations, per-channel int8 weights in a 7-bit range), their activation ranges calibrated
+   (min/max) on fixed sentences spoken with the five style packs and with random styles drawn as
+   widely as the cloner's style bank draws them.
 
-The result is cached (``VCFAD_CACHE_DIR``); :func:`fast_kokoro_model_path` builds it once (about
-1–2 min on 2 cores) under a file lock, so concurrent processes wait instead of building twice.
+The result is cached (``VCFAD_CACHE_DIR``); :func:`shared.tts.kokoro.fast_kokoro_model_path`
+builds it once under a file lock. Why these blocks, the profile and the measurements:
+docs/cloning.md, "Kokoro's fast graph".
 """
 
 from __future__ import annotations
@@ -85,7 +72,7 @@ def dequantize_convolutions(model):  # onnx.ModelProto → onnx.ModelProto (onnx
     onnx.ModelProto
         The same object, with dead nodes and initializers removed.
     """
-    from onnx import helper, numpy_helper
+    from onnx import helper, numpy_helper  # onnx loads only when a graph is rebuilt (once, then cached)
 
     graph = model.graph
     initializers = {init.name: init for init in graph.initializer}
@@ -130,6 +117,7 @@ def dequantize_convolutions(model):  # onnx.ModelProto → onnx.ModelProto (onnx
                     raise ValueError(f"unexpected Kokoro graph: bias of {node.name} is not a scaled initializer")
                 if op_type != "Div":
                     step = producer.get(step.input[0])
+            assert step is not None  # the loop ends on the Div it checked
             if step.input[0] not in initializers:
                 raise ValueError(f"unexpected Kokoro graph: bias of {node.name} is not an initializer")
             bias = array(step.input[0]).astype(np.float32)
@@ -201,6 +189,7 @@ def build_fast_model(
     source: Path, out: Path, feeds: list[dict[str, np.ndarray]], prefixes: tuple[str, ...] = STATIC_PREFIXES
 ) -> Path:
     """Write the statically quantized graph of ``source`` to ``out`` (see the module docstring)."""
+    # onnx and the quantizer load only when the graph is built (once, then cached).
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -256,7 +245,7 @@ def fingerprint(source: Path, extra_files: tuple[Path, ...] = ()) -> str:
     """What the cached graph depends on: the packaged graph (its first and last 8 MB and its size),
     the other inputs of the calibration (``extra_files``: the package's published sha256 of the
     graph, the style packs), the recipe and the onnxruntime version that quantized it."""
-    import onnxruntime
+    import onnxruntime  # loaded on use: shared.tts.kokoro imports this module for the voice's path
 
     digest = hashlib.sha256()
     size = source.stat().st_size

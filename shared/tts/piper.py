@@ -9,6 +9,7 @@ graph input fed from numpy, and :meth:`PiperTTS.synthesize` takes a ``seed``.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Callable
@@ -35,6 +36,7 @@ def seeded_noise_graph(model_path: Path) -> tuple[bytes, list[str]]:
     reshaped to ``x``'s shape, where the node drew N(0, 1) noise shaped like ``x``. Returns the
     serialized graph and the new inputs' names, in node order.
     """
+    # onnx loads only when a voice is built.
     import onnx
     from onnx import TensorProto, helper
 
@@ -90,6 +92,7 @@ class _NoiseFeedingSession:
         self._local.noise, self._local.calls = noise, 0
 
     def run(self, output_names: list[str] | None, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        # onnxruntime stays out of the module's imports (see __init__).
         from onnxruntime.capi.onnxruntime_pybind11_state import Fail
 
         noise_source = getattr(self._local, "noise", None)
@@ -139,6 +142,7 @@ class PiperTTS:
         sentence_pause_s: float = 0.2,
         threads: int | None = None,
     ) -> None:
+        # ONNX Runtime and piper (its phonemizer) load only when a voice is built.
         import onnxruntime
         from piper import PiperConfig, PiperVoice, SynthesisConfig
 
@@ -148,14 +152,12 @@ class PiperTTS:
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        import json
-
         graph, noise_inputs = seeded_noise_graph(path)
         self._session = _NoiseFeedingSession(
             onnxruntime.InferenceSession(graph, sess_options=options, providers=["CPUExecutionProvider"]), noise_inputs
         )
         self._voice = PiperVoice(
-            session=self._session,  # type: ignore[arg-type]  # duck-typed: PiperVoice only calls run()
+            session=self._session,  # duck-typed: PiperVoice only calls run()
             config=PiperConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8"))),
             download_dir=Path(os.environ.get("TMPDIR", "/tmp")),
         )
@@ -191,7 +193,7 @@ class PiperTTS:
         TextToSpeechError
             Empty text, or text with nothing pronounceable.
         """
-        from piper import SynthesisConfig
+        from piper import SynthesisConfig  # piper stays out of the module imports (see __init__)
 
         text = check_text(text)
         base = self._syn_config

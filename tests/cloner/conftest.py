@@ -1,8 +1,8 @@
-"""Fixtures of the cloner tests: one Piper-backed cloner per session (models load once)."""
+"""Fixtures of the cloner tests: one Piper-backed cloner per session (models load once).
+
+``speaker_files`` (LibriSpeech by speaker) is in tests/conftest.py: tests/shared uses it too."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
@@ -14,9 +14,3 @@ from services.cloner.pipeline import Cloner
 def piper_cloner(tmp_path_factory: pytest.TempPathFactory) -> Cloner:
     settings = ClonerSettings(backend="piper", threads=1, voice_cache_dir=tmp_path_factory.mktemp("voices"))
     return Cloner.from_settings(settings)
-
-
-@pytest.fixture(scope="session")
-def speaker_files(shared_data_dir: Path) -> dict[str, list[Path]]:
-    corpus = shared_data_dir / "librispeech" / "test-other"
-    return {p.name: sorted(p.glob("*.flac")) for p in sorted(corpus.iterdir()) if p.is_dir()}

@@ -1,7 +1,7 @@
 """The gateway in process (httpx ASGI client) with a real Redis and no detector or worker.
 
 Covers auth, limits, the clone-text rule, job records and ownership, readiness and metrics; the
-full stack with real processes is in tests/service/test_stack.py.
+full stack with real processes is in tests/stack/test_stack.py.
 """
 
 from __future__ import annotations

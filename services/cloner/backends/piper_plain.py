@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from services.cloner.backends import ReferenceVoice
+from services.cloner.voice import ReferenceVoice
 from shared.audio import Audio, Hertz
 from shared.progress import ProgressCallback
 from shared.seeds import stable_int

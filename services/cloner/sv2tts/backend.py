@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from services.cloner.backends import ReferenceVoice
+from services.cloner.voice import ReferenceVoice
 from shared.audio import Audio, Hertz
 from shared.offline_models import cache_dir, package_dir
 from shared.progress import ProgressCallback

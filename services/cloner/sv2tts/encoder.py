@@ -47,7 +47,7 @@ class SpeakerEncoder(nn.Module):
 
     def mel_frames(self, wav: np.ndarray) -> np.ndarray:
         """(frames, 40) mel power spectrogram (not log) of 16 kHz samples, as RTVC computes it."""
-        import librosa
+        import librosa  # loads numba: only enrolment needs the mel front end, not the module's users
 
         hp = self.hparams
         mel = librosa.feature.melspectrogram(

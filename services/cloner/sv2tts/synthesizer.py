@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.signal import lfilter
 from torch import nn
 
 from services.cloner.sv2tts.encoder import load_model_state
@@ -159,6 +160,8 @@ class LSA(nn.Module):
 
 
 class Decoder(nn.Module):
+    r: torch.Tensor  # a registered buffer (the reduction factor), typed for the checker
+
     def __init__(self, hp: SynthesizerHParams) -> None:
         super().__init__()
         self.register_buffer("r", torch.tensor(1, dtype=torch.int))
@@ -245,8 +248,8 @@ class Tacotron(nn.Module):
         """Text + 256-d embedding → (80, frames) mels, trailing frames under the stop threshold trimmed."""
         chars = torch.tensor([text_to_sequence(text)], dtype=torch.long)
         embedding = torch.from_numpy(np.asarray(speaker_embedding, np.float32)).reshape(1, -1)
-        mel, _ = self.generate(chars, embedding, max_steps=max_steps)
-        mel = mel[0].numpy()
+        mels, _ = self.generate(chars, embedding, max_steps=max_steps)
+        mel = mels[0].numpy()
         while mel.shape[1] > 1 and np.max(mel[:, -1]) < self.hparams.stop_threshold:
             mel = mel[:, :-1]
         return mel
@@ -260,8 +263,7 @@ class Tacotron(nn.Module):
 
 def griffin_lim(mel: np.ndarray, hp: SynthesizerHParams | None = None, iterations: int = 32) -> np.ndarray:
     """Fallback vocoder: RTVC mels → waveform by Griffin-Lim (no vocoder checkpoint needed)."""
-    import librosa
-    from scipy.signal import lfilter
+    import librosa  # loads numba: only this fallback vocoder needs it
 
     hp = hp or SynthesizerHParams()
     db = (np.clip(mel, -hp.max_abs_value, hp.max_abs_value) + hp.max_abs_value) * -hp.min_level_db / (

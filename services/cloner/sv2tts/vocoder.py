@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.signal import lfilter
 from torch import nn
 
 from services.cloner.sv2tts.encoder import load_model_state
@@ -126,10 +127,11 @@ class WaveRNN(nn.Module):
     @staticmethod
     def _cell(gru: nn.GRU) -> nn.GRUCell:
         cell = nn.GRUCell(gru.input_size, gru.hidden_size)
-        cell.weight_ih.data = gru.weight_ih_l0.data
-        cell.weight_hh.data = gru.weight_hh_l0.data
-        cell.bias_ih.data = gru.bias_ih_l0.data
-        cell.bias_hh.data = gru.bias_hh_l0.data
+        weights = dict(gru.named_parameters())
+        cell.weight_ih.data = weights["weight_ih_l0"].data
+        cell.weight_hh.data = weights["weight_hh_l0"].data
+        cell.bias_ih.data = weights["bias_ih_l0"].data
+        cell.bias_hh.data = weights["bias_hh_l0"].data
         return cell
 
     @torch.no_grad()
@@ -200,8 +202,6 @@ def decode_mu_law(y: np.ndarray, classes: int) -> np.ndarray:
 
 
 def de_emphasis(x: np.ndarray, coefficient: float) -> np.ndarray:
-    from scipy.signal import lfilter
-
     return lfilter([1], [1, -coefficient], x)
 
 

@@ -8,8 +8,10 @@ import json
 from pathlib import Path
 
 from services.detector.dataset import vocoder_cli
-from services.detector.dataset.config import External
+from services.detector.dataset.config import ConfigError, External, load_config
+from services.detector.dataset.readers import CorpusError
 from services.detector.dataset.sources import SnapshotStore, SourceError, load_sources, summarise, summary_markdown
+from services.detector.training.manifest import ManifestError
 from vcfad.cli_common import CLIError, positive_int
 
 
@@ -93,8 +95,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _build(args: argparse.Namespace) -> int:
     # Imported when the command runs (the generators, librosa, scikit-learn), so `vcfad --help` stays fast.
     from services.detector.dataset.build import BuildError, DatasetBuilder, Shard, as_recorded_target, build_dataset
-    from services.detector.dataset.config import ConfigError, load_config
-    from services.detector.dataset.readers import CorpusError
 
     try:
         config = load_config(args.config)
@@ -134,8 +134,6 @@ def _build(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     # Imported when the command runs (the generators, librosa, torch), so `vcfad --help` stays fast.
     from services.detector.dataset.build import BuildError, DatasetBuilder, as_recorded_target
-    from services.detector.dataset.config import ConfigError, load_config
-    from services.detector.dataset.readers import CorpusError
 
     try:
         config, output_dir = load_config(args.config), args.output_dir
@@ -160,7 +158,6 @@ def _verify(args: argparse.Namespace) -> int:
 def _probe(args: argparse.Namespace) -> int:
     # Imported when the command runs (scikit-learn, librosa), so `vcfad --help` stays fast.
     from services.detector.dataset.probe import probe_manifest
-    from services.detector.training.manifest import ManifestError
 
     try:
         result = probe_manifest(args.manifest, args.output)

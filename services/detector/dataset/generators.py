@@ -247,14 +247,14 @@ class WorldCopy:
 
     def __init__(self, system: System) -> None:
         try:
-            import pyworld  # noqa: F401
+            import pyworld  # noqa: F401  # probed here: without it this generator is unavailable, not the module
         except ImportError as error:
             raise GeneratorUnavailableError(f"pyworld is not installed: {error}") from None
         self.system, self.family = system.name, FAMILIES[system.kind]
         self.harvest_p = float(system.options.get("harvest_p", 0.3))
 
     def copy(self, audio: Audio, rng: np.random.Generator) -> Audio:
-        import pyworld
+        import pyworld  # optional: probed in __init__, so the module imports without it
 
         x = audio.samples.astype(np.float64)
         rate = audio.sample_rate_hz
@@ -280,7 +280,7 @@ class GriffinLimCopy:
         self.content_id = "seeded-phase-1"
 
     def copy(self, audio: Audio, rng: np.random.Generator) -> Audio:
-        import librosa
+        import librosa  # loads numba: only a Griffin-Lim copy pays for it, not `vcfad --help`
 
         x = audio.samples.astype(np.float32)
         rate = audio.sample_rate_hz

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import jiwer
 import numpy as np
 
 from services.detector.dataset.copy_synthesis import CopySynthesizer, copy_through, spectral_distances
@@ -148,7 +149,7 @@ class NeuralVocoder:
 
 def save_vocoder(config: VocoderConfig, generator: torch.nn.Module, path: Path) -> None:
     """Write ``config.json`` + ``generator.pt`` atomically-enough (weights first, then config)."""
-    import torch
+    import torch  # loaded on use, so importing this module stays cheap
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -289,7 +290,7 @@ def train_vocoder(
     The learning rate follows a cosine over the time budget. Checkpoints (weights + config +
     ``training_log.json``) are written every ``checkpoint_every_s`` and at the end.
     """
-    import torch
+    import torch  # loaded on use, so importing this module stays cheap
 
     torch.set_num_threads(max(1, settings.threads))
     started = time.monotonic()
@@ -451,8 +452,6 @@ def evaluate_vocoder(
         "real_time_factor": synth_s / max(audio_s, 1e-9),
     }
     if model is not None:
-        import jiwer
-
         summary["wer_copy_vs_original_asr"] = float(
             jiwer.wer([row["ref"] for row in rows], [row["hyp"] for row in rows])
         )

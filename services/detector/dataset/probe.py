@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from tqdm import tqdm
 
 from services.detector.training.manifest import ManifestRow, read_manifest
 from services.detector.training.metrics import equal_error_rate
@@ -85,10 +89,6 @@ def _sign_free_eer(labels: np.ndarray, scores: np.ndarray) -> float:
 
 def probe_rows(rows: list[ManifestRow], features: np.ndarray | None = None) -> ProbeResult:
     """Run the probe on manifest rows (features are computed from the audio unless given)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     if features is None:
         features = np.stack([clip_features(*_read(row.path)) for row in rows])
     labels = np.array([row.is_fake for row in rows], dtype=int)
@@ -149,8 +149,6 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
 
 def probe_manifest(manifest: str | Path, output: str | Path | None = None) -> ProbeResult:
     """Probe a built manifest; writes the JSON result to ``output`` when given."""
-    from tqdm import tqdm
-
     rows = read_manifest(manifest)
     features = np.stack([clip_features(*_read(row.path)) for row in tqdm(rows, desc="probe features", unit="clip")])
     result = probe_rows(rows, features)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+from scipy.stats import norm
 from tqdm import tqdm
 
 from services.detector.inference import Detector
@@ -129,11 +130,11 @@ def summarise(result: ModelScores) -> dict:
 
 
 def plot_det(results: Sequence[ModelScores], path: Path, title: str) -> None:
+    # matplotlib loads only when a plot is drawn, and its backend must be set before pyplot loads.
     import matplotlib
 
     matplotlib.use("Agg")
-    from matplotlib import pyplot
-    from scipy.stats import norm
+    from matplotlib import pyplot  # after matplotlib.use("Agg"), above
 
     figure, axes = pyplot.subplots(figsize=(5.5, 5.0))
     ticks = np.array([0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6])

@@ -58,7 +58,7 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
             rows.append(
                 ManifestRow(
                     path=audio_path if audio_path.is_absolute() else path.parent / audio_path,
-                    label=label,  # type: ignore[arg-type]
+                    label=label,  # type: ignore[arg-type]  # checked against LABELS above
                     speaker=record.get("speaker") or "",
                     system=record.get("system") or label,
                     family=record.get("family") or "",

@@ -28,7 +28,7 @@ from services.detector.dataset.sources import (
     system_key,
 )
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 LIBRISPEECH = SHARED / "librispeech" / "test-other"
 
 
@@ -285,7 +285,7 @@ def test_collect_drops_copies_of_excluded_files_and_of_earlier_sources(
 
 
 def test_the_shipped_catalogue_is_valid_and_broad() -> None:
-    catalogue = Path(__file__).resolve().parents[2] / "configs" / "detector" / "sources.toml"
+    catalogue = Path(__file__).resolve().parents[3] / "configs" / "detector" / "sources.toml"
     sources = load_sources(catalogue)
     assert len(sources) >= 100
     spoof_sets = [s for source in sources for s in source.sets if s.label == "spoof"]

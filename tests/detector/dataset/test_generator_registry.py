@@ -12,7 +12,7 @@ from services.detector.dataset import registry
 from services.detector.dataset.config import System
 from services.detector.dataset.generators import GeneratorUnavailableError
 
-DETECTOR_DIR = Path(__file__).resolve().parents[2] / "services" / "detector"
+DETECTOR_DIR = Path(__file__).resolve().parents[3] / "services" / "detector"
 
 
 class _Echo:

@@ -111,12 +111,6 @@ def gateway_service(
 
 
 @pytest.fixture(scope="session")
-def real_clip(shared_data_dir: Path) -> Path:
-    """A real LibriSpeech utterance (~5-15 s, 16 kHz FLAC)."""
-    return sorted((shared_data_dir / "librispeech" / "test-other").rglob("*.flac"))[0]
-
-
-@pytest.fixture(scope="session")
 def fake_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Synthetic speech of a generator family the detector is trained on (Piper, joe voice).
 
