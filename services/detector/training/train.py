@@ -15,6 +15,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
+from onnx import helper
+from skl2onnx import to_onnx
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
 from tqdm import tqdm
 
 from services.detector.inference import DETECTION_LOAD_POLICY
@@ -95,11 +102,6 @@ class TrainResult:
 
 def train_seed_baseline(manifest: Path | Sequence[Path], out_dir: Path, name: str = "seed-baseline") -> TrainResult:
     """The reference recipe: 193 time-averaged features → StandardScaler → SVM (RBF, Platt probabilities)."""
-    import onnxruntime
-    from skl2onnx import to_onnx
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVC
 
     train, dev = split_rows(manifest)
     extractor = SeedFeatures()
@@ -134,7 +136,6 @@ def train_seed_baseline(manifest: Path | Sequence[Path], out_dir: Path, name: st
 
 def _seed_graph_with_probability_output(onnx_model):  # -> onnx.ModelProto
     """Keep only P(fake) as the graph's single output ``probability`` (batch,)."""
-    from onnx import helper
 
     graph = onnx_model.graph
     probabilities = graph.output[1].name
@@ -219,8 +220,6 @@ def fit_probe_head(
 ) -> tuple[ProbeHead, float, float]:
     """Fit one probe candidate on pooled features (clips, blocks, k·width); return it with its
     dev EER and the dev EER threshold (the head's ``pooling`` is the caller's to set)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
 
     columns = list(layers)  # row i of the pooled features is hidden state i
     flat_train = x_train[:, columns].reshape(len(x_train), -1)

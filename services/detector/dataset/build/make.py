@@ -67,6 +67,7 @@ class ClipMaker:
         if item.kind == "copy":
             index, audio = self._random_real(item.split, sources, rng)
             window, start = self._crop(audio, item.duration_s, rng)
+            # The registry's factories return untyped generators; the kind decides the method.
             copy = self._prepare(generator.copy(window, rng))  # type: ignore[attr-defined]
             return copy, {
                 "speaker": recordings[index].recording.speaker,
@@ -84,9 +85,9 @@ class ClipMaker:
             if item.kind == "clone":
                 index, reference = self._random_real(item.split, sources, rng)
                 speaker = "clone:" + recordings[index].recording.speaker
-                raw = generator.clone(reference, text)  # type: ignore[attr-defined]
+                raw = generator.clone(reference, text)  # type: ignore[attr-defined]  # clone kinds have it
             else:
-                raw, speaker = generator.speak(text, rng)  # type: ignore[attr-defined]
+                raw, speaker = generator.speak(text, rng)  # type: ignore[attr-defined]  # text kinds have it
             audio = self._prepare(raw)
             if audio.duration_s >= item.duration_s:
                 break

@@ -65,7 +65,7 @@ class RealSpeech:
                 if source.split == "native":
                     if recording.native_split is None:
                         raise BuildError(f"real source {source.name!r}: reader {source.reader} has no native split")
-                    split: Split = recording.native_split  # type: ignore[assignment]
+                    split: Split = recording.native_split  # type: ignore[assignment]  # readers give train/dev/test
                 elif source.split == "by-speaker":
                     split = speaker_split[recording.speaker]
                 else:
