@@ -66,10 +66,10 @@ start() {
   echo $! > "$RUN/$name.pid"
   echo "up: $name started (pid $!, log $LOG/$name.log)"
 }
-start detector "$PY" -m services.detector.app
+start detector "$PY" -m vcfad.cli serve detector
 start worker "$PY" -m celery -A services.cloner.worker worker -Q vcfad-clone --pool=prefork \
   --concurrency=1 --loglevel=INFO -n "vcfad-worker-$$@%h"
-start gateway "$PY" -m services.gateway.app
+start gateway "$PY" -m vcfad.cli serve gateway
 
 echo -n "up: waiting for $GATEWAY_URL/readyz "
 deadline=$((SECONDS + TIMEOUT_S))

@@ -2,7 +2,7 @@
 
 Run it (port from ``VCFAD_DETECTOR_PORT``, default 8001)::
 
-    python -m services.detector.app
+    vcfad serve detector
 
 The model is loaded once at start-up (``VCFAD_DETECTOR_MODEL_DIR``, default: the shipped model)
 with ``VCFAD_DETECTOR_THREADS`` intra-op threads; ``/readyz`` answers 200 once it is loaded.
@@ -56,7 +56,3 @@ def main() -> None:
     settings = Settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", access_log=False)
-
-
-if __name__ == "__main__":
-    main()

@@ -2,7 +2,7 @@
 
 Run it (port from ``VCFAD_GATEWAY_PORT``, default 8000)::
 
-    python -m services.gateway.app
+    vcfad serve gateway
 
 ``POST /detect`` is forwarded to the detector service; ``POST /clone`` queues a job for the
 Celery worker through Redis. Every API route needs ``Authorization: Bearer <key>`` with a key
@@ -116,7 +116,3 @@ def main() -> None:
         log_level="info",
         access_log=False,
     )
-
-
-if __name__ == "__main__":
-    main()

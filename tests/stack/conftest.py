@@ -55,7 +55,7 @@ def detector_service(detector_port: int, service_logs: Path) -> Iterator[Service
     if not (DETECTOR_MODEL_DIR / "model.json").exists():
         pytest.skip(f"no shipped detector model in {DETECTOR_MODEL_DIR}")
     env = base_env(STACK_DB) | {"VCFAD_DETECTOR_PORT": str(detector_port), "VCFAD_DETECTOR_THREADS": "1"}
-    service = start_service("detector", [sys.executable, "-m", "services.detector.app"], env, service_logs)
+    service = start_service("detector", [sys.executable, "-m", "vcfad.cli", "serve", "detector"], env, service_logs)
     service.url = f"http://127.0.0.1:{detector_port}"
     try:  # 300 s: the first start on a fresh machine assembles the ONNX graph from Whisper weights
         wait_until(
@@ -96,7 +96,7 @@ def gateway_service(
         "VCFAD_GATEWAY_PORT": str(port),
         "VCFAD_DETECTOR_URL": f"http://127.0.0.1:{detector_port}",
     }
-    service = start_service("gateway", [sys.executable, "-m", "services.gateway.app"], env, service_logs)
+    service = start_service("gateway", [sys.executable, "-m", "vcfad.cli", "serve", "gateway"], env, service_logs)
     service.url = f"http://127.0.0.1:{port}"
 
     def queue_ready() -> bool:
