@@ -27,20 +27,9 @@ from services.detector.dataset.neural_vocoder import (
 from services.detector.dataset.pretrained_vocoder import PRETRAINED, PretrainedVocoderUnavailableError, fit_window
 from services.detector.dataset.vocoders import load_copy_synthesizer
 from shared.audio import LoadPolicy, load_audio
-from vcfad.cli_common import CLIError
+from vcfad.cli_common import CLIError, positive_int
 
 MODEL_HELP = "a vocoder folder, or a pretrained one: hifigan-v1-universal, hifigan-v1-LJSpeech, hifigan-ts-16k"
-
-
-def _clip_count(text: str) -> int:
-    """argparse type for ``fit-window --clips``: a whole number ≥ 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"--clips must be at least 1, not {value}")
-    return value
 
 
 def register(data_commands: argparse._SubParsersAction) -> None:
@@ -86,7 +75,7 @@ def register(data_commands: argparse._SubParsersAction) -> None:
     fit = vocoder_commands.add_parser("fit-window", help="rank analysis windows by copy error on training speech")
     fit.add_argument("name", choices=PRETRAINED)
     fit.add_argument(
-        "--clips", type=_clip_count, default=12, help="first N librispeech/train-clean-100 clips (3 s each)"
+        "--clips", type=positive_int, default=12, help="first N librispeech/train-clean-100 clips (3 s each)"
     )
     fit.add_argument("--data", type=Path, default=DEFAULT_SHARED_DATA, help="the shared data folder")
     fit.set_defaults(handler=_fit_window_command)

@@ -77,6 +77,20 @@ def max_difference_to_torch(network, onnx_path: Path) -> float:
     return worst
 
 
+def export_log_mel_network(network: torch.nn.Module, path: Path, output_name: str) -> None:
+    """Export a module that reads a log-mel (batch, 80, frames) to ONNX, batch and frames dynamic."""
+    torch.onnx.export(
+        network,
+        (torch.randn(2, 80, 300),),
+        str(path),
+        input_names=["log_mel"],
+        output_names=[output_name],
+        dynamic_axes={"log_mel": {0: "batch", 2: "frames"}, output_name: {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+
+
 def export_probe_onnx(model_dir: Path, target: Path) -> float:
     """Export the ``whisper-probe`` network to ONNX and check it against torch; returns the max difference."""
     spec = ModelSpec.read(model_dir)
@@ -85,17 +99,7 @@ def export_probe_onnx(model_dir: Path, target: Path) -> float:
 
     def export_and_check(partial: Path) -> None:
         nonlocal worst
-        example = torch.randn(2, 80, 300)
-        torch.onnx.export(
-            network,
-            (example,),
-            str(partial),
-            input_names=["log_mel"],
-            output_names=["probability"],
-            dynamic_axes={"log_mel": {0: "batch", 2: "frames"}, "probability": {0: "batch"}},
-            opset_version=17,
-            dynamo=False,
-        )
+        export_log_mel_network(network, partial, "probability")
         worst = max_difference_to_torch(network, partial)
         if worst > ONNX_TOLERANCE:
             raise RuntimeError(f"ONNX export of {model_dir} differs from torch by {worst:.2e} > {ONNX_TOLERANCE}")

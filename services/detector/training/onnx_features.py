@@ -15,7 +15,7 @@ import onnxruntime
 import torch
 
 from services.detector.model_files import Pooling, check_pooling
-from services.detector.training.export import ONNX_TOLERANCE
+from services.detector.training.export import ONNX_TOLERANCE, export_log_mel_network
 from services.detector.training.features import pool_statistics
 from shared.audio import Audio
 from shared.files import write_atomic
@@ -65,17 +65,7 @@ class OnnxLayerFeatures:
     def _export(self, partial: Path) -> None:
         encoder = WhisperEncoder.from_ct2(whisper_model_dir(self.model_name), num_layers=self.num_layers)
         network = _PooledLayers(encoder, self.pooling).eval()
-        example = torch.randn(1, 80, 300)
-        torch.onnx.export(
-            network,
-            (example,),
-            str(partial),
-            input_names=["log_mel"],
-            output_names=["pooled"],
-            dynamic_axes={"log_mel": {0: "batch", 2: "frames"}, "pooled": {0: "batch"}},
-            opset_version=17,
-            dynamo=False,
-        )
+        export_log_mel_network(network, partial, "pooled")
         session = onnxruntime.InferenceSession(str(partial), providers=["CPUExecutionProvider"])
         for frames in (50, 400):
             log_mel = torch.randn(2, 80, frames) * 0.5

@@ -225,7 +225,7 @@ def test_cli_refuses_what_it_cannot_do(capsys: pytest.CaptureFixture[str], tmp_p
     with pytest.raises(SystemExit) as refused:
         vcfad_main(["data", "vocoder", "fit-window", "hifigan-ts-16k", "--clips", "0"])
     assert refused.value.code == 2
-    assert "--clips must be at least 1" in capsys.readouterr().err
+    assert "argument --clips: must be at least 1, got 0" in capsys.readouterr().err
 
 
 @needs_ts_wheel
