@@ -167,6 +167,9 @@ class External(_Strict):
     only_sources: list[str] = Field(default_factory=list)
     #: Leave these fake families out (a leave-one-family-out build).
     exclude_families: list[str] = Field(default_factory=list)
+    #: Go on without external clips (a warning) when no source has a snapshot here; otherwise
+    #: such a build stops with an error naming the folders searched.
+    optional: bool = False
 
     def catalogue_path(self) -> Path:
         path = Path(self.catalogue)

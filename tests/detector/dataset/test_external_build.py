@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from services.detector.dataset.build import DatasetBuilder
+from services.detector.dataset.build import BuildError, DatasetBuilder
 from services.detector.dataset.config import REPO_ROOT, External, load_config
 
 TINY = REPO_ROOT / "configs" / "detector" / "tiny.toml"
@@ -119,3 +119,13 @@ def test_a_family_can_be_left_out(catalogue: tuple[Path, Path], tmp_path: Path) 
     assert summary is not None
     systems = {row["system"] for row in _rows(tmp_path / "build") if row["source"].startswith("demo/")}
     assert "Engine B" not in systems and {"Engine A", "Engine C"} <= systems
+
+
+def test_no_snapshot_at_all_is_a_clear_error_unless_optional(catalogue: tuple[Path, Path], tmp_path: Path) -> None:
+    config = _external_config(catalogue, tmp_path)
+    external = config.external.model_copy(update={"snapshots": [str(tmp_path / "nothing-here")]})
+    with pytest.raises(BuildError, match=r"none of the 3 sources .* has a snapshot under .*nothing-here"):
+        DatasetBuilder(config.model_copy(update={"external": external}), output_dir=tmp_path / "a").run()
+    optional = config.model_copy(update={"external": external.model_copy(update={"optional": True})})
+    summary = DatasetBuilder(optional, output_dir=tmp_path / "b", log=lambda _: None).run()
+    assert summary is not None and any("3 source(s) without a snapshot" in w for w in summary.warnings)

@@ -111,6 +111,12 @@ class RealSpeech:
                 f"external: dropped {collected.excluded_copies} copies of excluded files and "
                 f"{collected.duplicates} copies of other sources' files"
             )
+        if not collected.clips and not external.optional:
+            searched = ", ".join(str(root) for root in external.snapshot_roots())
+            raise BuildError(
+                f"external: none of the {len(sources)} sources of {external.catalogue} has a snapshot under "
+                f"{searched} (set VCFAD_SNAPSHOTS; docs/dataset.md, 'External sources')"
+            )
         clips = [clip for clip in collected.clips if clip.family not in external.exclude_families]
         counts: dict[str, int] = defaultdict(int)
         for clip in clips:
