@@ -21,7 +21,7 @@ import numpy as np
 from services.detector.model_files import ModelSpec
 from services.detector.training.manifest import ManifestError, read_manifest
 from services.detector.training.metrics import equal_error_rate
-from services.detector.training.train import fit_probe_head, probe_features
+from services.detector.training.train import FeatureCache, fit_probe_head, labels_of, layer_extractor
 
 
 @dataclass(frozen=True)
@@ -56,15 +56,18 @@ def leave_one_family_out(
     unknown = sorted(set(chosen) - set(present))
     if unknown:
         raise ManifestError(f"no fake clips of family {', '.join(unknown)} in the manifests")
-    x_train, y_train, x_real, _ = probe_features(
-        train, held_out_real, spec.whisper_model, feature_layers, pooling=pooling, onnx_features=onnx_features
-    )
+    # One extractor (one ONNX session) and one feature cache for every set scored here.
+    extractor = layer_extractor(spec.whisper_model, feature_layers, pooling=pooling, onnx_features=onnx_features)
+    cache = FeatureCache(extractor.cache_id)
+    x_train = cache.features(train, extractor, "whisper features (train)")
+    y_train = labels_of(train)
+    x_real = cache.features(held_out_real, extractor, "whisper features (held-out real)")
     train_family = np.array([row.family for row in train])
     everything = None
     results = []
     for family in chosen:
         fakes = [row for row in rows if row.is_fake and row.family == family]
-        x_fake = probe_features(fakes, fakes[:1], spec.whisper_model, feature_layers, None, pooling, onnx_features)[0]
+        x_fake = cache.features(fakes, extractor, f"whisper features ({family})")
         labels = np.r_[np.zeros(len(x_real), int), np.ones(len(x_fake), int)]
         features = np.concatenate([x_real, x_fake])
         keep = train_family != family

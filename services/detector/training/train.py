@@ -63,7 +63,8 @@ class FeatureCache:
         return np.stack(arrays)
 
 
-def _labels(rows: Sequence[ManifestRow]) -> np.ndarray:
+def labels_of(rows: Sequence[ManifestRow]) -> np.ndarray:
+    """1 for each fake row, 0 for each real one."""
     return np.array([row.is_fake for row in rows], dtype=int)
 
 
@@ -73,7 +74,7 @@ def split_rows(manifests: Path | Sequence[Path]) -> tuple[list[ManifestRow], lis
     rows = [row for path in paths for row in read_manifest(path)]
     train, dev = select(rows, "train"), select(rows, "dev")
     for name, part in (("train", train), ("dev", dev)):
-        if len(set(_labels(part))) < 2:
+        if len(set(labels_of(part))) < 2:
             names = ", ".join(map(str, paths))
             raise ManifestError(f"{names}: the {name} split needs both bonafide and spoof rows")
     return train, dev
@@ -109,9 +110,9 @@ def train_seed_baseline(manifest: Path | Sequence[Path], out_dir: Path, name: st
     x_train = cache.features(train, extractor, "seed features (train)")
     x_dev = cache.features(dev, extractor, "seed features (dev)")
     pipeline = make_pipeline(StandardScaler(), SVC(C=1.0, gamma="scale", probability=True, random_state=0))
-    pipeline.fit(x_train, _labels(train))
+    pipeline.fit(x_train, labels_of(train))
     dev_scores = pipeline.predict_proba(x_dev)[:, 1]
-    dev_eer, threshold = equal_error_rate(_labels(dev), dev_scores)
+    dev_eer, threshold = equal_error_rate(labels_of(dev), dev_scores)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -182,6 +183,21 @@ def real_mel_profile(rows: Sequence[ManifestRow]) -> np.ndarray:
     return np.mean(means, axis=0).astype(np.float32)
 
 
+def layer_extractor(
+    whisper_model: str = "base",
+    num_layers: int = 4,
+    mel_profile: np.ndarray | None = None,
+    pooling: Pooling = "mean-std",
+    onnx_features: bool = False,
+) -> WhisperLayerFeatures | OnnxLayerFeatures:
+    """The pooled-layer extractor :func:`probe_features` uses (its ``cache_id`` keys the cache)."""
+    if onnx_features:
+        if mel_profile is not None:
+            raise ValueError("ONNX features do not support channel normalisation")
+        return OnnxLayerFeatures(whisper_model, num_layers=num_layers, pooling=pooling)
+    return WhisperLayerFeatures(whisper_model, num_layers=num_layers, mel_profile=mel_profile, pooling=pooling)
+
+
 def probe_features(
     train: Sequence[ManifestRow],
     dev: Sequence[ManifestRow],
@@ -197,17 +213,11 @@ def probe_features(
     statistics (:func:`services.detector.training.features.pool_statistics`); ``onnx_features``:
     compute them through ONNX Runtime (:class:`OnnxLayerFeatures`, several times faster; not with a
     ``mel_profile``)."""
-    extractor: WhisperLayerFeatures | OnnxLayerFeatures
-    if onnx_features:
-        if mel_profile is not None:
-            raise ValueError("ONNX features do not support channel normalisation")
-        extractor = OnnxLayerFeatures(whisper_model, num_layers=num_layers, pooling=pooling)
-    else:
-        extractor = WhisperLayerFeatures(whisper_model, num_layers=num_layers, mel_profile=mel_profile, pooling=pooling)
+    extractor = layer_extractor(whisper_model, num_layers, mel_profile, pooling, onnx_features)
     cache = FeatureCache(extractor.cache_id)
     x_train = cache.features(train, extractor, "whisper features (train)")
     x_dev = cache.features(dev, extractor, "whisper features (dev)")
-    return x_train, _labels(train), x_dev, _labels(dev)
+    return x_train, labels_of(train), x_dev, labels_of(dev)
 
 
 def fit_probe_head(
