@@ -16,7 +16,9 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 #: Database of the process-level stack (worker, gateway) and of the in-process unit tests.
-STACK_DB, UNIT_DB = 11, 12
+#: VCFAD_TEST_REDIS_DBS="stack,unit" moves them, so two checkouts can run their suites at once
+#: against one Redis (each fixture flushes its database).
+STACK_DB, UNIT_DB = (int(db) for db in os.environ.get("VCFAD_TEST_REDIS_DBS", "11,12").split(","))
 API_KEY_A, API_KEY_B = "test-key-alpha", "test-key-beta"
 #: The model the detector serves in tests (the shipped one unless VCFAD_DETECTOR_MODEL_DIR is set).
 DETECTOR_MODEL_DIR = Path(os.environ.get("VCFAD_DETECTOR_MODEL_DIR") or REPO_ROOT / "models" / "detector" / "default")
