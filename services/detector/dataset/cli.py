@@ -10,8 +10,8 @@ from pathlib import Path
 from services.detector.dataset import vocoder_cli
 from services.detector.dataset.config import ConfigError, External, load_config
 from services.detector.dataset.readers import CorpusError
-from services.detector.dataset.sources import SnapshotStore, SourceError, load_sources, summarise, summary_markdown
 from services.detector.training.manifest import ManifestError
+from shared.sources import SnapshotStore, SourceError, load_sources, summarise, summary_markdown
 from vcfad.cli_common import CLIError, positive_int
 
 

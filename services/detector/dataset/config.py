@@ -141,7 +141,7 @@ class Augment(_Strict):
 
 class External(_Strict):
     """Speech from public repositories at pinned commits: the catalogue of
-    :mod:`services.detector.dataset.sources`, read from local snapshots (docs/dataset.md,
+    :mod:`shared.sources`, read from local snapshots (docs/dataset.md,
     "External sources"). Real files join the real class and give fakes their donors; machine-made
     files become fake windows cut exactly as real windows are (kind ``recorded``)."""
 

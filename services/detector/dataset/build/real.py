@@ -23,15 +23,15 @@ from services.detector.dataset.build.items import (
 )
 from services.detector.dataset.config import BuildConfig, External, RealSource, Split
 from services.detector.dataset.readers import Recording, read_corpus
-from services.detector.dataset.sources import (
+from shared.audio import Audio, AudioError, LoadPolicy, load_audio
+from shared.seeds import stable_int
+from shared.sources import (
     SnapshotStore,
     assign_splits,
     blob_ids_under,
     collect_clips,
     load_sources,
 )
-from shared.audio import Audio, AudioError, LoadPolicy, load_audio
-from shared.seeds import stable_int
 
 
 class RealSpeech:

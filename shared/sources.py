@@ -1,5 +1,7 @@
 """External speech sources as data: public repositories at a pinned commit, read from local snapshots.
 
+The detector's data builder and the cloner's speaker judge both read them.
+
 ``configs/detector/sources.toml`` lists every source: the repository and commit, the licence, and
 sets of files (a glob) with their label (bonafide / spoof), the system and family that made each
 fake, and the corpus, recording condition, language and speaker of the speech. This module reads

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import soundfile
 
-from services.detector.dataset.sources import (
+from shared.sources import (
     CONDITIONS,
     EXTERNAL_DEV_REPOSITORIES,
     FAMILIES,
@@ -285,7 +285,7 @@ def test_collect_drops_copies_of_excluded_files_and_of_earlier_sources(
 
 
 def test_the_shipped_catalogue_is_valid_and_broad() -> None:
-    catalogue = Path(__file__).resolve().parents[3] / "configs" / "detector" / "sources.toml"
+    catalogue = Path(__file__).resolve().parents[2] / "configs" / "detector" / "sources.toml"
     sources = load_sources(catalogue)
     assert len(sources) >= 100
     spoof_sets = [s for source in sources for s in source.sets if s.label == "spoof"]
