@@ -18,7 +18,7 @@ from services.detector.evaluation.evaluate import (
     write_scores,
 )
 from services.detector.training.manifest import ManifestRow
-from services.detector.training.metrics import bootstrap_eers, equal_error_rate, percentile_interval
+from shared.metrics import bootstrap_eers, equal_error_rate, percentile_interval
 
 
 def _row(label: str, source: str = "", system: str = "") -> ManifestRow:

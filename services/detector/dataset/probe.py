@@ -20,9 +20,9 @@ from sklearn.preprocessing import StandardScaler
 from tqdm import tqdm
 
 from services.detector.training.manifest import ManifestRow, read_manifest
-from services.detector.training.metrics import equal_error_rate
 from shared.audio import decode_audio
 from shared.files import write_atomic
+from shared.metrics import equal_error_rate
 
 FEATURES = ("duration_s", "noise_floor_db", "silence_share", "high_band_db")
 _FRAME_S = 0.02

@@ -22,14 +22,14 @@ from tqdm import tqdm
 from services.detector.inference import Detector
 from services.detector.model_files import ModelSpec
 from services.detector.training.manifest import ManifestError, ManifestRow, read_manifest
-from services.detector.training.metrics import (
+from shared.audio import AudioError
+from shared.metrics import (
     binary_report,
     bootstrap_eers,
     det_curve,
     equal_error_rate,
     percentile_interval,
 )
-from shared.audio import AudioError
 
 
 @dataclass

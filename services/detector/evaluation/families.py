@@ -20,8 +20,8 @@ import numpy as np
 
 from services.detector.model_files import ModelSpec
 from services.detector.training.manifest import ManifestError, read_manifest
-from services.detector.training.metrics import equal_error_rate
 from services.detector.training.train import FeatureCache, fit_probe_head, labels_of, layer_extractor
+from shared.metrics import equal_error_rate
 
 
 @dataclass(frozen=True)

@@ -30,11 +30,11 @@ from services.detector.seed_features import SeedFeatures
 from services.detector.training.export import ONNX_TOLERANCE, export_probe_onnx
 from services.detector.training.features import WhisperLayerFeatures
 from services.detector.training.manifest import ManifestError, ManifestRow, read_manifest, select
-from services.detector.training.metrics import equal_error_rate
 from services.detector.training.onnx_features import OnnxLayerFeatures
 from shared.audio import load_audio
 from shared.files import write_atomic
 from shared.log_mel import whisper_log_mel
+from shared.metrics import equal_error_rate
 from shared.offline_models import cache_dir
 
 

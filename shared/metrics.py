@@ -1,5 +1,7 @@
-"""Detection metrics. Convention everywhere: label 1 = fake (spoof, the positive class),
-score = probability that the clip is fake (higher = more likely fake)."""
+"""Binary decision metrics (EER, F1, bootstrap intervals) of the detector and the speaker judge.
+
+Convention everywhere: label 1 = the positive class (a fake for the detector, a same-speaker
+trial for the judge), and a higher score means more likely positive."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.detector.training.metrics import binary_report, equal_error_rate
+from shared.metrics import binary_report, equal_error_rate
 
 
 def brute_force_eer(labels: np.ndarray, scores: np.ndarray) -> float:
