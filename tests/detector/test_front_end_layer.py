@@ -55,7 +55,8 @@ def test_front_end_head_exports_and_reloads(tmp_path: Path):
     ModelSpec(
         name="front-end", kind="whisper-probe", threshold=0.5, created=dt.date.today().isoformat(), layers=[0, 1]
     ).write(tmp_path)
-    from services.detector.training.export import ONNX_TOLERANCE, export_probe_onnx
+    from services.detector.training.export import export_probe_onnx
+    from shared.onnx_export import ONNX_TOLERANCE
 
     assert ProbeHead.load(tmp_path / "head.npz").layers == (0, 1)
     assert export_probe_onnx(tmp_path, tmp_path / "graph.onnx") <= ONNX_TOLERANCE

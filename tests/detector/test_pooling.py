@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.detector.model_files import ModelSpec, ProbeHead
-from services.detector.training.export import ONNX_TOLERANCE, export_probe_onnx
+from services.detector.training.export import export_probe_onnx
 from services.detector.training.features import pool_mean_std, pool_statistics
+from shared.onnx_export import ONNX_TOLERANCE
 from vcfad.cli import main
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import onnxruntime
 import torch
 
 from services.detector.model_files import ModelSpec, Precision, ProbeHead
@@ -14,9 +12,8 @@ from services.detector.training.features import normalise_channel, pool_statisti
 from services.detector.training.int8 import Int8MatMulEmulation
 from shared.files import write_atomic
 from shared.offline_models import whisper_model_dir
+from shared.onnx_export import ONNX_TOLERANCE, export_log_mel_network, max_difference_to_torch
 from shared.whisper_encoder import WhisperEncoder
-
-ONNX_TOLERANCE = 1e-4
 
 
 def build_probe_network(head: ProbeHead, whisper_model: str = "base", precision: Precision = "float32"):
@@ -60,35 +57,6 @@ def build_probe_network(head: ProbeHead, whisper_model: str = "base", precision:
                 setattr(block, name, Int8MatMulEmulation(linear.weight.detach().T, linear.bias.detach()))
         network.head_product = Int8MatMulEmulation(network.coef)
     return network
-
-
-def max_difference_to_torch(network, onnx_path: Path) -> float:
-    """Largest |P(fake) difference| between a torch ``network`` and an ONNX graph, on random
-    log-mels of three lengths (batches of 3)."""
-    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    generator = torch.Generator().manual_seed(0)
-    worst = 0.0
-    for frames in (100, 300, 600):
-        log_mel = torch.randn(3, 80, frames, generator=generator) * 0.5
-        with torch.inference_mode():
-            expected = network(log_mel).numpy()
-        got = session.run(None, {"log_mel": log_mel.numpy()})[0]
-        worst = max(worst, float(np.max(np.abs(got - expected))))
-    return worst
-
-
-def export_log_mel_network(network: torch.nn.Module, path: Path, output_name: str) -> None:
-    """Export a module that reads a log-mel (batch, 80, frames) to ONNX, batch and frames dynamic."""
-    torch.onnx.export(
-        network,
-        (torch.randn(2, 80, 300),),
-        str(path),
-        input_names=["log_mel"],
-        output_names=[output_name],
-        dynamic_axes={"log_mel": {0: "batch", 2: "frames"}, output_name: {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
 
 
 def export_probe_onnx(model_dir: Path, target: Path) -> float:

@@ -13,9 +13,10 @@ import tempfile
 from pathlib import Path
 
 from services.detector.model_files import ModelSpec, ProbeHead, probe_graph_path
-from services.detector.training.export import build_probe_network, export_probe_onnx, max_difference_to_torch
+from services.detector.training.export import build_probe_network, export_probe_onnx
 from services.detector.training.int8 import INT8_TOLERANCE, quantize_matmuls
 from shared.files import write_atomic
+from shared.onnx_export import max_difference_to_torch
 
 
 def probe_onnx_path(model_dir: Path) -> Path:

@@ -2,7 +2,7 @@
 several times faster on a CPU, for building training features of large datasets.
 
 The torch encoder and pooling are exported once into the cache (checked against torch within
-:data:`ONNX_TOLERANCE`); rows are the hidden states 0..``num_layers`` as in the torch extractor.
+:data:`shared.onnx_export.ONNX_TOLERANCE`); rows are the hidden states 0..``num_layers`` as in the torch extractor.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import onnxruntime
 import torch
 
 from services.detector.model_files import Pooling, check_pooling
-from services.detector.training.export import ONNX_TOLERANCE, export_log_mel_network
 from services.detector.training.features import pool_statistics
 from shared.audio import Audio
 from shared.files import write_atomic
 from shared.log_mel import WHISPER_MAX_FRAMES, whisper_log_mel
 from shared.offline_models import cache_dir, whisper_model_dir
+from shared.onnx_export import ONNX_TOLERANCE, export_log_mel_network
 from shared.whisper_encoder import WhisperEncoder
 
 #: Bump when the exported graph changes.

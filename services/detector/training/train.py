@@ -27,7 +27,7 @@ from tqdm import tqdm
 from services.detector.inference import DETECTION_LOAD_POLICY
 from services.detector.model_files import ModelSpec, Pooling, ProbeHead
 from services.detector.seed_features import SeedFeatures
-from services.detector.training.export import ONNX_TOLERANCE, export_probe_onnx
+from services.detector.training.export import export_probe_onnx
 from services.detector.training.features import WhisperLayerFeatures
 from services.detector.training.manifest import ManifestError, ManifestRow, read_manifest, select
 from services.detector.training.onnx_features import OnnxLayerFeatures
@@ -36,6 +36,7 @@ from shared.files import write_atomic
 from shared.log_mel import whisper_log_mel
 from shared.metrics import equal_error_rate
 from shared.offline_models import cache_dir
+from shared.onnx_export import ONNX_TOLERANCE
 
 
 class FeatureCache:
