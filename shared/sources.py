@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import os
 import re
 import subprocess
 import tomllib
@@ -285,6 +286,15 @@ def load_sources(path: Path) -> list[Source]:
     except tomllib.TOMLDecodeError as error:
         raise SourceError(f"{path}: not valid TOML: {error}") from None
     return parse_sources(document, str(path))
+
+
+def snapshot_roots(folders: Sequence[str | Path], base: Path) -> list[Path]:
+    """The folders searched for snapshots: ``VCFAD_SNAPSHOTS`` (paths joined by ``os.pathsep``)
+    when set, else ``folders``; relative paths are taken from ``base`` (the repo root)."""
+    override = os.environ.get("VCFAD_SNAPSHOTS")
+    chosen = override.split(os.pathsep) if override else [str(folder) for folder in folders]
+    paths = [Path(folder) for folder in chosen if folder]
+    return [path if path.is_absolute() else (base / path).resolve() for path in paths]
 
 
 @dataclass

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "services.detector.cli",
     "services.detector.dataset.cli",
     "services.cloner.cli",
+    "services.cloner.judge.cli",
     "vcfad.serve",
 )
 

@@ -7,9 +7,10 @@ four. Each (reference, text) cell is cloned by each backend and judged by
 * WER of Whisper (faster-whisper, offline ``base`` by default) against the text, plus the WER of
   a second recogniser (``tiny.en``) so that a backend tuned on one recogniser is caught;
 * GE2E cosine similarity of the clone to the reference it was conditioned on;
-* a second speaker measure not used for conditioning (:class:`MfccSpeakerProbe`: standardised
-  MFCC statistics, cosine to the speaker's real long reference), and the share of clones whose
-  nearest real speaker under that measure is the right one (identification, 10-way).
+* the speaker judge (:class:`~services.cloner.judge.score.SpeakerJudge`), a verification network
+  trained here that no part of the cloner uses: cosine to the reference the clone was conditioned
+  on, and the share of clones whose nearest reference under the judge is their own speaker's
+  (identification, 10-way).
 
 LibriSpeech clips here carry no transcripts, so the recognisers' WER on the real recordings
 cannot be measured; the report gives the two recognisers' disagreement on them instead (a
@@ -33,9 +34,10 @@ import numpy as np
 from services.cloner.backends import create_backend
 from services.cloner.config import ClonerSettings
 from services.cloner.encoder import ReferenceEncoder
+from services.cloner.judge.score import DEFAULT_JUDGE_DIR, SpeakerJudge
 from services.cloner.pipeline import Cloner
 from shared.asr import SpeechRecognizer, word_error_rate
-from shared.audio import Audio, load_audio
+from shared.audio import load_audio
 from shared.speaker import cosine_similarity
 
 logger = logging.getLogger(__name__)
@@ -63,6 +65,8 @@ class EvalConfig:
     long_text_sentences: int = 4
     #: Also score each backend's clones without the channel stage (an ablation row per backend).
     channel_ablation: bool = True
+    #: The speaker judge's model folder (``vcfad judge train``).
+    judge_dir: Path = DEFAULT_JUDGE_DIR
 
 
 @dataclass
@@ -84,8 +88,9 @@ class Item:
     #: Mean GE2E cosine to the *other* speakers' references of the same kind (speaker-specificity check).
     ge2e_others: float = float("nan")
     ge2e_identified: bool = False
-    mfcc_sim: float = float("nan")
-    identified: bool = False
+    #: The judge's cosine to the conditioning reference, and whether it picks the right speaker.
+    judge: float = float("nan")
+    judge_identified: bool = False
     extra: dict = field(default_factory=dict)
 
 
@@ -105,39 +110,6 @@ def pick_texts(csv_path: Path, speakers: list[str], sentences: int, seed: int) -
         chunk = pool[index * (sentences + 1) : (index + 1) * (sentences + 1)]
         texts[speaker] = (chunk[0], " ".join(chunk[1:]))
     return texts
-
-
-class MfccSpeakerProbe:
-    """A second speaker measure, independent of GE2E: MFCC statistics (20 means + 20 standard
-    deviations per clip), standardised over the run's real clips, compared by cosine.
-
-    On the 10 test-other speakers' real clips it identifies 10/10 speakers from one utterance
-    (same speaker ≈ 0.78, others ≈ −0.08). It also hears the recording channel, so synthetic
-    speech scores lower than a real recording of the same voice would.
-    """
-
-    def __init__(self) -> None:
-        self.mean: np.ndarray | None = None
-        self.scale: np.ndarray | None = None
-
-    @staticmethod
-    def features(audio: Audio) -> np.ndarray:
-        import librosa  # heavy (numba): only the MFCC judge needs it
-
-        samples = audio.resample(16_000).samples
-        mfcc = librosa.feature.mfcc(y=samples, sr=16_000, n_mfcc=20)
-        return np.concatenate([mfcc.mean(axis=1), mfcc.std(axis=1)])
-
-    def fit(self, clips: list[Audio]) -> None:
-        matrix = np.stack([self.features(c) for c in clips])
-        self.mean, self.scale = matrix.mean(axis=0), matrix.std(axis=0) + 1e-6
-
-    def embed(self, audio: Audio | list[Audio]) -> np.ndarray:
-        assert self.mean is not None and self.scale is not None, "fit() on real clips first"
-        clips = [audio] if isinstance(audio, Audio) else audio
-        vectors = [(self.features(c) - self.mean) / self.scale for c in clips]
-        vectors = [v / np.linalg.norm(v) for v in vectors]
-        return np.mean(vectors, axis=0)
 
 
 def _corpus_wer(items: list[Item], attr: str = "transcript") -> float:
@@ -202,9 +174,8 @@ def run_evaluation(config: EvalConfig) -> dict:
     encoder = reference_encoder.speaker_encoder
     reference_embeddings = {key: voice.embedding for key, voice in voices.items()}
     real_clips = {s: {kind: list(voices[(s, kind)].clips) for kind in ("short-ref", "long-ref")} for s in speakers}
-    probe = MfccSpeakerProbe()
-    probe.fit([clip for kinds in real_clips.values() for clips in kinds.values() for clip in clips])
-    real_probe = {s: probe.embed(kinds["long-ref"]) for s, kinds in real_clips.items()}
+    judge = SpeakerJudge(config.judge_dir, threads=base_settings.threads)
+    judge_references = {key: judge.embed(list(voice.clips)) for key, voice in voices.items()}
     for item in items:
         audio = load_audio(item.path)
         embedding = encoder.embed(audio)
@@ -212,14 +183,17 @@ def run_evaluation(config: EvalConfig) -> dict:
         item.ge2e = ge2e[item.speaker]
         item.ge2e_others = float(np.mean([v for s, v in ge2e.items() if s != item.speaker]))
         item.ge2e_identified = max(ge2e, key=ge2e.__getitem__) == item.speaker
-        sims = {s: cosine_similarity(probe.embed(audio), v) for s, v in real_probe.items()}
-        item.mfcc_sim = sims[item.speaker]
-        item.identified = max(sims, key=sims.__getitem__) == item.speaker
+        judged = judge.embed(audio)
+        by_judge = {s: float(np.dot(judged, judge_references[(s, item.reference)])) for s in speakers}
+        item.judge = by_judge[item.speaker]
+        item.judge_identified = max(by_judge, key=by_judge.__getitem__) == item.speaker
     real_ge2e = [
         cosine_similarity(reference_embeddings[(s, "short-ref")], reference_embeddings[(s, "long-ref")])
         for s in speakers
     ]
-    real_probe_short = {s: cosine_similarity(probe.embed(real_clips[s]["short-ref"]), real_probe[s]) for s in speakers}
+    real_judge = [
+        float(np.dot(judge_references[(s, "short-ref")], judge_references[(s, "long-ref")])) for s in speakers
+    ]
 
     # -- recognisers -------------------------------------------------------------------------
     recognisers = [(config.asr_model, "transcript", "wer")]
@@ -238,7 +212,7 @@ def run_evaluation(config: EvalConfig) -> dict:
     if config.second_asr_model:
         disagreement = word_error_rate(real_transcripts[config.asr_model], real_transcripts[config.second_asr_model])
 
-    report = summarise(items, config, speakers, real_ge2e, list(real_probe_short.values()), disagreement)
+    report = summarise(items, config, speakers, real_ge2e, real_judge, disagreement)
     report["elapsed_s"] = round(time.perf_counter() - started, 1)
     write_report(report, config.output_stem)
     return report
@@ -249,7 +223,7 @@ def summarise(
     config: EvalConfig,
     speakers: list[str],
     real_ge2e: list[float],
-    real_whisper: list[float],
+    real_judge: list[float],
     asr_disagreement: float | None,
 ) -> dict:
     groups: dict[tuple[str, str, str], list[Item]] = defaultdict(list)
@@ -274,8 +248,8 @@ def summarise(
                     "ge2e_min": round(float(np.min([i.ge2e for i in group])), 4),
                     "ge2e_others": round(float(np.mean([i.ge2e_others for i in group])), 4),
                     "ge2e_id_accuracy": round(float(np.mean([i.ge2e_identified for i in group])), 3),
-                    "mfcc_similarity": round(float(np.mean([i.mfcc_sim for i in group])), 4),
-                    "speaker_id_accuracy": round(float(np.mean([i.identified for i in group])), 3),
+                    "judge_similarity": round(float(np.mean([i.judge for i in group])), 4),
+                    "judge_id_accuracy": round(float(np.mean([i.judge_identified for i in group])), 3),
                     "synthesis_rtf": round(sum(i.synth_s for i in group) / audio_s, 3),
                     "rtvc_wer": rtvc,
                 }
@@ -291,7 +265,7 @@ def summarise(
         "cells": rows,
         "real": {
             "ge2e_short_vs_long_reference": round(float(np.mean(real_ge2e)), 4),
-            "mfcc_similarity_short_vs_long_reference": round(float(np.mean(real_whisper)), 4),
+            "judge_short_vs_long_reference": round(float(np.mean(real_judge)), 4),
             "asr_disagreement_base_vs_second": None if asr_disagreement is None else round(asr_disagreement, 4),
         },
         "enroll_s_mean": {k: round(float(np.mean(v)), 1) for k, v in enroll.items()},
@@ -312,15 +286,15 @@ def write_report(report: dict, stem: Path) -> None:
         f"second recogniser: `{cfg['second_asr_model']}`. GE2E = cosine to the conditioning reference "
         "(resemblyzer); GE2E others = mean cosine to the other speakers' references of the same kind, and "
         "GE2E ID = share of clones nearest to their own speaker's reference: similarity that is not "
-        "specific to the speaker shows up there. MFCC-sim = the second speaker measure, not used by any backend: "
-        "cosine of standardised MFCC statistics to the speaker's real long reference; ID = share of clones whose "
-        "nearest real speaker (of the run's speakers) under that measure is the right one. "
+        "specific to the speaker shows up there. Judge = the speaker judge (`vcfad judge`, models/judge: a "
+        "verification network trained here on other speakers, used by no part of the cloner): cosine to the "
+        "conditioning reference; Judge ID = share of clones nearest to their own speaker's reference under it. "
         "RTF = synthesis seconds per second of speech on this machine, during the run "
         f"(enrollment excluded; mean enrollment: {report['enroll_s_mean']} s). "
         f"Total run time {report.get('elapsed_s')} s.",
         "",
-        "| backend | reference | text | WER | WER (2nd ASR) | GE2E | GE2E min | GE2E others | GE2E ID | MFCC-sim | ID "
-        "| RTF | RTVC WER |",
+        "| backend | reference | text | WER | WER (2nd ASR) | GE2E | GE2E min | GE2E others | GE2E ID | Judge "
+        "| Judge ID | RTF | RTVC WER |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in report["cells"]:
@@ -328,7 +302,7 @@ def write_report(report: dict, stem: Path) -> None:
             f"| {row['backend']} | {row['reference']} | {row['text']} | {row['wer']:.3f} | "
             f"{row['wer_second_asr'] if row['wer_second_asr'] is not None else '–'} | {row['ge2e_similarity']:.3f} | "
             f"{row['ge2e_min']:.3f} | {row['ge2e_others']:.3f} | {row['ge2e_id_accuracy']:.2f} | "
-            f"{row['mfcc_similarity']:.3f} | {row['speaker_id_accuracy']:.2f} | "
+            f"{row['judge_similarity']:.3f} | {row['judge_id_accuracy']:.2f} | "
             f"{row['synthesis_rtf']:.2f} | {row['rtvc_wer']} |"
         )
     real = report["real"]
@@ -337,7 +311,7 @@ def write_report(report: dict, stem: Path) -> None:
         "Real recordings (the ceiling/floor rows):",
         "",
         f"- GE2E cosine of a speaker's one utterance to their other utterances: {real['ge2e_short_vs_long_reference']}",
-        f"- MFCC-sim of the same pairs: {real['mfcc_similarity_short_vs_long_reference']}",
+        f"- The judge's cosine of the same pairs: {real['judge_short_vs_long_reference']}",
         f"- The ASR's WER on the real recordings cannot be measured: these LibriSpeech clips have no transcripts. "
         f"The two recognisers disagree on them by {real['asr_disagreement_base_vs_second']} (WER of one against "
         "the other), a lower bound on their error there.",

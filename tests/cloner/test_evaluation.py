@@ -26,14 +26,14 @@ def test_report_tables(tmp_path: Path) -> None:
         for speaker, (hyp, hyp2) in {"a": ("one two three", "one two three"), "b": ("one too three", "one")}.items():
             items.append(
                 Item("demo", speaker, ref, text_kind, "one two three", "x.wav", 2.0, 1.0, 3.0,
-                     transcript=hyp, transcript_2=hyp2, ge2e=0.7, mfcc_sim=0.2, identified=speaker == "a")
+                     transcript=hyp, transcript_2=hyp2, ge2e=0.7, judge=0.2, judge_identified=speaker == "a")
             )  # fmt: skip
     config = EvalConfig(backends=("demo",), speakers=2, output_stem=tmp_path / "eval")
     report = summarise(items, config, ["a", "b"], [0.9, 0.8], [0.3, 0.2], 0.05)
     assert len(report["cells"]) == 4
     row = report["cells"][0]
     assert row["wer"] == round(1 / 6, 4) and row["wer_second_asr"] == round(2 / 6, 4)
-    assert row["speaker_id_accuracy"] == 0.5 and row["synthesis_rtf"] == 0.5
+    assert row["judge_id_accuracy"] == 0.5 and row["synthesis_rtf"] == 0.5
     write_report(report, config.output_stem)
     assert json.loads((tmp_path / "eval.json").read_text())["real"]["ge2e_short_vs_long_reference"] == 0.85
     markdown = (tmp_path / "eval.md").read_text()

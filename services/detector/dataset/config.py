@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from shared.sources import snapshot_roots
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 Split = Literal["train", "dev", "test"]
@@ -176,9 +178,7 @@ class External(_Strict):
         return path if path.is_absolute() else REPO_ROOT / path
 
     def snapshot_roots(self) -> list[Path]:
-        override = os.environ.get("VCFAD_SNAPSHOTS")
-        folders = override.split(os.pathsep) if override else self.snapshots
-        return [path if path.is_absolute() else (REPO_ROOT / path).resolve() for path in map(Path, folders) if path]
+        return snapshot_roots(self.snapshots, REPO_ROOT)
 
     def cache_path(self) -> Path:
         path = Path(self.cache_dir)
