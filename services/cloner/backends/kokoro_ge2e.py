@@ -84,7 +84,7 @@ class FittedVoice:
     f0_hz: float
 
 
-class StyleJudge:
+class StyleMeter:
     """Speaks the calibration sentences with a style and measures the voice (GE2E, F0)."""
 
     def __init__(self, tts: KokoroTTS, encoder: SpeakerEncoder) -> None:
@@ -132,18 +132,18 @@ def sample_params(rng: np.random.Generator, spread: np.ndarray, index: int, pack
 
 def build_bank(out: Path, count: int, seed: int = 0, threads: int = 1) -> Path:
     """Measure ``count`` random styles (embedding + F0) and save them as a bank (resumable)."""
-    judge = StyleJudge(KokoroTTS(threads=threads), SpeakerEncoder(threads=threads))
+    meter = StyleMeter(KokoroTTS(threads=threads), SpeakerEncoder(threads=threads))
     rng = np.random.default_rng(seed)
     params, embeddings, f0s = [], [], []
     if out.exists():
         with np.load(out) as old:
             params, embeddings, f0s = list(old["params"]), list(old["embeddings"]), list(old["f0_hz"])
         for index in range(len(params)):  # keep the random stream where it was
-            sample_params(rng, judge.spread, index)
+            sample_params(rng, meter.spread, index)
     started = time.perf_counter()
     while len(params) < count:
-        candidate = sample_params(rng, judge.spread, len(params))
-        embedding, f0 = judge.measure(candidate)
+        candidate = sample_params(rng, meter.spread, len(params))
+        embedding, f0 = meter.measure(candidate)
         params.append(candidate.vector())
         embeddings.append(embedding)
         f0s.append(f0)
@@ -187,20 +187,24 @@ class StyleBank:
 class StyleFitter:
     """Finds the style whose speech the GE2E encoder finds closest to a reference speaker."""
 
-    def __init__(self, judge: StyleJudge, bank: StyleBank | None, iterations: int, seed: int = 0) -> None:
-        self.judge = judge
+    def __init__(
+        self, meter: StyleMeter, bank: StyleBank | None, iterations: int, seed: int = 0, time_limit_s: float = 0.0
+    ) -> None:
+        self.meter = meter
         self.bank = bank
         self.iterations = iterations
         self.seed = seed
+        #: Wall-clock cap of the refinement (0 = none): a slow machine stops early, never hangs a job.
+        self.time_limit_s = time_limit_s
 
     def starts(
         self, target: np.ndarray, target_f0_hz: float, k: int = 1
     ) -> list[tuple[StyleParams, np.ndarray, float]]:
         """Starting styles with their measured (embedding, F0): the bank's nearest, else the packs."""
         if self.bank is None or len(self.bank.params) == 0:
-            eye = np.eye(len(self.judge.packs))
-            packs = [StyleParams(mix=row, delta=np.zeros(self.judge.packs.shape[-1])) for row in eye]
-            return [(params, *self.judge.measure(params)) for params in packs]
+            eye = np.eye(len(self.meter.packs))
+            packs = [StyleParams(mix=row, delta=np.zeros(self.meter.packs.shape[-1])) for row in eye]
+            return [(params, *self.meter.measure(params)) for params in packs]
         return [
             (StyleParams.from_vector(self.bank.params[i]), self.bank.embeddings[i], float(self.bank.f0_hz[i]))
             for i in self.bank.nearest(target, target_f0_hz, k)
@@ -218,7 +222,11 @@ class StyleFitter:
         assert best_params is not None
         total = max(1, self.iterations)
         step = 0.5
+        started = time.monotonic()
         for done in range(1, self.iterations + 1):
+            if self.time_limit_s and time.monotonic() - started > self.time_limit_s:
+                logger.info("style search stopped by its time limit after %d of %d candidates", done - 1, total)
+                break
             if done == 1 and len(starts) > 1:
                 # First try the average of the nearest styles: a voice between close neighbours.
                 candidate = StyleParams(
@@ -228,9 +236,9 @@ class StyleFitter:
             else:
                 candidate = StyleParams(
                     mix=np.clip(best_params.mix + rng.normal(0, 0.08, best_params.mix.shape), 0, None) + 1e-3,
-                    delta=best_params.delta + rng.normal(0, 1, best_params.delta.shape) * self.judge.spread * step,
+                    delta=best_params.delta + rng.normal(0, 1, best_params.delta.shape) * self.meter.spread * step,
                 )
-            embedding, f0 = self.judge.measure(candidate)
+            embedding, f0 = self.meter.measure(candidate)
             score = _score(embedding, f0, target, target_f0)
             if score > best_score:
                 best_params, best_score, best_sim, best_f0 = candidate, score, cosine_similarity(embedding, target), f0
@@ -239,7 +247,7 @@ class StyleFitter:
                 step = max(step * 0.93, 0.15)
             if progress:
                 progress(done / total, "fitting voice")
-        return FittedVoice(table=best_params.table(self.judge.packs), similarity=best_sim, f0_hz=best_f0)
+        return FittedVoice(table=best_params.table(self.meter.packs), similarity=best_sim, f0_hz=best_f0)
 
 
 class KokoroGE2EBackend:
@@ -249,11 +257,11 @@ class KokoroGE2EBackend:
 
     def __init__(self, settings: ClonerSettings, speaker_encoder: SpeakerEncoder) -> None:
         self.tts = KokoroTTS(threads=settings.threads, graph=settings.kokoro_graph)
-        judge = StyleJudge(self.tts, speaker_encoder)
+        meter = StyleMeter(self.tts, speaker_encoder)
         bank = StyleBank.load(DEFAULT_BANK) if DEFAULT_BANK.exists() else None
         if bank is None:
             logger.warning("no style bank at %s: fitting starts from the five packs", DEFAULT_BANK)
-        self.fitter = StyleFitter(judge, bank, settings.fit_iterations, settings.fit_seed)
+        self.fitter = StyleFitter(meter, bank, settings.fit_iterations, settings.fit_seed, settings.fit_time_limit_s)
         self.cache = settings.voice_cache_dir or cache_dir() / "cloner" / "voices"
         # A cached voice is only valid for the bank and the graph file that made it.
         bank_id = hashlib.sha256(DEFAULT_BANK.read_bytes()).hexdigest()[:10] if bank is not None else "none"

@@ -117,7 +117,8 @@ def split_speakers(
 ) -> tuple[list[Utterance], list[Utterance]]:
     """``(train, held_out)``: whole speakers, chosen by a stable hash (the same on every machine)."""
     threshold = held_out_fraction * 2**64
-    train, held_out = [], []
+    train: list[Utterance] = []
+    held_out: list[Utterance] = []
     for utterance in utterances:
         (held_out if stable_int(seed, utterance.speaker) < threshold else train).append(utterance)
     return train, held_out

@@ -61,6 +61,7 @@ class SpeakerNetwork(nn.Module):
 
     def __init__(self, config: NetworkConfig) -> None:
         super().__init__()
+        self.config = config
         channels = config.channels
         self.frames = nn.Sequential(
             _TdnnLayer(config.n_mels, channels, kernel_size=5, dilation=1),

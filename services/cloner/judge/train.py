@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -191,8 +192,8 @@ def export_judge(network: SpeakerNetwork, folder: Path) -> float:
 
     def export_and_check(partial: Path) -> None:
         nonlocal worst
-        export_log_mel_network(network, partial, "embedding", n_mels=network.frames[0][0].in_channels)
-        worst = max_difference_to_torch(network, partial, n_mels=network.frames[0][0].in_channels)
+        export_log_mel_network(network, partial, "embedding", n_mels=network.config.n_mels)
+        worst = max_difference_to_torch(network, partial, n_mels=network.config.n_mels)
         if worst > ONNX_TOLERANCE:
             raise RuntimeError(f"the judge's ONNX graph differs from torch by {worst:.2e} > {ONNX_TOLERANCE}")
 
@@ -216,7 +217,7 @@ def build_judge(recipe: JudgeRecipe, output: Path) -> dict:
     network = train_network(recipe, train)
     training_s = time.monotonic() - started
     parity = export_judge(network, output)
-    settings = {
+    settings: dict[str, Any] = {
         "name": output.name,
         "created": time.strftime("%Y-%m-%d"),
         "front_end": asdict(recipe.front_end),
@@ -237,4 +238,57 @@ def build_judge(recipe: JudgeRecipe, output: Path) -> dict:
     reports += [VerificationReport.measure(f"{name} (test: unseen corpus)", tests[name], from_onnx) for name in tests]
     settings["verification"] = [asdict(report) for report in reports]
     (output / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+    (output / "MODEL_CARD.md").write_text(model_card(settings, recipe))
     return settings
+
+
+def model_card(settings: dict, recipe: JudgeRecipe) -> str:
+    """The model card of a judge folder, from what :func:`build_judge` measured."""
+    sources = load_sources(REPO_ROOT / recipe.catalogue)
+    used = [s for s in sources if s.name in (*recipe.train_sources, *recipe.test_sources)]
+    training = settings["training"]
+    lines = [
+        f"# Speaker judge `{settings['name']}`",
+        "",
+        "A speaker-verification network (x-vector TDNN with attentive statistics pooling, AAM-softmax;",
+        f"{sum(p.numel() for p in SpeakerNetwork(recipe.network).parameters()):,} weights) over 64 log-mel bands of",
+        "60–3,800 Hz at 8 kHz. It is the independent judge of `vcfad eval-clone`: no part of the cloner",
+        "imports it (import-linter contract in pyproject.toml), so the cloner cannot optimise against it.",
+        "It shares nothing with GE2E (architecture, features, loss, training data).",
+        "",
+        "Rebuild (needs the snapshots of the sources below under `../.mirror` or `VCFAD_SNAPSHOTS`;",
+        "docs/cloning.md, 'The speaker judge'):",
+        "",
+        "```",
+        f".venv/bin/vcfad judge train --output models/{settings['name']}",
+        "```",
+        "",
+        f"Trained {settings['created']} on {training['speakers']:,} speakers ({training['utterances']:,} utterances, "
+        f"{training['hours']} h) in {training['seconds_on_this_machine']:,} s on a 2-core VM shared with other jobs;",
+        f"ONNX graph checked against torch (largest difference {training['onnx_max_difference']:.1e}).",
+        "",
+        "## Verification on speakers it never saw",
+        "",
+        "Every pair of utterances scored by cosine; a speaker with one recording gives its two halves",
+        "(same session, so easier than two sessions). EER = equal error rate.",
+        "",
+        "| set | speakers | utterances | target trials | non-target trials | EER |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for report in settings["verification"]:
+        lines.append(
+            f"| {report['name']} | {report['speakers']} | {report['utterances']} | {report['target_trials']:,} | "
+            f"{report['nontarget_trials']:,} | {100 * report['eer']:.1f} % |"
+        )
+    lines += ["", "## Data (public repositories at pinned commits; `configs/detector/sources.toml`)", ""]
+    lines += ["| source | repository @ commit | licence | role |", "|---|---|---|---|"]
+    for source in used:
+        role = "training (a held-out share of speakers: dev)" if source.name in recipe.train_sources else "test only"
+        lines.append(f"| {source.name} | {source.repository} @ {source.commit[:12]} | {source.licence} | {role} |")
+    lines += [
+        "",
+        "None of the repositories reserved for independent evaluation is read (the catalogue reader",
+        "refuses them). LibriSpeech in `../shared/data` is not used in training.",
+        "",
+    ]
+    return "\n".join(lines)
