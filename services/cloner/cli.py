@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import logging
 import sys
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 from services.cloner.backends import BACKENDS
 from services.cloner.backends.kokoro_ge2e import DEFAULT_BANK, build_bank
 from services.cloner.config import ClonerSettings
-from services.cloner.evaluation import EvalConfig, run_evaluation
+from services.cloner.evaluation import EvalConfig, compare_reports, run_evaluation
 from services.cloner.pipeline import CloneInputError, Cloner
 from services.cloner.sv2tts.download import download_sv2tts
 from shared.tts.kokoro import fast_kokoro_model_path
@@ -65,6 +66,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--no-ablation", action="store_true", help="skip the rows without the channel stage (default: scored too)"
     )
     evaluate.set_defaults(handler=_eval_clone)
+    compare = subparsers.add_parser(
+        "compare-clone-evals",
+        help="change of GE2E, judge and WER between two eval-clone reports, with intervals over speakers",
+    )
+    compare.add_argument("before", type=Path, help="an eval-clone JSON report")
+    compare.add_argument("after", type=Path, help="a later eval-clone JSON report (same speakers and texts)")
+    compare.set_defaults(handler=_compare_clone_evals)
 
     models = subparsers.add_parser("models", help="download or build the cloner's model files")
     models_sub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
@@ -218,4 +226,25 @@ def _models_build_kokoro_graph(args: argparse.Namespace) -> int:
 def _models_build_style_bank(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     print(build_bank(args.out, args.count, args.seed, args.threads))
+    return 0
+
+
+def _compare_clone_evals(args: argparse.Namespace) -> int:
+    reports = []
+    for path in (args.before, args.after):
+        try:
+            reports.append(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError) as error:
+            raise CLIError(f"{path}: not a readable eval-clone report ({error})") from None
+    rows = compare_reports(*reports)
+    if not rows:
+        raise CLIError("the two reports share no clone (same backend, speaker, reference and text)")
+    print("| backend | measure | speakers | before | after | change | 95 % interval (speakers) |")
+    print("|---|---|---:|---:|---:|---:|---|")
+    for row in rows:
+        low, high = row["interval_95"]
+        print(
+            f"| {row['backend']} | {row['measure']} | {row['speakers']} | {row['before']:.3f} | {row['after']:.3f} | "
+            f"{row['change']:+.3f} | [{low:+.3f}, {high:+.3f}] |"
+        )
     return 0

@@ -38,6 +38,7 @@ from services.cloner.judge.score import DEFAULT_JUDGE_DIR, SpeakerJudge
 from services.cloner.pipeline import Cloner
 from shared.asr import SpeechRecognizer, word_error_rate
 from shared.audio import load_audio
+from shared.metrics import percentile_interval
 from shared.speaker import cosine_similarity
 
 logger = logging.getLogger(__name__)
@@ -318,3 +319,45 @@ def write_report(report: dict, stem: Path) -> None:
         "",
     ]
     stem.with_suffix(".md").write_text("\n".join(lines), encoding="utf-8")
+
+
+def compare_reports(before: dict, after: dict, resamples: int = 2000, seed: int = 0) -> list[dict]:
+    """Per backend row and measure: the mean change from ``before`` to ``after`` over the clones both
+    made (same speaker, reference and text), with a 95 % bootstrap interval over speakers.
+
+    Speakers are resampled, not clones: a speaker's four clones share a voice and move together.
+    """
+    measures = ("ge2e", "judge", "wer")
+    keyed = {
+        name: {(i["backend"], i["speaker"], i["reference"], i["text_kind"]): i for i in report["items"]}
+        for name, report in (("before", before), ("after", after))
+    }
+    shared_keys = sorted(set(keyed["before"]) & set(keyed["after"]))
+    rng = np.random.default_rng(seed)
+    rows = []
+    for backend in dict.fromkeys(key[0] for key in shared_keys):
+        keys = [key for key in shared_keys if key[0] == backend]
+        speakers = sorted({key[1] for key in keys})
+        for measure in measures:
+            change = {
+                speaker: float(
+                    np.mean([keyed["after"][k][measure] - keyed["before"][k][measure] for k in keys if k[1] == speaker])
+                )
+                for speaker in speakers
+            }
+            values = np.array([change[s] for s in speakers])
+            draws = values[rng.integers(0, len(values), (resamples, len(values)))].mean(axis=1)
+            low, high = percentile_interval(draws)
+            rows.append(
+                {
+                    "backend": backend,
+                    "measure": measure,
+                    "speakers": len(speakers),
+                    "clones": len(keys),
+                    "before": round(float(np.mean([keyed["before"][k][measure] for k in keys])), 4),
+                    "after": round(float(np.mean([keyed["after"][k][measure] for k in keys])), 4),
+                    "change": round(float(values.mean()), 4),
+                    "interval_95": [round(low, 4), round(high, 4)],
+                }
+            )
+    return rows

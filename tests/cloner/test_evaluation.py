@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
-from services.cloner.evaluation import CELLS, EvalConfig, Item, pick_texts, summarise, write_report
+from services.cloner.evaluation import CELLS, EvalConfig, Item, compare_reports, pick_texts, summarise, write_report
 
 
 def test_texts_are_distinct_sentences(shared_data_dir: Path) -> None:
@@ -38,3 +39,21 @@ def test_report_tables(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "eval.json").read_text())["real"]["ge2e_short_vs_long_reference"] == 0.85
     markdown = (tmp_path / "eval.md").read_text()
     assert "| demo | short-ref | short-text | 0.167 |" in markdown
+
+
+def test_compare_reports_resamples_speakers() -> None:
+    def report(judge_of: dict[str, float]) -> dict:
+        items = [
+            Item("demo", speaker, ref, text_kind, "one two", "x.wav", 2.0, 1.0, judge=judge, ge2e=0.7, wer=0.0)
+            for speaker, judge in judge_of.items()
+            for ref, text_kind in CELLS
+        ]
+        return {"items": [asdict(item) for item in items]}
+
+    before = report({"a": 0.2, "b": 0.3, "c": 0.4})
+    rows = {row["measure"]: row for row in compare_reports(before, report({"a": 0.3, "b": 0.3, "c": 0.6}))}
+    judge = rows["judge"]
+    assert judge["speakers"] == 3 and judge["clones"] == 12
+    assert judge["change"] == 0.1 and judge["interval_95"][0] >= 0.0 and judge["interval_95"][1] <= 0.2 + 1e-9
+    assert rows["ge2e"]["change"] == 0.0 and rows["ge2e"]["interval_95"] == [0.0, 0.0]
+    assert compare_reports(before, {"items": []}) == []
