@@ -19,6 +19,7 @@ router = APIRouter()
     response_model=DetectResponse,
     summary="Probability that a recording is synthetic",
     responses={
+        400: {"model": Problem, "description": "The body is not valid multipart/form-data"},
         413: {"model": Problem, "description": "The file is too large"},
         415: {"model": Problem, "description": "Not a readable audio file (or a corrupt one)"},
         422: {"model": Problem, "description": "Silent, too short or too long audio; bad or missing fields"},

@@ -30,6 +30,7 @@ _AUTH: dict[int | str, dict[str, Any]] = {
     429: {"model": Problem, "description": "Over this key's rate limit; see `Retry-After`", "headers": _RETRY_AFTER},
 }
 _UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "The body is not valid multipart/form-data"},
     413: {"model": Problem, "description": "A file or the request is too large"},
     415: {
         "model": Problem,
