@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import re
 import shutil
+import struct
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -244,6 +245,32 @@ MAX_SAMPLE_RATE_HZ: Hertz = 768_000
 _BLOCK_SAMPLES = 1 << 20
 
 
+def _wav_header_problem(data: bytes) -> str | None:
+    """What is wrong with a RIFF/WAVE header's format chunk, in words (libsndfile only says
+    "SF_INFO struct incomplete" for a zero or absurd rate); None if nothing we can name."""
+    if len(data) < 12 or data[:4] not in (b"RIFF", b"RIFX") or data[8:12] != b"WAVE":
+        return None
+    order = "<" if data[:4] == b"RIFF" else ">"
+    offset = 12
+    while offset + 8 <= len(data):
+        chunk_id = data[offset : offset + 4]
+        (size,) = struct.unpack_from(f"{order}I", data, offset + 4)
+        if chunk_id == b"fmt ":
+            if offset + 16 > len(data) or size < 8:
+                return "its WAV header is cut short (incomplete format chunk)"
+            channels, sample_rate_hz = struct.unpack_from(f"{order}HI", data, offset + 10)
+            if channels == 0:
+                return "its WAV header declares 0 channels"
+            if not MIN_SAMPLE_RATE_HZ <= sample_rate_hz <= MAX_SAMPLE_RATE_HZ:
+                return (
+                    f"its WAV header declares a sample rate of {sample_rate_hz} Hz; "
+                    f"{MIN_SAMPLE_RATE_HZ}–{MAX_SAMPLE_RATE_HZ} Hz is supported"
+                )
+            return None
+        offset += 8 + size + (size & 1)
+    return "its WAV header has no format chunk (cut short?)"
+
+
 def _open(source: AudioFile, name: str) -> sf.SoundFile:
     """Open ``source`` for block-wise reading; only its header is parsed here."""
     opened: str | BinaryIO
@@ -263,8 +290,11 @@ def _open(source: AudioFile, name: str) -> sf.SoundFile:
     try:
         return sf.SoundFile(opened)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
-        # libsndfile's reason without its "Error opening <_io.BytesIO object at 0x…>: " prefix.
+        # libsndfile's reason without its "Error opening <_io.BytesIO object at 0x…>: " prefix,
+        # or our own where libsndfile's says nothing useful.
         reason = re.sub(r"^Error opening .*?: ", "", str(error))
+        if isinstance(source, bytes | bytearray):
+            reason = _wav_header_problem(bytes(source[:4096])) or reason
         raise UnreadableAudioError(
             f"{name}: not a readable audio file (WAV, FLAC, MP3 or OGG expected): {reason}"
         ) from None

@@ -35,7 +35,7 @@ def test_gateway_answers_every_generated_request_by_its_schema(redis_available: 
         api_keys=f"{API_KEY_A},{API_KEY_B}",
         max_upload_bytes=1_000_000,
         max_request_bytes=3_000_000,
-        # Limits far above the run's rate: the fuzzer explores the routes, not the limiter (tests/gateway/test_security.py).
+        # Limits far above the run's rate: the fuzzer explores the routes; the limiter: test_security.py.
         rate_limit_detect_per_min=1_000_000,
         rate_limit_clone_per_min=1_000_000,
         rate_limit_read_per_min=1_000_000,
