@@ -136,7 +136,6 @@ def test_references_expire_even_if_no_worker_picks_the_job(db: redis.Redis) -> N
     store = JobStore.from_settings(
         WorkerSettings(redis_url=redis_url(UNIT_DB), job_ttl_s=30, reference_ttl_s=1, result_ttl_s=20)
     )
-    from shared.jobs import JobRecord  # local import: keeps the module's imports to what most tests use
 
     store.create(JobRecord(job_id="never-picked", owner="o", text="Hi."), [REFERENCE])
     assert 0 < db.pttl(store.references_key("never-picked")) <= 1000
@@ -150,7 +149,6 @@ def test_references_expire_even_if_no_worker_picks_the_job(db: redis.Redis) -> N
 
 
 def test_cloned_audio_never_outlives_its_record(db: redis.Redis) -> None:
-    from shared.jobs import JobRecord  # local import: as above
 
     store = JobStore(db, job_ttl_s=10, result_ttl_s=3600)
     store.create(JobRecord(job_id="short", owner="o", text="Hi."), [REFERENCE])
