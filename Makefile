@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo up down test test-fast lint typecheck imports bench
+.PHONY: install demo up down test test-fast lint typecheck imports bench fuzz
 
 $(STAMP): pyproject.toml scripts/install.sh
 	bash scripts/install.sh
@@ -53,3 +53,17 @@ demo: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
+
+# Longer fuzzing than the suite's (docs/reliability.md, "Fuzzing and malformed input"): the schema
+# fuzz of both services (FUZZ_EXAMPLES cases each), the hypothesis decoder fuzz, then atheris on
+# the decoder (FUZZ_RUNS inputs; `fuzz` extra). Redis must answer (the gateway's job store).
+FUZZ_EXAMPLES ?= 20000
+FUZZ_RUNS ?= 200000
+fuzz: $(STAMP)
+	bash scripts/ensure_redis.sh >/dev/null
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_DECODER_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -s \
+		tests/gateway/test_schema_fuzz.py tests/detector/test_schema_fuzz.py tests/shared/test_audio_fuzz.py
+	$(PY) -c "import atheris" 2>/dev/null || $(PY) -m pip install -q -e '.[fuzz]'
+	mkdir -p var/fuzz/decoder
+	set -o pipefail; $(PY) scripts/fuzz_decoder.py var/fuzz/decoder -atheris_runs=$(FUZZ_RUNS) -rss_limit_mb=2048 2>&1 \
+		| grep -E '^(#|Done|==|INFO: (Seed|Running))' | tail -n 5

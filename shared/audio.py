@@ -15,7 +15,9 @@ Bad input raises a subclass of :class:`AudioError` whose message names what is w
 from __future__ import annotations
 
 import io
+import re
 import shutil
+import struct
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -235,22 +237,50 @@ def _g722_to_wav(path: Path) -> io.BytesIO:
     return io.BytesIO(done.stdout)
 
 
-def decode_audio(source: AudioFile) -> Audio:
-    """Decode ``source`` to mono float32 at its own sample rate (no other processing).
+#: Sample rates a header may declare; outside them the file is corrupt or hostile (a 4 GHz "rate"
+#: would make the resampler allocate absurdly), so it is refused before any sample is decoded.
+MIN_SAMPLE_RATE_HZ: Hertz = 1_000
+MAX_SAMPLE_RATE_HZ: Hertz = 768_000
+#: Samples (frames × channels) decoded at once: decoding is bounded by this, not by the file.
+_BLOCK_SAMPLES = 1 << 20
 
-    Raises
-    ------
-    UnreadableAudioError
-        The file is missing, not audio, or corrupt.
-    """
-    name = _describe(source)
+
+def _wav_header_problem(data: bytes) -> str | None:
+    """What is wrong with a RIFF/WAVE header's format chunk, in words (libsndfile only says
+    "SF_INFO struct incomplete" for a zero or absurd rate); None if nothing we can name."""
+    if len(data) < 12 or data[:4] not in (b"RIFF", b"RIFX") or data[8:12] != b"WAVE":
+        return None
+    order = "<" if data[:4] == b"RIFF" else ">"
+    offset = 12
+    while offset + 8 <= len(data):
+        chunk_id = data[offset : offset + 4]
+        (size,) = struct.unpack_from(f"{order}I", data, offset + 4)
+        if chunk_id == b"fmt ":
+            if offset + 16 > len(data) or size < 8:
+                return "its WAV header is cut short (incomplete format chunk)"
+            channels, sample_rate_hz = struct.unpack_from(f"{order}HI", data, offset + 10)
+            if channels == 0:
+                return "its WAV header declares 0 channels"
+            if not MIN_SAMPLE_RATE_HZ <= sample_rate_hz <= MAX_SAMPLE_RATE_HZ:
+                return (
+                    f"its WAV header declares a sample rate of {sample_rate_hz} Hz; "
+                    f"{MIN_SAMPLE_RATE_HZ}–{MAX_SAMPLE_RATE_HZ} Hz is supported"
+                )
+            return None
+        offset += 8 + size + (size & 1)
+    return "its WAV header has no format chunk (cut short?)"
+
+
+def _open(source: AudioFile, name: str) -> sf.SoundFile:
+    """Open ``source`` for block-wise reading; only its header is parsed here."""
+    opened: str | BinaryIO
     if isinstance(source, str | Path):
         path = Path(source)
         if not path.exists():
             raise UnreadableAudioError(f"{name}: no such file")
         if path.is_dir():
             raise UnreadableAudioError(f"{name}: is a folder, not an audio file")
-        opened: str | BinaryIO = _g722_to_wav(path) if path.suffix.lower() == ".g722" else str(path)
+        opened = _g722_to_wav(path) if path.suffix.lower() == ".g722" else str(path)
     elif isinstance(source, bytes | bytearray):
         if not source:
             raise SilentAudioError(f"{name}: the upload is empty (0 bytes)")
@@ -258,18 +288,85 @@ def decode_audio(source: AudioFile) -> Audio:
     else:
         opened = source
     try:
-        data, sample_rate_hz = sf.read(opened, dtype="float32", always_2d=True)
+        return sf.SoundFile(opened)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
+        # libsndfile's reason without its "Error opening <_io.BytesIO object at 0x…>: " prefix,
+        # or our own where libsndfile's says nothing useful.
+        reason = re.sub(r"^Error opening .*?: ", "", str(error))
+        if isinstance(source, bytes | bytearray):
+            reason = _wav_header_problem(bytes(source[:4096])) or reason
         raise UnreadableAudioError(
-            f"{name}: not a readable audio file (WAV, FLAC, MP3 or OGG expected): {error}"
+            f"{name}: not a readable audio file (WAV, FLAC, MP3 or OGG expected): {reason}"
         ) from None
-    if not np.all(np.isfinite(data)):
-        raise UnreadableAudioError(f"{name}: the audio holds NaN or infinite samples (corrupt file)")
-    return Audio(data.mean(axis=1), int(sample_rate_hz))
+
+
+def _mono_blocks(sound: sf.SoundFile, name: str, max_duration_s: Seconds | None) -> Iterator[np.ndarray]:
+    """Mono float32 blocks of ``sound``, refusing a bad header, bad samples or too much audio early.
+
+    The header's rate, channels and length are checked before decoding; the length is checked
+    again while decoding (a header may lie, or not know it), so at most ``max_duration_s`` of
+    audio is ever decoded, whatever the file claims or holds.
+    """
+    sample_rate_hz, channels = sound.samplerate, sound.channels
+    if not MIN_SAMPLE_RATE_HZ <= sample_rate_hz <= MAX_SAMPLE_RATE_HZ:
+        raise UnreadableAudioError(
+            f"{name}: its header declares a sample rate of {sample_rate_hz} Hz; "
+            f"{MIN_SAMPLE_RATE_HZ}–{MAX_SAMPLE_RATE_HZ} Hz is supported (corrupt file?)"
+        )
+    if channels < 1:
+        raise UnreadableAudioError(f"{name}: its header declares {channels} channels (corrupt file)")
+    max_frames = None if max_duration_s is None else int(max_duration_s * sample_rate_hz)
+    too_long = f"{name}: longer than the maximum of {max_duration_s or 0:g} s"
+    if max_frames is not None and sound.frames > max_frames:
+        raise AudioTooLongError(f"{too_long} (its header declares {sound.frames / sample_rate_hz:.1f} s)")
+    block_frames = max(1, _BLOCK_SAMPLES // channels)
+    frames = 0
+    while True:
+        try:
+            block = sound.read(block_frames, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError, ValueError) as error:
+            raise UnreadableAudioError(f"{name}: corrupt audio data: {error}") from None
+        if len(block) == 0:
+            return
+        if not np.all(np.isfinite(block)):
+            raise UnreadableAudioError(f"{name}: the audio holds NaN or infinite samples (corrupt file)")
+        frames += len(block)
+        if max_frames is not None and frames > max_frames:
+            raise AudioTooLongError(too_long)
+        yield block.mean(axis=1)
+
+
+def decode_audio(source: AudioFile, max_duration_s: Seconds | None = None) -> Audio:
+    """Decode ``source`` to mono float32 at its own sample rate (no other processing).
+
+    Parameters
+    ----------
+    source
+        A path, encoded bytes, or a binary file object.
+    max_duration_s
+        Refuse (before decoding it all) audio longer than this; None: no limit.
+
+    Raises
+    ------
+    UnreadableAudioError
+        The file is missing, not audio, or corrupt (bad header, NaN or infinite samples).
+    AudioTooLongError
+        Longer than ``max_duration_s``.
+    """
+    name = _describe(source)
+    with _open(source, name) as sound:
+        sample_rate_hz = sound.samplerate
+        blocks = list(_mono_blocks(sound, name, max_duration_s))
+    samples = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
+    return Audio(samples, int(sample_rate_hz))
 
 
 def load_audio(source: AudioFile, policy: LoadPolicy | None = None) -> Audio:
     """Read ``source`` and prepare it by ``policy``: mono, resampled, trimmed, normalised.
+
+    Memory stays bounded by the policy, not by the file: audio is decoded in blocks, each
+    resampled to the policy's rate as it comes (bit-identical to resampling the whole clip at
+    once), and decoding stops once it passes ``max_duration_s``.
 
     Parameters
     ----------
@@ -285,20 +382,28 @@ def load_audio(source: AudioFile, policy: LoadPolicy | None = None) -> Audio:
     """
     policy = policy or LoadPolicy()
     name = _describe(source)
-    audio = decode_audio(source)
-    if audio.num_samples == 0:
+    parts: list[np.ndarray] = []
+    frames, sum_squares = 0, 0.0
+    with _open(source, name) as sound:
+        resampler = None
+        if sound.samplerate != policy.sample_rate_hz:
+            resampler = soxr.ResampleStream(sound.samplerate, policy.sample_rate_hz, 1, dtype="float32", quality="HQ")
+        for block in _mono_blocks(sound, name, policy.max_duration_s):
+            frames += len(block)
+            sum_squares += float(np.dot(block.astype(np.float64), block.astype(np.float64)))
+            parts.append(resampler.resample_chunk(block, last=False) if resampler else block)
+    if frames == 0:
         raise SilentAudioError(f"{name}: the file holds no samples")
-    # Check the limit before resampling, so a huge upload is refused cheaply.
-    if audio.duration_s > policy.max_duration_s:
-        raise AudioTooLongError(
-            f"{name}: {audio.duration_s:.1f} s is longer than the maximum of {policy.max_duration_s:g} s"
-        )
-    if audio.rms_dbfs() < policy.silence_floor_dbfs:
+    # Level of the decoded (not yet resampled) audio, as Audio.rms_dbfs measures it.
+    rms = float(np.sqrt(sum_squares / frames))
+    level_dbfs = 20.0 * np.log10(rms) if rms > 0 else float("-inf")
+    if level_dbfs < policy.silence_floor_dbfs:
         raise SilentAudioError(
-            f"{name}: the recording is silent (level {audio.rms_dbfs():.0f} dBFS, "
-            f"floor {policy.silence_floor_dbfs:g} dBFS)"
+            f"{name}: the recording is silent (level {level_dbfs:.0f} dBFS, floor {policy.silence_floor_dbfs:g} dBFS)"
         )
-    audio = audio.resample(policy.sample_rate_hz)
+    if resampler is not None:
+        parts.append(resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+    audio = Audio(np.concatenate(parts), policy.sample_rate_hz)
     if policy.trim_silence:
         audio = audio.trim_silence(policy.trim_top_db)
     if audio.duration_s < policy.min_duration_s:

@@ -12,8 +12,14 @@ record, each with a TTL, so workers on other hosts need nothing but the Redis UR
 Redis layout (``vcfad:job:<id>`` prefix)::
 
     vcfad:job:<id>          hash  the JobRecord                       TTL job_ttl_s
-    vcfad:job:<id>:refs     list  encoded reference uploads           TTL job_ttl_s (deleted when done)
-    vcfad:job:<id>:audio    bytes the cloned speech as WAV            TTL result_ttl_s
+    vcfad:job:<id>:refs     list  encoded reference uploads           TTL min(reference_ttl_s, job_ttl_s);
+                                                                      deleted when the job ends
+    vcfad:job:<id>:audio    bytes the cloned speech as WAV            TTL result_ttl_s, never past the record
+
+Retention (docs/security.md): nothing outlives its record, whether the job succeeds, fails or is
+never picked up; ``DELETE /clone/{id}`` (:meth:`JobStore.delete`) removes all three at once, and a
+worker still running that job then writes nothing back (:meth:`JobStore.succeed` and
+:meth:`JobStore.update` only touch a record that exists, atomically).
 
 This module imports no model code, so the gateway can use it to enqueue jobs.
 """
@@ -50,7 +56,10 @@ class WorkerSettings(BaseSettings):
     clone_time_limit_s: int = 660
     #: How long a job record (and its status) stays readable.
     job_ttl_s: int = 24 * 3600
-    #: How long the cloned audio stays downloadable.
+    #: How long uploaded reference voices are kept if no worker has finished the job by then (a
+    #: job that ends deletes them at once); capped at ``job_ttl_s``.
+    reference_ttl_s: int = 3600
+    #: How long the cloned audio stays downloadable (never past its job record).
     result_ttl_s: int = 3600
 
 
@@ -79,6 +88,33 @@ def create_celery(settings: WorkerSettings | None = None) -> Celery:
         result_backend_transport_options={"visibility_timeout": settings.clone_time_limit_s + 300},
     )
     return app
+
+
+# HSET ARGV pairs on KEYS[1] only if it exists.
+_UPDATE_IF_EXISTS = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HSET', KEYS[1], unpack(ARGV))
+  return 1
+end
+return 0
+"""
+# KEYS: record, references, audio. ARGV: wav, audio TTL (ms), then the record's field/value pairs.
+# The references go either way; the audio is stored only under an existing record, and expires no
+# later than that record.
+_SUCCEED_IF_EXISTS = """
+redis.call('DEL', KEYS[2])
+local record_ttl_ms = redis.call('PTTL', KEYS[1])
+if record_ttl_ms == -2 then
+  return 0
+end
+local audio_ttl_ms = tonumber(ARGV[2])
+if record_ttl_ms > 0 and record_ttl_ms < audio_ttl_ms then
+  audio_ttl_ms = record_ttl_ms
+end
+redis.call('SET', KEYS[3], ARGV[1], 'PX', audio_ttl_ms)
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+return 1
+"""
 
 
 class JobNotFoundError(LookupError):
@@ -131,16 +167,27 @@ class JobRecord:
 class JobStore:
     """Job records, reference uploads and cloned audio in Redis (sync client; thread-safe)."""
 
-    def __init__(self, client: redis.Redis, *, job_ttl_s: int, result_ttl_s: int) -> None:
+    def __init__(
+        self, client: redis.Redis, *, job_ttl_s: int, result_ttl_s: int, reference_ttl_s: int | None = None
+    ) -> None:
         self.client = client
         self.job_ttl_s = job_ttl_s
         self.result_ttl_s = result_ttl_s
+        # References never outlive the record they belong to.
+        self.reference_ttl_s = min(reference_ttl_s or job_ttl_s, job_ttl_s)
+        self._update_script = client.register_script(_UPDATE_IF_EXISTS)
+        self._succeed_script = client.register_script(_SUCCEED_IF_EXISTS)
 
     @classmethod
     def from_settings(cls, settings: WorkerSettings | None = None) -> JobStore:
         settings = settings or WorkerSettings()
         client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
-        return cls(client, job_ttl_s=settings.job_ttl_s, result_ttl_s=settings.result_ttl_s)
+        return cls(
+            client,
+            job_ttl_s=settings.job_ttl_s,
+            result_ttl_s=settings.result_ttl_s,
+            reference_ttl_s=settings.reference_ttl_s,
+        )
 
     # -- keys -------------------------------------------------------------------------------
     @staticmethod
@@ -167,7 +214,7 @@ class JobStore:
             pipe.hset(self.record_key(record.job_id), mapping=values)
             pipe.expire(self.record_key(record.job_id), self.job_ttl_s)
             pipe.rpush(self.references_key(record.job_id), *references)
-            pipe.expire(self.references_key(record.job_id), self.job_ttl_s)
+            pipe.expire(self.references_key(record.job_id), self.reference_ttl_s)
             pipe.execute()
 
     def get(self, job_id: str, owner: str | None = None) -> JobRecord:
@@ -191,6 +238,7 @@ class JobStore:
         return cast("bytes | None", self.client.get(self.audio_key(job_id)))
 
     def delete(self, job_id: str) -> None:
+        """Remove the record, the references and the cloned audio of ``job_id`` (one command)."""
         self.client.delete(self.record_key(job_id), self.references_key(job_id), self.audio_key(job_id))
 
     # -- consumer side (worker) ----------------------------------------------------------------
@@ -204,18 +252,28 @@ class JobStore:
             name: (value.value if isinstance(value, JobStatus) else str(value)) for name, value in changes.items()
         }
         values["updated_at"] = str(time.time())
-        # Only touch records that exist: HSET on a missing key would create a record without owner.
-        if self.client.exists(key):
-            self.client.hset(key, mapping=values)
+        # Only touch records that exist, in one step: HSET on a missing key (expired, or deleted by
+        # its owner meanwhile) would create a record without owner.
+        self._update_script(keys=[key], args=[item for pair in values.items() for item in pair])
 
-    def succeed(self, job_id: str, wav: bytes, duration_s: float) -> None:
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.set(self.audio_key(job_id), wav, ex=self.result_ttl_s)
-            pipe.delete(self.references_key(job_id))
-            pipe.execute()
-        self.update(
-            job_id, status=JobStatus.succeeded, progress=1.0, stage="done", error="", duration_s=round(duration_s, 3)
+    def succeed(self, job_id: str, wav: bytes, duration_s: float) -> bool:
+        """Store the cloned audio and mark the job done; False (nothing stored) if the record is gone.
+
+        Atomic, so a job deleted by its owner while the worker ran never gets its result back.
+        """
+        values = {
+            "status": JobStatus.succeeded.value,
+            "progress": "1.0",
+            "stage": "done",
+            "error": "",
+            "duration_s": str(round(duration_s, 3)),
+            "updated_at": str(time.time()),
+        }
+        stored = self._succeed_script(
+            keys=[self.record_key(job_id), self.references_key(job_id), self.audio_key(job_id)],
+            args=[wav, self.result_ttl_s * 1000, *(item for pair in values.items() for item in pair)],
         )
+        return bool(stored)
 
     def fail(self, job_id: str, error: str) -> None:
         self.client.delete(self.references_key(job_id))

@@ -11,7 +11,8 @@ examples of the public API live here, next to the fields they describe.
 from __future__ import annotations
 
 import enum
-from typing import Literal
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -125,6 +126,20 @@ class Problem(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"detail": "missing or malformed Authorization header"}]})
 
     detail: str
+
+    @classmethod
+    def from_validation_errors(cls, errors: Iterable[Mapping[str, Any]]) -> Problem:
+        """One message from FastAPI's request-validation errors, naming each field (a 422 body).
+
+        Every error body of both services is a ``Problem``, request validation included, so a
+        client (and the OpenAPI schema) sees one shape.
+        """
+        parts = []
+        for error in errors:
+            where = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path", "header")]
+            field = f"`{'.'.join(where)}`: " if where else ""
+            parts.append(f"{field}{error.get('msg', 'invalid value')}")
+        return cls(detail="; ".join(parts) or "invalid request")
 
 
 class Health(BaseModel):

@@ -93,7 +93,10 @@ def clone_job(self: CloneTask, job_id: str) -> dict[str, Any]:
             match_channel=record.match_channel,
         )
         wav = audio.to_wav_bytes()
-        store.succeed(job_id, wav, audio.duration_s)
+        if not store.succeed(job_id, wav, audio.duration_s):
+            # Deleted by its owner (or expired) while it ran: the result is dropped, not stored.
+            logger.info("job %s was deleted while it ran; its result is discarded", job_id)
+            return {"job_id": job_id, "status": "deleted"}
         logger.info("job %s succeeded: %.2f s of audio", job_id, audio.duration_s)
         return {"job_id": job_id, "status": "succeeded", "duration_s": audio.duration_s}
     except SoftTimeLimitExceeded:

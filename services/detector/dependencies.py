@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Request, UploadFile
+from fastapi import HTTPException, Request, UploadFile, status
 
 from services.detector.config import Settings
 from shared.audio import SilentAudioError
@@ -16,8 +16,13 @@ def get_settings(request: Request) -> Settings:
 
 
 def get_detector(request: Request) -> Any:
-    """The Detector loaded at start-up (one ONNX Runtime session per process)."""
-    return request.app.state.detector
+    """The Detector loaded at start-up (one ONNX Runtime session per process); 503 until it is."""
+    detector = request.app.state.detector
+    if detector is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "the detector model is not loaded (yet)", headers={"Retry-After": "2"}
+        )
+    return detector
 
 
 async def read_upload(file: UploadFile, settings: Settings) -> bytes:

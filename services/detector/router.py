@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFi
 
 from services.detector.config import Settings
 from services.detector.dependencies import get_detector, get_settings, read_upload
-from shared.schemas import DetectorHealth, DetectResponse
+from shared.schemas import DetectorHealth, DetectResponse, Problem
 
 router = APIRouter()
 
@@ -19,9 +19,11 @@ router = APIRouter()
     response_model=DetectResponse,
     summary="Probability that a recording is synthetic",
     responses={
-        413: {"description": "The file is too large"},
-        415: {"description": "Not a readable audio file"},
-        422: {"description": "Silent, too short or too long"},
+        400: {"model": Problem, "description": "The body is not valid multipart/form-data"},
+        413: {"model": Problem, "description": "The file is too large"},
+        415: {"model": Problem, "description": "Not a readable audio file (or a corrupt one)"},
+        422: {"model": Problem, "description": "Silent, too short or too long audio; bad or missing fields"},
+        503: {"model": Problem, "description": "The model is not loaded yet"},
     },
 )
 async def detect(
@@ -44,7 +46,12 @@ async def healthz() -> DetectorHealth:
     return DetectorHealth(status="ok")
 
 
-@router.get("/readyz", response_model=DetectorHealth, summary="Readiness: the model is loaded")
+@router.get(
+    "/readyz",
+    response_model=DetectorHealth,
+    summary="Readiness: the model is loaded",
+    responses={503: {"model": DetectorHealth, "description": "The model is not loaded yet"}},
+)
 async def readyz(request: Request, response: Response) -> DetectorHealth:
     detector = getattr(request.app.state, "detector", None)
     if detector is None:

@@ -17,14 +17,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
 import uvicorn
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from services.gateway.config import Settings
+from services.gateway.exceptions import register_exception_handlers
 from services.gateway.router import api, ops
-from services.gateway.service import CloneService, DetectorClient, Metrics
+from services.gateway.service import CloneService, DetectorClient, Metrics, RateLimiter
 from shared.jobs import JobStore, WorkerSettings, create_celery
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -39,21 +42,55 @@ Voice cloning and fake-audio detection.
   a job id; poll `GET /clone/{job_id}` until `succeeded`, then fetch `GET /clone/{job_id}/audio`.
 
 Authenticate with `Authorization: Bearer <key>` (keys from `VCFAD_API_KEYS`). A job and its audio
-are visible only to the key that created it.
+are visible only to the key that created it, which can also `DELETE /clone/{job_id}` at any time;
+otherwise they expire (docs/security.md). Each key has a per-minute rate limit (429 with
+`Retry-After`).
 """
 
+#: The page's own script, style and media only; no inline code, no framing, no third parties.
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self' blob:; "
+    "connect-src 'self' blob:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Permissions-Policy": "camera=(), geolocation=(), microphone=(self)",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+#: FastAPI's own API docs pages load Swagger UI / ReDoc with inline code: no CSP of ours there.
+DOCS_PATHS = ("/docs", "/redoc")
 
-def create_app(settings: Settings | None = None, queue: WorkerSettings | None = None) -> FastAPI:
-    """Build the gateway; its clients (detector HTTP, Redis, Celery) open in the lifespan."""
+
+def create_app(
+    settings: Settings | None = None,
+    queue: WorkerSettings | None = None,
+    detector_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """Build the gateway; its clients (detector HTTP, Redis, Celery) open in the lifespan.
+
+    ``detector_transport`` reaches the detector some other way than TCP (tests: the detector
+    app in process); None: HTTP to ``settings.detector_url``.
+    """
     settings = settings or Settings()
     queue = queue or WorkerSettings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.detector = DetectorClient(settings)
+        client = None if detector_transport is None else httpx.AsyncClient(transport=detector_transport)
+        app.state.detector = DetectorClient(settings, client)
         store = JobStore.from_settings(queue)
         celery = create_celery(queue)
         app.state.clone_service = CloneService(settings, queue, celery, store)
+        app.state.rate_limiter = RateLimiter(
+            store.client,
+            {
+                "detect": settings.rate_limit_detect_per_min,
+                "clone": settings.rate_limit_clone_per_min,
+                "read": settings.rate_limit_read_per_min,
+            },
+        )
         if not app.state.key_owners:
             logger.warning("VCFAD_API_KEYS is empty: every API request will get 401")
         try:
@@ -93,8 +130,22 @@ def create_app(settings: Settings | None = None, queue: WorkerSettings | None = 
         route_path = getattr(route, "path", None) or "unmatched"
         metrics.requests.labels(request.method, route_path, str(response.status_code)).inc()
         metrics.latency.labels(request.method, route_path).observe(time.perf_counter() - started)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if not request.url.path.startswith(DOCS_PATHS):
+            response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
         return response
 
+    # CORS stays closed (no CORS headers: browsers refuse other origins) unless origins are configured.
+    if origins := settings.cors_origin_list():
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["Location", "Retry-After"],
+        )
+    register_exception_handlers(app)
     app.include_router(api)
     app.include_router(ops)
 

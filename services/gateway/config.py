@@ -41,6 +41,18 @@ class Settings(BaseSettings):
     retry_after_s: int = 2
     #: How long a worker-ping answer is reused by /readyz.
     readiness_cache_s: float = 5.0
+    #: Requests per minute per API key, counted in Redis (so across every gateway process); over it
+    #: a request gets 429 with ``Retry-After``. 0 turns a limit off. Detection, clone submissions,
+    #: and reads of jobs (status, audio, delete) are counted separately.
+    rate_limit_detect_per_min: int = Field(default=600, ge=0)
+    rate_limit_clone_per_min: int = Field(default=30, ge=0)
+    rate_limit_read_per_min: int = Field(default=1200, ge=0)
+    #: Comma-separated origins allowed to call the API from a browser (CORS); empty (the default):
+    #: no CORS headers at all, so only the gateway's own page can use the API from a browser.
+    cors_origins: str = ""
+
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
     def api_key_owners(self) -> dict[str, str]:
         """``{api_key: owner}`` for the configured keys."""

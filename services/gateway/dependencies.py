@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request, UploadFile
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from services.gateway.config import Settings
-from services.gateway.exceptions import PayloadTooLarge, Unauthorized, Unprocessable
-from services.gateway.service import CloneService, DetectorClient, Metrics, Upload
+from services.gateway.exceptions import PayloadTooLarge, TooManyRequests, Unauthorized, Unprocessable
+from services.gateway.service import CloneService, DetectorClient, Metrics, RateLimiter, Upload
 from shared.uploads import UploadTooLargeError, read_capped
 
 # auto_error=False: we answer 401 (not FastAPI's 403) with our own message.
@@ -54,6 +56,22 @@ def require_api_key(
     return owner
 
 
+def rate_limited(scope: str, what: str) -> Callable[..., Awaitable[str]]:
+    """A dependency: the caller's owner id (401 without a valid key), counted against ``scope``'s limit (429)."""
+
+    async def owner_within_limit(request: Request, owner: Annotated[str, Depends(require_api_key)]) -> str:
+        limiter: RateLimiter = request.app.state.rate_limiter
+        retry_after_s = await run_in_threadpool(limiter.retry_after_s, owner, scope)
+        if retry_after_s is not None:
+            limit = limiter.limits_per_min[scope]
+            raise TooManyRequests(
+                f"rate limit: at most {limit} {what} a minute per API key; retry in {retry_after_s} s", retry_after_s
+            )
+        return owner
+
+    return owner_within_limit
+
+
 async def read_upload(file: UploadFile, settings: Settings, field: str) -> Upload:
     """Read one multipart file, refusing it (413) once it passes ``max_upload_bytes``."""
     try:
@@ -70,6 +88,10 @@ async def read_upload(file: UploadFile, settings: Settings, field: str) -> Uploa
 
 
 ApiOwner = Annotated[str, Depends(require_api_key)]
+#: The owner of a valid key within its per-minute limit for detection, clone submissions, job reads.
+DetectOwner = Annotated[str, Depends(rate_limited("detect", "detections"))]
+CloneOwner = Annotated[str, Depends(rate_limited("clone", "clone submissions"))]
+ReadOwner = Annotated[str, Depends(rate_limited("read", "job requests"))]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DetectorDep = Annotated[DetectorClient, Depends(get_detector)]
 CloneServiceDep = Annotated[CloneService, Depends(get_clone_service)]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import HTTPException, status
+from fastapi import FastAPI, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from shared.schemas import Problem
 
 
 class Unauthorized(HTTPException):
@@ -40,6 +44,13 @@ class Unprocessable(HTTPException):
         super().__init__(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
 
 
+class TooManyRequests(HTTPException):
+    """Over the per-key rate limit; ``Retry-After`` says when the key's window opens again."""
+
+    def __init__(self, detail: str, retry_after_s: int) -> None:
+        super().__init__(status.HTTP_429_TOO_MANY_REQUESTS, detail, headers={"Retry-After": str(retry_after_s)})
+
+
 class ServiceUnavailable(HTTPException):
     """A backend (detector, Redis) does not answer; the client may retry after ``retry_after_s``."""
 
@@ -50,3 +61,12 @@ class ServiceUnavailable(HTTPException):
 class BadGateway(HTTPException):
     def __init__(self, detail: str) -> None:
         super().__init__(status.HTTP_502_BAD_GATEWAY, detail)
+
+
+def register_exception_handlers(app: FastAPI) -> None:
+    """Request-validation errors as a :class:`Problem` (one string naming the fields), like every other error."""
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
+        problem = Problem.from_validation_errors(error.errors())
+        return JSONResponse(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content=problem.model_dump())

@@ -9,22 +9,38 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from services.gateway.dependencies import (
-    ApiOwner,
+    CloneOwner,
     CloneServiceDep,
     DetectorDep,
+    DetectOwner,
     MetricsDep,
+    ReadOwner,
     SettingsDep,
     read_upload,
 )
 from services.gateway.exceptions import AudioExpired, AudioNotReady, Unprocessable
 from shared.schemas import CloneAccepted, CloneStatus, DetectResponse, GatewayHealth, JobStatus, Problem
 
-# FastAPI's ``responses``: status code → OpenAPI response (typed so the dicts can be merged).
-_AUTH: dict[int | str, dict[str, Any]] = {401: {"model": Problem, "description": "No or invalid API key"}}
+# FastAPI's ``responses``: status code → OpenAPI response (typed so the dicts can be merged). Every
+# error a route can answer is listed, each with the Problem body: the schema tests hold us to it.
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}}
+_AUTH: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "No or invalid API key"},
+    422: {"model": Problem, "description": "A missing or malformed field (named in `detail`)"},
+    429: {"model": Problem, "description": "Over this key's rate limit; see `Retry-After`", "headers": _RETRY_AFTER},
+}
 _UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "The body is not valid multipart/form-data"},
     413: {"model": Problem, "description": "A file or the request is too large"},
-    415: {"model": Problem, "description": "Not a readable audio file (WAV, FLAC, MP3 or OGG expected)"},
-    422: {"description": "Silent, too short or too long audio; bad or missing fields"},
+    415: {
+        "model": Problem,
+        "description": "Not a readable audio file (WAV, FLAC, MP3 or OGG expected), or a corrupt one",
+    },
+    422: {"model": Problem, "description": "Silent, too short or too long audio; bad or missing fields"},
+}
+_JOB_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "Unknown job, or another key's job"},
+    503: {"model": Problem, "description": "The job store (Redis) is down; see `Retry-After`", "headers": _RETRY_AFTER},
 }
 
 api = APIRouter()
@@ -39,11 +55,16 @@ ops = APIRouter(tags=["operations"])
     responses={
         **_AUTH,
         **_UPLOAD_ERRORS,
-        503: {"model": Problem, "description": "The detector service is down; see `Retry-After`"},
+        502: {"model": Problem, "description": "The detector service failed"},
+        503: {
+            "model": Problem,
+            "description": "The detector service is down; see `Retry-After`",
+            "headers": _RETRY_AFTER,
+        },
     },
 )
 async def detect(
-    owner: ApiOwner,
+    owner: DetectOwner,
     settings: SettingsDep,
     detector: DetectorDep,
     metrics: MetricsDep,
@@ -67,11 +88,11 @@ async def detect(
         202: {"description": "Queued; poll `status_url` (also in `Location`) after `Retry-After` seconds"},
         **_AUTH,
         **_UPLOAD_ERRORS,
-        503: {"model": Problem, "description": "The job queue is down"},
+        503: {"model": Problem, "description": "The job queue is down; see `Retry-After`", "headers": _RETRY_AFTER},
     },
 )
 async def clone(
-    owner: ApiOwner,
+    owner: CloneOwner,
     settings: SettingsDep,
     service: CloneServiceDep,
     metrics: MetricsDep,
@@ -105,9 +126,9 @@ async def clone(
     response_model=CloneStatus,
     tags=["cloning"],
     summary="Status of a cloning job",
-    responses={**_AUTH, 404: {"model": Problem, "description": "Unknown job, or another key's job"}},
+    responses={**_AUTH, **_JOB_ERRORS},
 )
-async def clone_status(job_id: str, owner: ApiOwner, service: CloneServiceDep, response: Response) -> CloneStatus:
+async def clone_status(job_id: str, owner: ReadOwner, service: CloneServiceDep, response: Response) -> CloneStatus:
     record = await service.status(job_id, owner)
     done = record.status in (JobStatus.succeeded, JobStatus.failed)
     if not done:
@@ -132,12 +153,12 @@ async def clone_status(job_id: str, owner: ApiOwner, service: CloneServiceDep, r
     responses={
         200: {"content": {"audio/wav": {}}, "description": "16-bit PCM WAV"},
         **_AUTH,
-        404: {"model": Problem, "description": "Unknown job, or another key's job"},
+        **_JOB_ERRORS,
         409: {"model": Problem, "description": "The job has not succeeded (yet)"},
         410: {"model": Problem, "description": "The audio has expired"},
     },
 )
-async def clone_audio(job_id: str, owner: ApiOwner, service: CloneServiceDep) -> Response:
+async def clone_audio(job_id: str, owner: ReadOwner, service: CloneServiceDep) -> Response:
     record, data = await service.audio(job_id, owner)
     if record.status is not JobStatus.succeeded:
         raise AudioNotReady(job_id, record.status.value)
@@ -148,6 +169,20 @@ async def clone_audio(job_id: str, owner: ApiOwner, service: CloneServiceDep) ->
         media_type="audio/wav",
         headers={"Content-Disposition": f'attachment; filename="vcfad-clone-{job_id}.wav"'},
     )
+
+
+@api.delete(
+    "/clone/{job_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    tags=["cloning"],
+    summary="Delete a cloning job, its reference voices and its audio",
+    responses={204: {"description": "Deleted; a running job's result will not be stored"}, **_AUTH, **_JOB_ERRORS},
+)
+async def delete_clone(job_id: str, owner: ReadOwner, service: CloneServiceDep) -> Response:
+    """Delete the job now, before its retention time: record, uploaded references and cloned audio."""
+    await service.delete(job_id, owner)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @ops.get("/healthz", response_model=GatewayHealth, summary="Liveness: the gateway process answers")

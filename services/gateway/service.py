@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import math
 import time
 import uuid
 from dataclasses import dataclass
 
 import httpx
+import redis
 from celery import Celery
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import ValidationError
@@ -34,6 +37,8 @@ from shared.audio import (
 from shared.jobs import CLONE_TASK_NAME, JobNotFoundError, JobRecord, JobStore, WorkerSettings
 from shared.schemas import DetectResponse, JobStatus
 from shared.text import CloneTextError, clone_text
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,46 @@ def _detail_of(response: httpx.Response) -> str:
     return str(detail or response.text[:200] or response.reason_phrase)
 
 
+class RateLimiter:
+    """Per-API-key request limits: fixed one-minute windows counted in Redis.
+
+    The count lives in Redis (``vcfad:rate:<scope>:<owner>:<minute>``, expiring after two
+    minutes), so every gateway process sharing that Redis enforces one limit per key. Keys are
+    counted by their owner hash, never by the key itself. If Redis does not answer, requests are
+    let through (detection does not otherwise need Redis) and the limiter rests for a few seconds
+    rather than make every request wait for a timeout.
+    """
+
+    WINDOW_S = 60
+    PAUSE_WHEN_DOWN_S = 5.0
+
+    def __init__(self, client: redis.Redis, limits_per_min: dict[str, int]) -> None:
+        self.client = client
+        self.limits_per_min = limits_per_min
+        self._down_until = 0.0
+
+    def retry_after_s(self, owner: str, scope: str) -> int | None:
+        """Count one request of ``owner`` in ``scope``; None if allowed, else seconds to wait."""
+        limit = self.limits_per_min.get(scope, 0)
+        if limit <= 0 or time.monotonic() < self._down_until:
+            return None
+        now = time.time()
+        window = int(now // self.WINDOW_S)
+        key = f"vcfad:rate:{scope}:{owner}:{window}"
+        try:
+            with self.client.pipeline(transaction=True) as pipe:
+                pipe.incr(key)
+                pipe.expire(key, 2 * self.WINDOW_S)
+                count = int(pipe.execute()[0])
+        except redis.RedisError as error:
+            self._down_until = time.monotonic() + self.PAUSE_WHEN_DOWN_S
+            logger.warning("rate limiter: Redis unavailable (%s); not limiting for now", type(error).__name__)
+            return None
+        if count <= limit:
+            return None
+        return max(1, math.ceil((window + 1) * self.WINDOW_S - now))
+
+
 class CloneService:
     """Validates clone requests, records jobs in Redis and queues them for the Celery worker."""
 
@@ -205,6 +250,10 @@ class CloneService:
             record = await run_in_threadpool(self.store.get, job_id, owner)
         except JobNotFoundError:
             raise JobNotFound(job_id) from None
+        except redis.RedisError as error:
+            raise ServiceUnavailable(
+                f"the job store (Redis) is unavailable: {type(error).__name__}", self.settings.retry_after_s
+            ) from None
         return await run_in_threadpool(self._reconcile, record)
 
     def _reconcile(self, record: JobRecord) -> JobRecord:
@@ -224,6 +273,22 @@ class CloneService:
             self.store.fail(record.job_id, error)
             record.status, record.error, record.stage = JobStatus.failed, error, "failed"
         return record
+
+    async def delete(self, job_id: str, owner: str) -> None:
+        """Delete ``owner``'s job: record, references, cloned audio and Celery's result (404 otherwise).
+
+        A queued job is then skipped by the worker; a running one writes nothing back.
+        """
+        try:
+            await run_in_threadpool(self.store.get, job_id, owner)
+        except JobNotFoundError:
+            raise JobNotFound(job_id) from None
+        except redis.RedisError as error:
+            raise ServiceUnavailable(
+                f"the job store (Redis) is unavailable: {type(error).__name__}", self.settings.retry_after_s
+            ) from None
+        await run_in_threadpool(self.store.delete, job_id)
+        await run_in_threadpool(self.celery.AsyncResult(job_id).forget)
 
     async def audio(self, job_id: str, owner: str) -> tuple[JobRecord, bytes | None]:
         record = await self.status(job_id, owner)
