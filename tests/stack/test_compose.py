@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from compose_stack import compose_command
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def compose_command() -> list[str]:
-    """`docker compose` (v2 plugin) when present, else Debian's `docker-compose` (v1.29)."""
-    if shutil.which("docker"):
-        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
-        if probe.returncode == 0:
-            return ["docker", "compose"]
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
-    pytest.skip("neither the docker compose plugin nor docker-compose is installed (scripts/install.sh adds it)")
 
 
 def compose_config(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
