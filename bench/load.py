@@ -111,6 +111,11 @@ def start_stack(state_dir: Path, workers: int, cloner_threads: int) -> Stack:
         "VCFAD_DETECTOR_URL": f"http://127.0.0.1:{detector_port}",
         "VCFAD_CLONER_THREADS": str(cloner_threads),
         "VCFAD_API_KEYS": "load-bench-key",
+        # One key sends all the load: per-key rate limits (docs/security.md) would answer 429 and
+        # measure the limiter, not the service.
+        "VCFAD_RATE_LIMIT_DETECT_PER_MIN": "0",
+        "VCFAD_RATE_LIMIT_CLONE_PER_MIN": "0",
+        "VCFAD_RATE_LIMIT_READ_PER_MIN": "0",
         "VCFAD_UP_TIMEOUT_S": "600",
     }
     stack = Stack(REPO_ROOT / state_dir, f"http://127.0.0.1:{gateway_port}", "load-bench-key", env)
