@@ -30,7 +30,14 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_ready
 
 from shared.audio import AudioError
-from shared.jobs import CLONE_TASK_NAME, JobStore, WorkerSettings, create_celery, recover_expired_jobs
+from shared.jobs import (
+    CLONE_TASK_NAME,
+    JobNotFoundError,
+    JobStore,
+    WorkerSettings,
+    create_celery,
+    recover_expired_jobs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +98,14 @@ class CloneTask(Task):
         if self._store is None:
             self._store = JobStore.from_settings(settings)
         return self._store
+
+
+def _why_lost(store: JobStore, job_id: str) -> str:
+    try:
+        store.get(job_id)
+    except JobNotFoundError:
+        return "was deleted while it ran"
+    return "was queued again while it ran (its lease had run out)"
 
 
 @worker_ready.connect
@@ -158,12 +173,14 @@ def clone_job(self: CloneTask, job_id: str, attempt: int = 1) -> dict[str, Any]:
             wav = audio.to_wav_bytes()
             if not store.succeed(job_id, worker, wav, audio.duration_s):
                 # Deleted by its owner, expired, or queued again while it ran: the result is dropped.
-                logger.info("job %s attempt %d is no longer ours; its result is discarded", job_id, attempt)
+                logger.info(
+                    "job %s %s (attempt %d); its result is discarded", job_id, _why_lost(store, job_id), attempt
+                )
                 return {"job_id": job_id, "status": "discarded"}
             logger.info("job %s attempt %d succeeded: %.2f s of audio", job_id, attempt, audio.duration_s)
             return {"job_id": job_id, "status": "succeeded", "duration_s": audio.duration_s}
         except JobLostError:
-            logger.info("job %s attempt %d is no longer ours; stopped", job_id, attempt)
+            logger.info("job %s %s (attempt %d); stopped", job_id, _why_lost(store, job_id), attempt)
             return {"job_id": job_id, "status": "abandoned"}
         except SoftTimeLimitExceeded:
             error = f"cloning took longer than {settings.clone_soft_time_limit_s} s and was stopped"
