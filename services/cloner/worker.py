@@ -160,10 +160,10 @@ def clone_job(self: CloneTask, job_id: str, attempt: int = 1) -> dict[str, Any]:
         try:
             report(0.0, "loading models")
             cloner = self.cloner
+            report(0.05, "cloning")  # before reading the references: a job deleted meanwhile stops here
             references = store.references(job_id)
             if not references:
                 raise ValueError("the reference audio of this job is gone (expired); submit it again")
-            report(0.05, "cloning")
             audio = cloner.clone(
                 references,
                 record.text,
@@ -189,5 +189,7 @@ def clone_job(self: CloneTask, job_id: str, attempt: int = 1) -> dict[str, Any]:
         except Exception as exc:  # the job must end with a readable error, not stay "running"
             logger.exception("job %s failed", job_id)
             error = f"internal error while cloning ({type(exc).__name__}: {exc})"
-    store.fail(job_id, error, worker=worker)
+    if not store.fail(job_id, error, worker=worker):
+        logger.info("job %s %s (attempt %d); its failure is discarded", job_id, _why_lost(store, job_id), attempt)
+        return {"job_id": job_id, "status": "discarded"}
     return {"job_id": job_id, "status": "failed", "error": error}
