@@ -47,7 +47,14 @@ if [ -z "${VCFAD_API_KEYS:-}" ]; then
 fi
 export VCFAD_API_KEYS
 
-port_free() { "$PY" -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null; }
+# SO_REUSEADDR, as the servers themselves bind: connections of the last run still in TIME-WAIT
+# must not count as "in use" (only a listening socket does).
+port_free() {
+  "$PY" -c 'import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
+}
 for port in "$VCFAD_GATEWAY_PORT" "$VCFAD_DETECTOR_PORT"; do
   port_free "$port" || { echo "up: port $port is in use; set VCFAD_GATEWAY_PORT / VCFAD_DETECTOR_PORT" >&2; exit 1; }
 done
@@ -67,7 +74,7 @@ start() {
   echo "up: $name started (pid $!, log $LOG/$name.log)"
 }
 start detector "$PY" -m vcfad.cli serve detector
-start worker "$PY" -m celery -A services.cloner.worker worker -Q vcfad-clone --pool=prefork \
+start worker "$PY" -m celery -A services.cloner.worker worker -Q "${VCFAD_CLONE_QUEUE:-vcfad-clone}" --pool=prefork \
   --concurrency=1 --loglevel=INFO -n "vcfad-worker-$$@%h"
 start gateway "$PY" -m vcfad.cli serve gateway
 

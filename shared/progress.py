@@ -2,7 +2,8 @@
 
 A callee reports ``(fraction 0..1 of the work it was given, stage name)``; a caller that hands out
 part of its own work rescales the fraction (the cloner gives enrollment 0.15..0.6 of a job), and
-the worker's callback writes it into the job record (:meth:`shared.jobs.JobStore.update`).
+the worker's callback writes it into the job record (:meth:`shared.jobs.JobStore.report`, which
+also renews the job's lease).
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ from ``VCFAD_API_KEYS``. OpenAPI docs are at ``/docs``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -79,10 +81,14 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = None if detector_transport is None else httpx.AsyncClient(transport=detector_transport)
-        app.state.detector = DetectorClient(settings, client)
+        app.state.detector = DetectorClient(settings, client, metrics)
         store = JobStore.from_settings(queue)
         celery = create_celery(queue)
-        app.state.clone_service = CloneService(settings, queue, celery, store)
+        app.state.clone_service = service = CloneService(settings, queue, celery, store)
+        # Jobs whose worker was lost come back to the queue from here (any gateway may do it).
+        recovery = asyncio.create_task(
+            service.recover_forever(lambda outcome: metrics.recovered_jobs.labels(outcome=outcome).inc())
+        )
         app.state.rate_limiter = RateLimiter(
             store.client,
             {
@@ -96,6 +102,9 @@ def create_app(
         try:
             yield
         finally:
+            recovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recovery
             await app.state.detector.aclose()
             store.client.close()
 

@@ -24,7 +24,11 @@ class Settings(BaseSettings):
     gateway_port: int = 8000
     #: Comma-separated bearer keys (``VCFAD_API_KEYS``); empty means every API call gets 401.
     api_keys: str = ""
+    #: The detector service; several, comma-separated, are used in turn (a detector that does not
+    #: answer is skipped for ``detector_down_s``, its request retried on the next one).
     detector_url: str = "http://127.0.0.1:8001"
+    #: How long a detector that refused a connection is tried only after the others.
+    detector_down_s: float = Field(default=5.0, ge=0)
     #: Seconds to wait for the detector (connect / whole request).
     detector_connect_timeout_s: float = 2.0
     detector_timeout_s: float = 60.0
@@ -50,6 +54,12 @@ class Settings(BaseSettings):
     #: Comma-separated origins allowed to call the API from a browser (CORS); empty (the default):
     #: no CORS headers at all, so only the gateway's own page can use the API from a browser.
     cors_origins: str = ""
+
+    def detector_urls(self) -> list[str]:
+        urls = [url.strip().rstrip("/") for url in self.detector_url.split(",") if url.strip()]
+        if not urls:
+            raise ValueError("VCFAD_DETECTOR_URL names no detector")
+        return urls
 
     def cors_origin_list(self) -> list[str]:
         return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]

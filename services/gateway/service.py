@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import itertools
 import logging
 import math
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -34,7 +37,16 @@ from shared.audio import (
     UnreadableAudioError,
     load_audio,
 )
-from shared.jobs import CLONE_TASK_NAME, JobNotFoundError, JobRecord, JobStore, WorkerSettings
+from shared.jobs import (
+    JobNotFoundError,
+    JobRecord,
+    JobStore,
+    RecoveryOutcome,
+    WorkerSettings,
+    recover_expired_jobs,
+    send_clone_task,
+    task_id,
+)
 from shared.schemas import DetectResponse, JobStatus
 from shared.text import CloneTextError, clone_text
 
@@ -70,14 +82,38 @@ class Metrics:
         )
         self.verdicts = Counter("vcfad_detect_verdicts_total", "Detector verdicts", ["label"], registry=self.registry)
         self.clone_jobs = Counter("vcfad_clone_jobs_submitted_total", "Clone jobs accepted", registry=self.registry)
+        self.detector_forwards = Counter(
+            "vcfad_detector_forwards_total",
+            "Detection requests sent to each detector, by outcome (answered, unavailable, timeout)",
+            ["detector", "outcome"],
+            registry=self.registry,
+        )
+        self.recovered_jobs = Counter(
+            "vcfad_clone_jobs_recovered_total",
+            "Clone jobs whose worker was lost, by outcome (requeued, failed)",
+            ["outcome"],
+            registry=self.registry,
+        )
 
 
 class DetectorClient:
-    """Forwards uploads to the detector service over HTTP."""
+    """Forwards uploads to the detector service(s) over HTTP.
 
-    def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None) -> None:
-        self.base_url = settings.detector_url.rstrip("/")
+    With several detectors (``VCFAD_DETECTOR_URL`` a comma-separated list) requests go to each in
+    turn. A detector that cannot be reached, or answers 503, is tried only after the others for
+    ``detector_down_s`` and its request goes to the next one (detection is idempotent); when none
+    answers, 503 with ``Retry-After``. Nothing needs restarting when a detector comes back.
+    """
+
+    def __init__(
+        self, settings: Settings, client: httpx.AsyncClient | None = None, metrics: Metrics | None = None
+    ) -> None:
+        self.urls = settings.detector_urls()
         self.retry_after_s = settings.retry_after_s
+        self.down_s = settings.detector_down_s
+        self.metrics = metrics
+        self._down_until = dict.fromkeys(self.urls, 0.0)
+        self._turn = itertools.count()
         self.client = client or httpx.AsyncClient(
             timeout=httpx.Timeout(settings.detector_timeout_s, connect=settings.detector_connect_timeout_s),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
@@ -86,31 +122,69 @@ class DetectorClient:
     async def aclose(self) -> None:
         await self.client.aclose()
 
+    def _order(self) -> list[str]:
+        """This request's detectors: round robin, those seen down recently last."""
+        start = next(self._turn) % len(self.urls)
+        rotated = self.urls[start:] + self.urls[:start]
+        now = time.monotonic()
+        return sorted(rotated, key=lambda url: self._down_until[url] > now)
+
+    def _count(self, url: str, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.detector_forwards.labels(detector=url, outcome=outcome).inc()
+
     async def detect(self, upload: Upload, *, timeline: bool) -> DetectResponse:
         """The detector's verdict; its 4xx answers are passed on with their message.
 
         Raises
         ------
         ServiceUnavailable
-            The detector does not answer (down, starting, or too slow).
+            No detector answers (down, starting, or too slow).
         BadGateway
             The detector failed, or answered something that is not a :class:`DetectResponse`.
         """
-        try:
-            response = await self.client.post(
-                f"{self.base_url}/detect",
-                params={"timeline": str(timeline).lower()},
-                files={"file": (upload.filename, upload.data, upload.content_type)},
-            )
-        except httpx.TimeoutException:
-            raise ServiceUnavailable(
-                "the detector service did not answer in time; retry later", self.retry_after_s
-            ) from None
-        except httpx.TransportError:
-            raise ServiceUnavailable(
-                f"the detector service is unavailable (no answer at {self.base_url}); retry later",
-                self.retry_after_s,
-            ) from None
+        not_ready = ""
+        for url in self._order():
+            try:
+                response = await self.client.post(
+                    f"{url}/detect",
+                    params={"timeline": str(timeline).lower()},
+                    files={"file": (upload.filename, upload.data, upload.content_type)},
+                )
+            except httpx.ConnectTimeout:
+                self._mark_down(url)
+                continue
+            except httpx.TimeoutException:
+                # It took the request and is slow (busy): sending the same work elsewhere would
+                # only add load.
+                self._count(url, "timeout")
+                raise ServiceUnavailable(
+                    "the detector service did not answer in time; retry later", self.retry_after_s
+                ) from None
+            except httpx.TransportError:  # refused, reset, or closed mid-request (stopped)
+                self._mark_down(url)
+                continue
+            if response.status_code == 503:  # starting, or its model is not loaded
+                self._mark_down(url)
+                not_ready = _detail_of(response)
+                continue
+            self._down_until[url] = 0.0
+            self._count(url, "answered")
+            return self._verdict(response)
+        if not_ready:
+            raise ServiceUnavailable(f"the detector service is not ready: {not_ready}", self.retry_after_s)
+        raise ServiceUnavailable(
+            f"the detector service is unavailable (no answer at {', '.join(self.urls)}); retry later",
+            self.retry_after_s,
+        )
+
+    def _mark_down(self, url: str) -> None:
+        self._down_until[url] = time.monotonic() + self.down_s
+        self._count(url, "unavailable")
+        logger.warning("detector %s does not answer; trying the next one", url)
+
+    @staticmethod
+    def _verdict(response: httpx.Response) -> DetectResponse:
         if response.status_code == 200:
             try:
                 return DetectResponse.model_validate_json(response.content)
@@ -125,13 +199,22 @@ class DetectorClient:
             raise UnsupportedMediaType(detail)
         if response.status_code == 422:
             raise Unprocessable(detail)
-        if response.status_code == 503:
-            raise ServiceUnavailable(f"the detector service is not ready: {detail}", self.retry_after_s)
         raise BadGateway(f"the detector service failed (HTTP {response.status_code}): {detail}")
 
     async def ready(self) -> str:
+        """``ok`` when at least one detector is ready (requests then go to the ready ones)."""
+        answers = await asyncio.gather(*(self._ready(url) for url in self.urls))
+        if "ok" in answers:
+            return "ok"
+        return (
+            answers[0]
+            if len(answers) == 1
+            else "; ".join(f"{url}: {a}" for url, a in zip(self.urls, answers, strict=True))
+        )
+
+    async def _ready(self, url: str) -> str:
         try:
-            response = await self.client.get(f"{self.base_url}/readyz", timeout=2.0)
+            response = await self.client.get(f"{url}/readyz", timeout=2.0)
         except httpx.HTTPError as error:
             return f"unavailable ({type(error).__name__})"
         return "ok" if response.status_code == 200 else f"not ready (HTTP {response.status_code})"
@@ -233,11 +316,12 @@ class CloneService:
         record = JobRecord(job_id=job_id, owner=owner, text=text, match_channel=match_channel)
         try:
             await run_in_threadpool(self.store.create, record, [upload.data for upload in references])
-            await run_in_threadpool(self.celery.send_task, CLONE_TASK_NAME, args=[job_id], task_id=job_id, retry=False)
-        except Exception as error:  # Redis down: nothing was queued
+            await run_in_threadpool(send_clone_task, self.celery, job_id, record.attempt)
+        except Exception as error:  # Redis or the broker down: nothing was queued
             await run_in_threadpool(self._forget, job_id)
+            where = "Redis" if self.queue.broker() == self.queue.redis_url else "Redis or the broker"
             raise ServiceUnavailable(
-                f"the job queue (Redis) is unavailable: {type(error).__name__}", self.settings.retry_after_s
+                f"the job queue ({where}) is unavailable: {type(error).__name__}", self.settings.retry_after_s
             ) from None
         return job_id
 
@@ -257,22 +341,35 @@ class CloneService:
         return await run_in_threadpool(self._reconcile, record)
 
     def _reconcile(self, record: JobRecord) -> JobRecord:
-        """Catch jobs the worker could not close itself (killed by the hard time limit)."""
+        """Catch jobs the worker could not close itself (its process killed by the hard time limit).
+
+        A worker that is lost altogether is caught by its job's lease instead (:meth:`recover`).
+        """
         if record.status not in (JobStatus.queued, JobStatus.running):
             return record
-        if record.status is JobStatus.running:
-            silent_s = time.time() - record.updated_at
-            if silent_s > self.queue.clone_time_limit_s + 60:
-                error = f"the worker stopped reporting {silent_s:.0f} s ago (killed or lost)"
-                self.store.fail(record.job_id, error)
-                record.status, record.error, record.stage = JobStatus.failed, error, "failed"
-                return record
-        result = self.celery.AsyncResult(record.job_id)
+        result = self.celery.AsyncResult(task_id(record.job_id, record.attempt))
         if result.state == "FAILURE":
             error = f"the worker failed: {result.result!r}"
             self.store.fail(record.job_id, error)
             record.status, record.error, record.stage = JobStatus.failed, error, "failed"
         return record
+
+    def recover(self) -> dict[str, RecoveryOutcome]:
+        """Queue again (or fail) the jobs whose worker was lost (their lease ran out)."""
+        return recover_expired_jobs(self.store, self.celery, self.queue)
+
+    async def recover_forever(self, on_outcome: Callable[[RecoveryOutcome], None] | None = None) -> None:
+        """:meth:`recover` every ``job_recovery_interval_s`` until cancelled (the app's lifespan)."""
+        while True:
+            await asyncio.sleep(self.queue.job_recovery_interval_s)
+            try:
+                outcomes = await run_in_threadpool(self.recover)
+            except Exception as error:  # Redis or the broker down: try again next round
+                logger.warning("job recovery failed: %s: %s", type(error).__name__, error)
+                continue
+            for outcome in outcomes.values():
+                if on_outcome is not None and outcome in ("requeued", "failed"):
+                    on_outcome(outcome)
 
     async def delete(self, job_id: str, owner: str) -> None:
         """Delete ``owner``'s job: record, references, cloned audio and Celery's result (404 otherwise).
@@ -280,7 +377,7 @@ class CloneService:
         A queued job is then skipped by the worker; a running one writes nothing back.
         """
         try:
-            await run_in_threadpool(self.store.get, job_id, owner)
+            record = await run_in_threadpool(self.store.get, job_id, owner)
         except JobNotFoundError:
             raise JobNotFound(job_id) from None
         except redis.RedisError as error:
@@ -288,7 +385,8 @@ class CloneService:
                 f"the job store (Redis) is unavailable: {type(error).__name__}", self.settings.retry_after_s
             ) from None
         await run_in_threadpool(self.store.delete, job_id)
-        await run_in_threadpool(self.celery.AsyncResult(job_id).forget)
+        for attempt in range(1, record.attempt + 1):
+            await run_in_threadpool(self.celery.AsyncResult(task_id(job_id, attempt)).forget)
 
     async def audio(self, job_id: str, owner: str) -> tuple[JobRecord, bytes | None]:
         record = await self.status(job_id, owner)

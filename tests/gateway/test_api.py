@@ -6,7 +6,9 @@ full stack with real processes is in tests/stack/test_stack.py.
 
 from __future__ import annotations
 
+import asyncio
 import io
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -246,3 +248,28 @@ async def test_redis_down_is_503_for_clone() -> None:
         assert "job queue (Redis) is unavailable" in response.json()["detail"]
         ready = await http.get("/readyz")
         assert ready.status_code == 503 and ready.json()["checks"]["redis"].startswith("unavailable")
+
+
+async def test_a_lost_workers_job_is_queued_again_by_the_gateway(redis_available: None) -> None:
+    # A worker claims the job, then stops renewing its lease (as if killed): the gateway's
+    # recovery loop queues the job again as attempt 2, with a new message in the broker.
+    settings = Settings(api_keys=API_KEY_A, detector_url=f"http://127.0.0.1:{free_port()}")
+    queue = WorkerSettings(redis_url=redis_url(UNIT_DB), job_lease_s=0.3, job_recovery_interval_s=0.2)
+    db = redis.Redis.from_url(queue.redis_url)
+    db.flushdb()
+    app = create_app(settings, queue)
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+        job_id = (await submit(http, A)).json()["job_id"]
+        store = JobStore.from_settings(queue)
+        assert store.claim(job_id, 1, "lost-worker") == "claimed"
+        assert (await http.get(f"/clone/{job_id}", headers=A)).json()["status"] == "running"
+        deadline = time.monotonic() + 10
+        while store.get(job_id).attempt == 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        job = (await http.get(f"/clone/{job_id}", headers=A)).json()
+        assert job["status"] == "queued" and job["stage"] == "queued again (its worker was lost)", job
+        assert store.get(job_id).attempt == 2 and db.llen(CLONE_QUEUE) == 2
+        metrics = (await http.get("/metrics")).text
+        assert 'vcfad_clone_jobs_recovered_total{outcome="requeued"} 1.0' in metrics
+    db.flushdb()

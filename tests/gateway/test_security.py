@@ -121,13 +121,15 @@ async def test_a_running_jobs_result_does_not_come_back_after_delete(db: redis.R
     async for http in gateway(settings()):
         job_id = (await submit(http, A)).json()["job_id"]
         worker_store = JobStore(db, job_ttl_s=60, result_ttl_s=60)  # what the worker holds
-        worker_store.update(job_id, status=JobStatus.running, progress=0.5, stage="synthesizing")
+        assert worker_store.claim(job_id, 1, "w1") == "claimed"
+        assert worker_store.report(job_id, "w1", 0.5, "synthesizing") is True
         assert (await http.delete(f"/clone/{job_id}", headers=A)).status_code == 204
-        # The worker keeps reporting, then finishes: nothing is written back.
-        worker_store.update(job_id, status=JobStatus.running, progress=0.9, stage="vocoding")
-        assert worker_store.succeed(job_id, encode(tone(1.0)), 1.0) is False
-        worker_store.fail(job_id, "late failure")
+        # The worker's next report tells it the job is gone (it stops); nothing is written back.
+        assert worker_store.report(job_id, "w1", 0.9, "vocoding") is False
+        assert worker_store.succeed(job_id, "w1", encode(tone(1.0)), 1.0) is False
+        assert worker_store.fail(job_id, "late failure", worker="w1") is False
         assert db.keys(f"vcfad:job:{job_id}*") == []
+        assert db.zscore("vcfad:jobs:leases", job_id) is None
         assert (await http.get(f"/clone/{job_id}", headers=A)).status_code == 404
         assert (await http.get(f"/clone/{job_id}/audio", headers=A)).status_code == 404
 
@@ -152,7 +154,8 @@ def test_cloned_audio_never_outlives_its_record(db: redis.Redis) -> None:
 
     store = JobStore(db, job_ttl_s=10, result_ttl_s=3600)
     store.create(JobRecord(job_id="short", owner="o", text="Hi."), [REFERENCE])
-    assert store.succeed("short", encode(tone(1.0)), 1.0) is True
+    assert store.claim("short", 1, "w1") == "claimed"
+    assert store.succeed("short", "w1", encode(tone(1.0)), 1.0) is True
     assert 0 < db.pttl(store.audio_key("short")) <= 10_000
     assert not db.exists(store.references_key("short"))  # deleted as soon as the job ends
     assert store.get("short").status is JobStatus.succeeded

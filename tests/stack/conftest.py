@@ -8,8 +8,6 @@ their tail is printed when a process does not come up.
 
 from __future__ import annotations
 
-import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,8 +21,9 @@ from service_stack import (
     base_env,
     free_port,
     redis_url,
-    start_service,
-    wait_until,
+    start_detector,
+    start_gateway,
+    start_worker,
 )
 
 
@@ -54,13 +53,8 @@ def detector_service(detector_port: int, service_logs: Path) -> Iterator[Service
     """The detector service process with the shipped model."""
     if not (DETECTOR_MODEL_DIR / "model.json").exists():
         pytest.skip(f"no shipped detector model in {DETECTOR_MODEL_DIR}")
-    env = base_env(STACK_DB) | {"VCFAD_DETECTOR_PORT": str(detector_port), "VCFAD_DETECTOR_THREADS": "1"}
-    service = start_service("detector", [sys.executable, "-m", "vcfad.cli", "serve", "detector"], env, service_logs)
-    service.url = f"http://127.0.0.1:{detector_port}"
-    try:  # 300 s: the first start on a fresh machine assembles the ONNX graph from Whisper weights
-        wait_until(
-            service, lambda: httpx.get(f"{service.url}/readyz", timeout=2).status_code == 200, 300, "/readyz 200"
-        )
+    service = start_detector(detector_port, base_env(STACK_DB), service_logs)
+    try:
         yield service
     finally:
         service.stop()
@@ -70,19 +64,18 @@ def detector_service(detector_port: int, service_logs: Path) -> Iterator[Service
 def worker_service(stack_redis: str, service_logs: Path) -> Iterator[Service]:
     """One real Celery worker (prefork, one process) on the stack's Redis database."""
     pytest.importorskip("services.cloner.pipeline", reason="the cloner pipeline is not in this checkout")
-    command = [
-        sys.executable, "-m", "celery", "-A", "services.cloner.worker", "worker",
-        "-Q", "vcfad-clone", "--pool=prefork", "--concurrency=1", "--loglevel=INFO",
-        "-n", f"test-{uuid.uuid4().hex[:8]}@%h", "--without-gossip", "--without-mingle",
-    ]  # fmt: skip
     # A voice cache of its own: the job really enrolls the voice, as on a fresh machine.
     env = base_env(STACK_DB) | {"VCFAD_CLONER_VOICE_CACHE_DIR": str(service_logs / "voices")}
-    service = start_service("worker", command, env, service_logs)
+    service = start_worker(env, service_logs)
     try:
-        wait_until(service, lambda: b"ready." in service.log_path.read_bytes(), 120, "'ready.' in the log")
         yield service
     finally:
         service.stop()
+
+
+def queue_ready(service: Service) -> bool:
+    checks = httpx.get(f"{service.url}/readyz", timeout=5).json()["checks"]
+    return checks["redis"] == "ok" and checks["worker"] == "ok"
 
 
 @pytest.fixture(scope="session")
@@ -91,20 +84,9 @@ def gateway_service(
 ) -> Iterator[Service]:
     """The gateway process; yields once its Redis and a worker answer (tests that also need the
     detector ask for ``detector_service``, which starts it on ``detector_port``)."""
-    port = free_port()
-    env = base_env(STACK_DB) | {
-        "VCFAD_GATEWAY_PORT": str(port),
-        "VCFAD_DETECTOR_URL": f"http://127.0.0.1:{detector_port}",
-    }
-    service = start_service("gateway", [sys.executable, "-m", "vcfad.cli", "serve", "gateway"], env, service_logs)
-    service.url = f"http://127.0.0.1:{port}"
-
-    def queue_ready() -> bool:
-        checks = httpx.get(f"{service.url}/readyz", timeout=5).json()["checks"]
-        return checks["redis"] == "ok" and checks["worker"] == "ok"
-
+    env = base_env(STACK_DB) | {"VCFAD_DETECTOR_URL": f"http://127.0.0.1:{detector_port}"}
+    service = start_gateway(free_port(), env, service_logs, ready=queue_ready)
     try:
-        wait_until(service, queue_ready, 90, "Redis and a worker ready")
         yield service
     finally:
         service.stop()

@@ -6,12 +6,16 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+
+from shared.jobs import CLONE_QUEUE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
@@ -96,3 +100,48 @@ def base_env(db: int) -> dict[str, str]:
         }
     )
     return env
+
+
+def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker", queue: str = CLONE_QUEUE) -> Service:
+    """A real Celery worker (prefork, one process) consuming ``queue``; returns once it is ready."""
+    command = [
+        sys.executable, "-m", "celery", "-A", "services.cloner.worker", "worker",
+        "-Q", queue, "--pool=prefork", "--concurrency=1", "--loglevel=INFO",
+        "-n", f"test-{uuid.uuid4().hex[:8]}@%h", "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+    service = start_service(name, command, env | {"VCFAD_CLONE_QUEUE": queue}, log_dir)
+    try:
+        wait_until(service, lambda: b"ready." in service.log_path.read_bytes(), 120, "'ready.' in the log")
+    except BaseException:
+        service.stop()
+        raise
+    return service
+
+
+def start_detector(port: int, env: dict[str, str], log_dir: Path, name: str = "detector") -> Service:
+    """The detector service process on ``port``; returns once its /readyz is 200."""
+    env = env | {"VCFAD_DETECTOR_PORT": str(port), "VCFAD_DETECTOR_THREADS": "1"}
+    service = start_service(name, [sys.executable, "-m", "vcfad.cli", "serve", "detector"], env, log_dir)
+    service.url = f"http://127.0.0.1:{port}"
+    try:  # 300 s: the first start on a fresh machine assembles the ONNX graph from Whisper weights
+        wait_until(
+            service, lambda: httpx.get(f"{service.url}/readyz", timeout=2).status_code == 200, 300, "/readyz 200"
+        )
+    except BaseException:
+        service.stop()
+        raise
+    return service
+
+
+def start_gateway(port: int, env: dict[str, str], log_dir: Path, name: str = "gateway", ready=None) -> Service:
+    """The gateway process on ``port``; returns once ``ready(service)`` holds (default: /healthz 200)."""
+    env = env | {"VCFAD_GATEWAY_PORT": str(port)}
+    service = start_service(name, [sys.executable, "-m", "vcfad.cli", "serve", "gateway"], env, log_dir)
+    service.url = f"http://127.0.0.1:{port}"
+    check = ready or (lambda s: httpx.get(f"{s.url}/healthz", timeout=5).status_code == 200)
+    try:
+        wait_until(service, lambda: check(service), 90, "ready")
+    except BaseException:
+        service.stop()
+        raise
+    return service
