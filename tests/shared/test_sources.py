@@ -28,9 +28,6 @@ from shared.sources import (
     system_key,
 )
 
-SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data"
-LIBRISPEECH = SHARED / "librispeech" / "test-other"
-
 
 def _git(repo: Path, *args: str) -> str:
     env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
@@ -38,14 +35,12 @@ def _git(repo: Path, *args: str) -> str:
 
 
 @pytest.fixture
-def snapshot(tmp_path: Path) -> tuple[Path, str, str]:
+def snapshot(tmp_path: Path, shared_data_dir: Path) -> tuple[Path, str, str]:
     """A repository ``demo/page`` under a snapshot root: real speech as GT and as two 'systems'.
 
     Returns (root, first commit, second commit); the second commit adds a file and changes one.
     """
-    if not LIBRISPEECH.is_dir():
-        pytest.skip(f"{LIBRISPEECH} not found: the shared speech data (../shared/data) is absent")
-    flacs = sorted(LIBRISPEECH.rglob("*.flac"))[:4]
+    flacs = sorted((shared_data_dir / "librispeech" / "test-other").rglob("*.flac"))[:4]
     repo = tmp_path / "mirror" / "demo+page" / "repo"
     (repo / "wavs" / "gt").mkdir(parents=True)
     (repo / "wavs" / "sysA").mkdir(parents=True)
