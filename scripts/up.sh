@@ -47,6 +47,17 @@ if [ -z "${VCFAD_API_KEYS:-}" ]; then
 fi
 export VCFAD_API_KEYS
 
+# The watermark key (shared/watermark.py) every clone is marked with and the detector reads:
+# generated once into var/watermark.key (readable by you only) unless VCFAD_WATERMARK_KEY is set.
+if [ -z "${VCFAD_WATERMARK_KEY:-}" ]; then
+  if [ ! -s "$STATE/watermark.key" ]; then
+    (umask 077 && "$PY" -c 'import secrets; print(secrets.token_hex(32))' > "$STATE/watermark.key")
+    echo "up: created a watermark key in $STATE/watermark.key"
+  fi
+  VCFAD_WATERMARK_KEY=$(cat "$STATE/watermark.key")
+fi
+export VCFAD_WATERMARK_KEY
+
 port_free() { "$PY" -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null; }
 for port in "$VCFAD_GATEWAY_PORT" "$VCFAD_DETECTOR_PORT"; do
   port_free "$port" || { echo "up: port $port is in use; set VCFAD_GATEWAY_PORT / VCFAD_DETECTOR_PORT" >&2; exit 1; }
