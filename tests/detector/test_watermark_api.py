@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
+from pathlib import Path
 
 import httpx
 import pytest
@@ -13,6 +15,7 @@ from services.detector.app import create_app
 from services.detector.config import Settings
 from shared.tts.debian import EspeakNgTTS
 from shared.watermark import Watermarker, WatermarkKey, make_payload
+from vcfad.cli import main
 
 KEY = WatermarkKey(hashlib.sha256(b"vcfad detector watermark test key").digest())
 
@@ -45,3 +48,20 @@ async def test_a_watermarked_clip_is_fake_with_the_reason(monkeypatch: pytest.Mo
     assert plain["watermark"] == {"present": False, "confidence": plain["watermark"]["confidence"], "payload": None,
                                   "windows": []}  # fmt: skip
     assert plain["reason"] is None
+
+
+def test_vcfad_detect_json_prints_the_watermark(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    if not (DETECTOR_MODEL_DIR / "model.json").exists():
+        pytest.skip(f"no shipped detector model in {DETECTOR_MODEL_DIR}")
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    monkeypatch.setenv("VCFAD_WATERMARK_KEY", KEY.secret.hex())
+    speech = EspeakNgTTS().synthesize("We walked along the shore until the sun went down over the bay.")
+    payload = make_payload(KEY, "job-2")
+    path = Watermarker(KEY).embed(speech.trim_silence().normalize_loudness(-23.0), payload).write(tmp_path / "m.wav")
+    assert main(["detect", "--json", "--model", str(DETECTOR_MODEL_DIR), str(path)]) == 0
+    record = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert record["label"] == "fake" and "vcfad watermark" in record["reason"]
+    assert record["watermark"]["present"] and record["watermark"]["payload"] == f"{payload:06x}"
