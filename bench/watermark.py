@@ -128,14 +128,14 @@ def real_speech() -> list[Audio]:
     return [load_audio(folder / row["path"], DETECTION_POLICY) for row in rows]
 
 
-def window_stats(watermarker: Watermarker, audio: Audio, coded: np.ndarray) -> tuple[int, int, float, bool]:
-    """(windows, detected windows, mean bit accuracy over windows, clip payload right)."""
+def window_stats(watermarker: Watermarker, audio: Audio, coded: np.ndarray) -> tuple[int, int, float, bool, bool]:
+    """(windows, detected windows, mean bit accuracy over windows, clip payload right, clip found)."""
     report = watermarker.detect(audio)
     found = sum(w.z >= report.threshold_z for w in report.windows)
     accuracy = float(np.mean([np.mean(report.bits_of(w) == coded) for w in report.windows]))
     payload_bits = watermarker.params.payload_bits
     right = report.payload is not None and report.payload == int("".join(map(str, coded[:payload_bits])), 2)
-    return len(report.windows), found, accuracy, right
+    return len(report.windows), found, accuracy, right, report.present
 
 
 def main() -> None:
@@ -164,28 +164,30 @@ def main() -> None:
     robustness = {}
     detect_s = detect_audio_s = 0.0
     for name, attack in ATTACKS.items():
-        windows = found = right = 0
+        windows = found = right = clips_found = 0
         accuracies = []
         for index, clip in enumerate(marked):
             attacked = load_audio(attack(clip, index).to_wav_bytes(), DETECTION_POLICY)
             started = time.process_time()
-            count, hits, accuracy, ok = window_stats(watermarker, attacked, coded[index])
+            count, hits, accuracy, ok, present = window_stats(watermarker, attacked, coded[index])
             if name == "none":
                 detect_s += time.process_time() - started
                 detect_audio_s += attacked.duration_s
             windows += count
             found += hits
             right += ok
+            clips_found += present
             accuracies.append(accuracy)
         robustness[name] = {
             "windows": windows,
             "detection_rate": found / windows,
             "bit_accuracy": float(np.mean(accuracies)),
             "clip_payload_correct": right / len(marked),
+            "clips_found": clips_found / len(marked),
         }
         print(
             f"{name:26s} windows {windows:4d} detected {found / windows:.4f} bits {np.mean(accuracies):.4f} "
-            f"payload {right}/{len(marked)}",
+            f"payload {right}/{len(marked)} clips found {clips_found}/{len(marked)}",
             file=sys.stderr,
             flush=True,
         )

@@ -31,6 +31,7 @@ import math
 import os
 import secrets
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -251,6 +252,16 @@ class WindowReading:
 
 
 @dataclass(frozen=True)
+class WindowResiduals:
+    """A window's cell residuals, (speeds, phase bins, freq cells), and their FFTs along phase."""
+
+    speeds: list[float]
+    residuals: np.ndarray
+    spectrum: np.ndarray
+    energy_spectrum: np.ndarray
+
+
+@dataclass(frozen=True)
 class WatermarkReport:
     """The watermark verdict on a clip, with the per-window readings behind it."""
 
@@ -414,46 +425,53 @@ class Watermarker:
         limit = params.residual_clip * max(float(np.median(np.abs(residual[present]))) if present.any() else 0.0, 1e-6)
         return np.clip(residual, -limit, limit)
 
-    def window_residuals(self, frames_db: np.ndarray, first_frame: int) -> list[tuple[float, np.ndarray]]:
-        """(speed, phase residuals) of one window for every searched speed: all that depends on
-        the audio alone, so several keys can be tried on it (the false-positive measurement)."""
-        return [
-            (float(speed), self._phase_residual(frames_db, first_frame, float(speed)))
-            for speed in self.params.speed_factors()
-        ]
+    def window_residuals(self, frames_db: np.ndarray, first_frame: int) -> WindowResiduals:
+        """The phase residuals of one window at every searched speed, and their FFTs along phase:
+        all that depends on the audio alone, so several keys can be tried on it cheaply."""
+        speeds = [float(speed) for speed in self.params.speed_factors()]
+        stacked = np.stack([self._phase_residual(frames_db, first_frame, speed) for speed in speeds])
+        return WindowResiduals(
+            speeds=speeds,
+            residuals=stacked,
+            spectrum=np.fft.rfft(stacked, axis=1),
+            energy_spectrum=np.fft.rfft(stacked**2, axis=1),
+        )
 
     def read_window(self, frames_db: np.ndarray, first_frame: int) -> tuple[float, float, np.ndarray]:
         """Best sync z-score of one window over offsets and speeds, that speed, and the soft bits there."""
         return self.read_residuals(self.window_residuals(frames_db, first_frame))
 
-    def read_residuals(self, residuals: list[tuple[float, np.ndarray]]) -> tuple[float, float, np.ndarray]:
+    def read_residuals(self, window: WindowResiduals) -> tuple[float, float, np.ndarray]:
         """:meth:`read_window` on residuals from :meth:`window_residuals` (of any key's watermarker).
 
         Every offset's correlation at once: a circular cross-correlation along the phase axis
-        with the sync chips placed every ``w`` phase bins (FFT over 100 bins per frequency cell).
+        with the sync chips placed every ``w`` phase bins (FFT over the phase bins), all speeds
+        in one array.
         """
         params = self.params
-        pattern = self.pattern
         phases, width = params.phase_bins, self._cell_width()
-        sync = pattern.role < 0
-        chips = np.zeros((phases, params.freq_cells))
-        mask = np.zeros((phases, params.freq_cells))
-        chips[::width] = np.where(sync, pattern.chips, 0.0)
+        chips_f, mask_f = self._sync_spectra
+        # corr[s, o] = Σ_φ,f R[s, φ + o, f] · C[φ, f]: summed over f before the inverse FFT.
+        numerator = np.fft.irfft((window.spectrum * chips_f).sum(axis=2), n=phases, axis=1)
+        energy = np.fft.irfft((window.energy_spectrum * mask_f).sum(axis=2), n=phases, axis=1)
+        denominator = np.sqrt(np.maximum(energy, 0.0))
+        z = np.where(denominator > 1e-9, numerator / np.maximum(denominator, 1e-9), 0.0)
+        speed_index, offset = np.unravel_index(int(np.argmax(z)), z.shape)
+        rows = (offset + width * np.arange(params.time_cells)) % phases
+        soft = self._soft_bits(window.residuals[speed_index][rows])
+        return float(z[speed_index, offset]), window.speeds[speed_index], soft
+
+    @cached_property
+    def _sync_spectra(self) -> tuple[np.ndarray, np.ndarray]:
+        """Conjugate FFTs (along phase) of the sync chips and of the sync mask, placed every ``w`` bins."""
+        params = self.params
+        width = self._cell_width()
+        sync = self.pattern.role < 0
+        chips = np.zeros((params.phase_bins, params.freq_cells))
+        mask = np.zeros((params.phase_bins, params.freq_cells))
+        chips[::width] = np.where(sync, self.pattern.chips, 0.0)
         mask[::width] = sync
-        chips_f = np.conj(np.fft.rfft(chips, axis=0))
-        mask_f = np.conj(np.fft.rfft(mask, axis=0))
-        best = (-np.inf, 1.0, np.zeros(params.coded_bits))
-        for speed, residual in residuals:
-            # corr[o] = Σ_φ,f R[φ + o, f] · C[φ, f]
-            numerator = np.fft.irfft(np.fft.rfft(residual, axis=0) * chips_f, n=phases, axis=0).sum(axis=1)
-            energy = np.fft.irfft(np.fft.rfft(residual**2, axis=0) * mask_f, n=phases, axis=0).sum(axis=1)
-            denominator = np.sqrt(np.maximum(energy, 0.0))
-            z = np.where(denominator > 1e-9, numerator / np.maximum(denominator, 1e-9), 0.0)
-            offset = int(np.argmax(z))
-            if z[offset] > best[0]:
-                rows = (offset + width * np.arange(params.time_cells)) % phases
-                best = (float(z[offset]), speed, self._soft_bits(residual[rows]))
-        return best
+        return np.conj(np.fft.rfft(chips, axis=0)), np.conj(np.fft.rfft(mask, axis=0))
 
     def _soft_bits(self, residual: np.ndarray) -> np.ndarray:
         """Per coded bit: the normalised correlation of its cells with their chips (sign = bit)."""
