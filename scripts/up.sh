@@ -38,15 +38,6 @@ for name in gateway detector worker; do
   fi
 done
 
-# An API key for this machine when none is configured (kept in var/run, readable by you only).
-if [ -z "${VCFAD_API_KEYS:-}" ]; then
-  if [ ! -s "$RUN/api_key" ]; then
-    (umask 077 && "$PY" -c 'import secrets; print(secrets.token_urlsafe(24))' > "$RUN/api_key")
-  fi
-  VCFAD_API_KEYS=$(cat "$RUN/api_key")
-fi
-export VCFAD_API_KEYS
-
 # The watermark key (shared/watermark.py) every clone is marked with and the detector reads:
 # generated once into var/watermark.key (readable by you only) unless VCFAD_WATERMARK_KEY is set.
 if [ -z "${VCFAD_WATERMARK_KEY:-}" ]; then
@@ -57,6 +48,15 @@ if [ -z "${VCFAD_WATERMARK_KEY:-}" ]; then
   VCFAD_WATERMARK_KEY=$(cat "$STATE/watermark.key")
 fi
 export VCFAD_WATERMARK_KEY
+
+# An API key for this machine when none is configured (kept in var/run, readable by you only).
+if [ -z "${VCFAD_API_KEYS:-}" ]; then
+  if [ ! -s "$RUN/api_key" ]; then
+    (umask 077 && "$PY" -c 'import secrets; print(secrets.token_urlsafe(24))' > "$RUN/api_key")
+  fi
+  VCFAD_API_KEYS=$(cat "$RUN/api_key")
+fi
+export VCFAD_API_KEYS
 
 port_free() { "$PY" -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null; }
 for port in "$VCFAD_GATEWAY_PORT" "$VCFAD_DETECTOR_PORT"; do
