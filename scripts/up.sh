@@ -38,6 +38,17 @@ for name in gateway detector worker; do
   fi
 done
 
+# The watermark key (shared/watermark.py) every clone is marked with and the detector reads:
+# generated once into var/watermark.key (readable by you only) unless VCFAD_WATERMARK_KEY is set.
+if [ -z "${VCFAD_WATERMARK_KEY:-}" ]; then
+  if [ ! -s "$STATE/watermark.key" ]; then
+    (umask 077 && "$PY" -c 'import secrets; print(secrets.token_hex(32))' > "$STATE/watermark.key")
+    echo "up: created a watermark key in $STATE/watermark.key"
+  fi
+  VCFAD_WATERMARK_KEY=$(cat "$STATE/watermark.key")
+fi
+export VCFAD_WATERMARK_KEY
+
 # An API key for this machine when none is configured (kept in var/run, readable by you only).
 if [ -z "${VCFAD_API_KEYS:-}" ]; then
   if [ ! -s "$RUN/api_key" ]; then

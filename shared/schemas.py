@@ -27,6 +27,30 @@ class WindowScore(BaseModel):
     score: float = Field(ge=0.0, le=1.0, description="Probability that this window is synthetic")
 
 
+class WatermarkWindow(BaseModel):
+    """A stretch of the recording where the vcfad watermark was found."""
+
+    model_config = ConfigDict(frozen=True)
+
+    start_s: float = Field(description="Window start, seconds from the beginning of the trimmed audio")
+    end_s: float
+
+
+class WatermarkResult(BaseModel):
+    """The vcfad provenance watermark (shared/watermark.py) read with this deployment's key."""
+
+    model_config = ConfigDict(frozen=True)
+
+    present: bool = Field(description="The watermark was found in at least one 1 s window")
+    confidence: float = Field(
+        ge=0.0, le=1.0, description="1 − the bound on the chance of a false find in this recording"
+    )
+    payload: str | None = Field(
+        default=None, description="The 24-bit payload (hex: key id, then job hash) when its CRC holds"
+    )
+    windows: list[WatermarkWindow] = Field(default_factory=list, description="Windows where it was found")
+
+
 class DetectResponse(BaseModel):
     """The detector's verdict on one recording."""
 
@@ -57,6 +81,10 @@ class DetectResponse(BaseModel):
     timeline: list[WindowScore] | None = Field(
         default=None, description="Per-window scores; only with `?timeline=true`"
     )
+    watermark: WatermarkResult | None = Field(
+        default=None, description="The vcfad watermark; None when the detector reads no watermark"
+    )
+    reason: str | None = Field(default=None, description="Why the label is what it is, when not the score alone")
 
 
 class JobStatus(enum.StrEnum):

@@ -50,5 +50,9 @@ class ClonerSettings(BaseSettings):
     match_channel: bool = True
     #: Largest boost or cut of the channel EQ, in dB.
     channel_max_gain_db: float = Field(default=12.0, ge=0)
+    #: Watermark every clone (shared/watermark.py; key from ``VCFAD_WATERMARK_KEY`` or var/watermark.key).
+    #: ``VCFAD_CLONER_WATERMARK=false`` is for research only (e.g. measuring the mark's own effect):
+    #: unmarked clones cannot be traced, and the cloner logs a warning when it is off.
+    watermark: bool = True
     #: Folder with the RTVC checkpoints encoder.pt, synthesizer.pt, vocoder.pt (sv2tts backend).
     sv2tts_dir: Path | None = None

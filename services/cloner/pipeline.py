@@ -6,7 +6,8 @@ SV2TTS in three swappable stages, each a small class with one job:
 2. a synthesis backend (:mod:`services.cloner.backends`) — enrolls the voice once (cached per
    reference set) and speaks text in it; its vocoder is part of the backend;
 3. output — the reference's recording channel (:mod:`shared.channel`: long-term
-   spectrum and room tone; on by default), the requested rate and loudness.
+   spectrum and room tone; on by default), the requested rate and loudness, then the provenance
+   watermark (:mod:`shared.watermark`; on unless ``VCFAD_CLONER_WATERMARK=false``, research only).
 
 ::
 
@@ -32,6 +33,7 @@ from shared.progress import ProgressCallback
 from shared.seeds import stable_int
 from shared.text import CloneTextError, clone_text
 from shared.tts import TextToSpeechError
+from shared.watermark import Watermarker, WatermarkKey, make_payload
 
 logger = logging.getLogger(__name__)
 
@@ -68,10 +70,17 @@ class Cloner:
         encoder: ReferenceEncoder,
         backend: SynthesisBackend,
         max_cached_voices: int = 32,
+        watermarker: Watermarker | None = None,
     ) -> None:
         self.settings = settings
         self.encoder = encoder
         self.backend = backend
+        #: Marks every clone; None only when ``settings.watermark`` is off (research).
+        self.watermarker: Watermarker | None = None
+        if settings.watermark:
+            self.watermarker = watermarker or Watermarker(WatermarkKey.from_settings())
+        else:
+            logger.warning("clones are NOT watermarked (VCFAD_CLONER_WATERMARK=false): for research only")
         self.channel_matcher = ChannelMatcher(max_gain_db=settings.channel_max_gain_db)
         self._voices: OrderedDict[str, Enrollment] = OrderedDict()
         self._max_cached_voices = max_cached_voices
@@ -181,8 +190,13 @@ class Cloner:
         return self.finish(audio, enrolled if match_channel else None, text)
 
     def finish(self, audio: Audio, enrolled: Enrollment | None = None, text: str = "") -> Audio:
-        """Stage 3: the reference's channel (when ``enrolled`` is given), output rate (≥ 16 kHz) and loudness."""
+        """Stage 3: the reference's channel (when ``enrolled`` is given), output rate (≥ 16 kHz) and
+        loudness, then the watermark (payload: the key id and a hash of the voice and the text)."""
         if enrolled is not None:
             audio = self.channel_matcher.apply(audio, enrolled.channel, seed=stable_int(enrolled.key, text))
         rate = self.settings.output_sample_rate_hz or max(audio.sample_rate_hz, 16_000)
-        return audio.resample(rate).normalize_loudness(-23.0)
+        audio = audio.resample(rate).normalize_loudness(-23.0)
+        if self.watermarker is None:
+            return audio
+        job = f"{enrolled.key if enrolled is not None else ''}\x1f{text}"
+        return self.watermarker.embed(audio, make_payload(self.watermarker.key, job))

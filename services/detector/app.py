@@ -23,6 +23,7 @@ from services.detector.config import Settings
 from services.detector.exceptions import register_exception_handlers
 from services.detector.inference import Detector
 from services.detector.router import router
+from shared.watermark import Watermarker, WatermarkKey
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         started = time.perf_counter()
-        app.state.detector = Detector.from_model_dir(settings.model_dir, threads=settings.threads)
+        watermarker = Watermarker(WatermarkKey.from_settings()) if settings.watermark else None
+        app.state.detector = Detector.from_model_dir(
+            settings.model_dir, threads=settings.threads, watermarker=watermarker
+        )
         logger.info("detector model loaded in %.2f s", time.perf_counter() - started)
         yield
         app.state.detector = None

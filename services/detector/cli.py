@@ -11,6 +11,7 @@ from pathlib import Path
 from services.detector.model_files import POOLINGS, ModelSpec, check_input_floor, default_model_dir
 from services.detector.training.manifest import ManifestError
 from shared.audio import AudioError
+from shared.watermark import Watermarker, WatermarkKey, WatermarkKeyError
 from vcfad.cli_common import CLIError, positive_int
 
 
@@ -36,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     detect.add_argument("--timeline", action="store_true", help="also score 2 s windows every 0.5 s")
     detect.add_argument("--model", default="default", help="shipped model name or model folder (default: default)")
     detect.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
+    detect.add_argument("--no-watermark", action="store_true", help="do not read the vcfad watermark")
     detect.set_defaults(handler=_detect)
 
     graph = subparsers.add_parser(
@@ -184,7 +186,13 @@ def _detect(args: argparse.Namespace) -> int:
     # Imported when the command runs (ONNX Runtime, librosa), so `vcfad --help` stays fast.
     from services.detector.inference import Detector
 
-    detector = Detector.from_model_dir(resolve_model(args.model), threads=args.threads)
+    watermarker = None
+    if not args.no_watermark:
+        try:
+            watermarker = Watermarker(WatermarkKey.from_settings())
+        except WatermarkKeyError as error:
+            raise CLIError(str(error)) from None
+    detector = Detector.from_model_dir(resolve_model(args.model), threads=args.threads, watermarker=watermarker)
     failures = 0
     for path in args.paths:
         try:
@@ -197,7 +205,11 @@ def _detect(args: argparse.Namespace) -> int:
                 print(f"{path}\terror: {error}", file=sys.stderr, flush=True)
             continue
         if args.json:
-            record = {"path": path, "score": round(detection.score, 6), "label": detection.label}
+            record: dict[str, object] = {"path": path, "score": round(detection.score, 6), "label": detection.label}
+            if detection.watermark is not None:
+                record["watermark"] = detection.watermark.model_dump()
+            if detection.reason is not None:
+                record["reason"] = detection.reason
             if detection.timeline is not None:
                 record["timeline"] = [
                     {"start_s": w.start_s, "end_s": w.end_s, "score": round(w.score, 6)} for w in detection.timeline
@@ -205,6 +217,8 @@ def _detect(args: argparse.Namespace) -> int:
             print(json.dumps(record), flush=True)
             continue
         print(f"{path}\t{detection.label}\tscore {detection.score:.3f} (threshold {detection.threshold:.3f})")
+        if detection.reason is not None:
+            print(f"  {detection.reason}")
         for window in detection.timeline or []:
             bar = "#" * round(window.score * 40)
             print(f"  {window.start_s:7.2f}–{window.end_s:7.2f} s  {window.score:.3f}  {bar}")

@@ -19,3 +19,5 @@ class Settings(BaseSettings):
     #: Requests scored at the same time (worker threads sharing the session); more wait their turn.
     concurrency: int = 2
     max_upload_bytes: int = 20 * 1024 * 1024
+    #: Read the vcfad watermark of every recording (key: ``VCFAD_WATERMARK_KEY`` or var/watermark.key).
+    watermark: bool = True

@@ -8,6 +8,10 @@ Scores are probabilities that the clip is synthetic. A recording up to
 of that length (half overlapping) and the clip score is their mean. ``timeline=True`` adds
 scores of short windows (``timeline_window_s`` every ``timeline_hop_s``) so a user sees where
 a recording turns synthetic.
+
+With a :class:`~shared.watermark.Watermarker` (the service's and the CLI's default), every
+recording is also read for the vcfad watermark: a clip that carries it is labelled ``fake`` whatever
+its score, and the response says why and where (``watermark``).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -26,6 +31,7 @@ from services.detector.seed_features import SeedFeatures
 from shared.audio import Audio, AudioFile, LoadPolicy, Seconds, load_audio
 from shared.log_mel import whisper_log_mel
 from shared.schemas import DetectResponse, WindowScore
+from shared.watermark import Watermarker
 
 #: How recordings are prepared for scoring; training uses the same policy (services/detector/training/train.py).
 DETECTION_LOAD_POLICY = LoadPolicy(min_duration_s=0.3)
@@ -66,6 +72,7 @@ class Detector:
         threads: int = 1,
         load_policy: LoadPolicy | None = None,
         windows: WindowPlan | None = None,
+        watermarker: Watermarker | None = None,
     ) -> None:
         # Here, not at the top: `vcfad --help` and the gateway import this package without scoring.
         import onnxruntime
@@ -74,6 +81,8 @@ class Detector:
         self.spec = ModelSpec.read(self.model_dir)
         self.load_policy = load_policy or DETECTION_LOAD_POLICY
         self.windows = windows or WindowPlan()
+        #: Reads the vcfad watermark with this deployment's key; None: no watermark is read.
+        self.watermarker = watermarker
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -94,9 +103,11 @@ class Detector:
         self._blas = ThreadpoolController()
 
     @classmethod
-    def from_model_dir(cls, model_dir: Path | None = None, *, threads: int = 1) -> Detector:
+    def from_model_dir(
+        cls, model_dir: Path | None = None, *, threads: int = 1, watermarker: Watermarker | None = None
+    ) -> Detector:
         """Load a model folder (None: the shipped ``default`` model)."""
-        return cls(model_dir or default_model_dir(), threads=threads)
+        return cls(model_dir or default_model_dir(), threads=threads, watermarker=watermarker)
 
     @property
     def name(self) -> str:
@@ -166,11 +177,26 @@ class Detector:
         """
         audio = source if isinstance(source, Audio) else load_audio(source, self.load_policy)
         score = self.score_audio(audio)
+        label: Literal["fake", "real"] = "fake" if score >= self.threshold else "real"
+        watermark, reason = None, None
+        if self.watermarker is not None:
+            with self._blas.limit(limits=1, user_api="blas"):
+                watermark = self.watermarker.detect(audio).to_result()
+            if watermark.present:
+                # The mark is proof of origin: a vcfad clone is fake whatever the classifier says.
+                label = "fake"
+                payload = f", payload {watermark.payload}" if watermark.payload else ""
+                reason = (
+                    f"vcfad watermark found in {len(watermark.windows)} window(s) "
+                    f"(confidence {watermark.confidence:.6f}{payload})"
+                )
         return DetectResponse(
             score=score,
-            label="fake" if score >= self.threshold else "real",
+            label=label,
             threshold=self.threshold,
             model=self.name,
             duration_s=round(audio.duration_s, 3),
             timeline=self.timeline(audio) if timeline else None,
+            watermark=watermark,
+            reason=reason,
         )

@@ -154,6 +154,14 @@ async def test_detect_answers_the_detectors_verdict_as_the_shared_model(redis_av
         "model": "stub",
         "duration_s": 4.8,
         "timeline": [{"start_s": 0.0, "end_s": 2.0, "score": 0.88}],
+        # The watermark reading passes through the gateway unchanged.
+        "watermark": {
+            "present": True,
+            "confidence": 1.0,
+            "payload": "a3f09c",
+            "windows": [{"start_s": 0.0, "end_s": 1.0}],
+        },
+        "reason": "vcfad watermark found in 1 window(s) (confidence 1.000000, payload a3f09c)",
     }
     bodies = [verdict, {"score": "high"}]
     seen: list[httpx.Request] = []

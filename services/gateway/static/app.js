@@ -148,7 +148,36 @@ function showVerdict(result, name) {
   const count = (result.timeline || []).length;
   $("timeline-caption").textContent =
     `${name}: ${result.duration_s.toFixed(1)} s scored; timeline of ${count} windows (red: above threshold)`;
+  showWatermark(result);
   $("detect-result").hidden = false;
+}
+
+// The vcfad watermark: whether it was found, its payload, and where (a strip over the clip's length).
+function showWatermark(result) {
+  const mark = result.watermark;
+  const strip = $("watermark-strip");
+  strip.replaceChildren();
+  if (!mark) {
+    $("watermark").textContent = "Watermark: not read by this detector.";
+    return;
+  }
+  if (!mark.present) {
+    $("watermark").textContent = "Watermark: none found (no vcfad watermark with this deployment's key).";
+    return;
+  }
+  const payload = mark.payload ? `, payload ${mark.payload}` : ", payload unreadable";
+  $("watermark").textContent =
+    `Watermark: vcfad watermark FOUND (confidence ${mark.confidence.toFixed(6)}${payload}) — ` +
+    `${mark.windows.length} window(s). ${result.reason || ""}`;
+  const total = Math.max(result.duration_s, 0.001);
+  for (const window of mark.windows) {
+    const cell = document.createElement("div");
+    cell.className = "mark";
+    cell.style.left = `${(100 * window.start_s) / total}%`;
+    cell.style.width = `${(100 * (window.end_s - window.start_s)) / total}%`;
+    cell.title = `watermark at ${window.start_s.toFixed(1)}–${window.end_s.toFixed(1)} s`;
+    strip.appendChild(cell);
+  }
 }
 
 $("detect-button").addEventListener("click", () => detect(state.detectBlob, state.detectName));

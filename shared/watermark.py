@@ -1,0 +1,534 @@
+"""Keyed, inaudible provenance watermark for speech: embedded in every clone, read by the detector.
+
+A keyed spread-spectrum pattern in the STFT magnitude: the telephone band (300–3400 Hz) is cut
+into cells (:class:`WatermarkParams`: 20 ms × ~65 Hz) tiled with a 1 s period, and each cell's
+magnitude is raised or lowered by a few dB, the sign drawn from the key. Half of the cells carry a
+known *sync* pattern (presence and alignment); the rest spread the 32 coded payload bits (24 bits:
+key id + job hash, and a CRC-8). A gain on the speech's own spectrum adds nothing where there is
+no sound and is masked by the speech where there is.
+
+Detection works on any 1 s window: log-magnitude STFT at 8 kHz, cell means, each cell minus its
+neighbours (removes the speech's own slowly varying envelope), then the normalised correlation
+with the sync pattern, searched over all offsets within the period and a grid of speed factors
+(a ±10 % speed change scales time and frequency). Under no watermark (or another key) the key's
+signs are independent of the audio, so each correlation is sub-Gaussian (Hoeffding) and the
+threshold follows from the number of tests, not from tuning data (docs/watermark.md).
+
+::
+
+    key = WatermarkKey.from_settings()
+    marked = Watermarker(key).embed(audio, payload=make_payload(key, "job-42"))
+    found = Watermarker(key).detect(marked)       # WatermarkReport: present, windows, payload
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+import math
+import os
+import secrets
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from scipy import signal
+
+from shared.audio import Audio, Hertz, Seconds
+from shared.schemas import WatermarkResult, WatermarkWindow
+
+logger = logging.getLogger(__name__)
+
+
+class WatermarkKeyError(ValueError):
+    """A watermark key that is missing, unreadable or malformed; the message says which and where."""
+
+
+class WatermarkSettings(BaseSettings):
+    """Where the watermark key comes from (environment prefix ``VCFAD_WATERMARK_``).
+
+    ``VCFAD_WATERMARK_KEY`` (hex or base64, ≥ 16 bytes) wins; otherwise the key is read from
+    ``key_file``, which is created with a fresh random key (mode 0600) when absent and
+    ``create_key`` is on, so a fresh checkout clones and detects offline; ``make up`` creates it too.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="VCFAD_WATERMARK_", extra="ignore")
+
+    key: SecretStr | None = None
+    key_file: Path = Path("var/watermark.key")
+    create_key: bool = True
+
+
+def _decode_key(text: str, origin: str) -> bytes:
+    text = text.strip()
+    try:
+        secret = bytes.fromhex(text)
+    except ValueError:
+        try:
+            secret = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise WatermarkKeyError(f"{origin}: the watermark key is neither hex nor base64") from None
+    if len(secret) < 16:
+        raise WatermarkKeyError(f"{origin}: the watermark key holds {len(secret)} bytes; at least 16 are needed")
+    return secret
+
+
+@dataclass(frozen=True)
+class WatermarkKey:
+    """The secret the patterns are drawn from. Without it nothing can be read or forged."""
+
+    secret: bytes = field(repr=False)
+
+    @property
+    def key_id(self) -> int:
+        """An 8-bit public id of the key (carried in the payload: which key marked a clip)."""
+        return hashlib.sha256(b"vcfad-watermark-key-id" + self.secret).digest()[0]
+
+    def seed(self, purpose: str) -> int:
+        return int.from_bytes(hashlib.sha256(purpose.encode() + b"\x00" + self.secret).digest()[:8], "little")
+
+    @classmethod
+    def generate(cls) -> WatermarkKey:
+        return cls(secrets.token_bytes(32))
+
+    @classmethod
+    def from_text(cls, text: str, origin: str = "watermark key") -> WatermarkKey:
+        """A key from its hex or base64 text (as in ``VCFAD_WATERMARK_KEY`` or the key file)."""
+        return cls(_decode_key(text, origin))
+
+    @classmethod
+    def from_settings(cls, settings: WatermarkSettings | None = None) -> WatermarkKey:
+        """The configured key: ``VCFAD_WATERMARK_KEY``, else the key file (created when absent).
+
+        Raises
+        ------
+        WatermarkKeyError
+            Malformed key, or no key file while ``create_key`` is off.
+        """
+        settings = settings or WatermarkSettings()
+        if settings.key is not None:
+            return cls.from_text(settings.key.get_secret_value(), "VCFAD_WATERMARK_KEY")
+        path = settings.key_file
+        if not path.exists():
+            if not settings.create_key:
+                raise WatermarkKeyError(f"{path}: no watermark key (set VCFAD_WATERMARK_KEY or run `make up`)")
+            _create_key_file(path)
+        try:
+            return cls.from_text(path.read_text(), str(path))
+        except OSError as error:
+            raise WatermarkKeyError(f"{path}: cannot read the watermark key: {error.strerror}") from None
+
+
+def _create_key_file(path: Path) -> None:
+    """Write a fresh key readable by this user only; a concurrent creator's key wins (O_EXCL)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(handle, "w") as file:
+        file.write(WatermarkKey.generate().secret.hex() + "\n")
+    logger.info("created a new watermark key in %s", path)
+
+
+@dataclass(frozen=True)
+class WatermarkParams:
+    """The watermark's design: band, cell grid, strength and detection search (docs/watermark.md)."""
+
+    #: Analysis rate of detection: everything above is cut, so 8 kHz resampling and codecs keep it.
+    analysis_rate_hz: Hertz = 8_000
+    #: Detection STFT at the analysis rate: 32 ms Hann windows every 10 ms.
+    n_fft: int = 256
+    hop: int = 80
+    band_low_hz: float = 300.0
+    band_high_hz: float = 3_400.0
+    #: The pattern repeats every period; any window this long holds all of it.
+    period_s: Seconds = 1.0
+    time_cells: int = 50
+    freq_cells: int = 48
+    #: Gain of one cell, ± dB (the sign from the key).
+    strength_db: float = 3.0
+    #: Share of the cells that carry the sync (presence) pattern; the rest carry payload bits.
+    sync_fraction: float = 0.5
+    payload_bits: int = 24
+    crc_bits: int = 8
+    #: Speed factors searched at detection (a speed change scales time and frequency alike).
+    max_speed_change: float = 0.12
+    speed_step: float = 0.01
+    #: Windows the detector reports on (the localisation of a spliced clip).
+    window_s: Seconds = 1.0
+    window_hop_s: Seconds = 0.5
+    #: Cell residuals are clipped at this multiple of their median magnitude in the window.
+    residual_clip: float = 2.0
+    #: Family-wise false-positive bound per window that sets the presence threshold.
+    false_positive_rate: float = 1e-4
+    #: Embedding STFT: window length (s) and overlap (hop = window / 4).
+    embed_window_s: Seconds = 0.032
+
+    @property
+    def coded_bits(self) -> int:
+        return self.payload_bits + self.crc_bits
+
+    @property
+    def phase_bins(self) -> int:
+        """Time resolution of the folded pattern: one bin per analysis hop."""
+        return round(self.period_s * self.analysis_rate_hz / self.hop)
+
+    def speed_factors(self) -> np.ndarray:
+        steps = math.floor(math.log1p(self.max_speed_change) / math.log1p(self.speed_step))
+        return np.exp(np.arange(-steps, steps + 1) * math.log1p(self.speed_step))
+
+    def tests_per_window(self) -> int:
+        return self.phase_bins * len(self.speed_factors())
+
+    def threshold_z(self) -> float:
+        """Presence threshold on the sync correlation's z-score.
+
+        Each of the ``tests_per_window`` correlations is, without the key's watermark, a sum of
+        independent random signs times fixed values: P(z ≥ u) ≤ exp(−u²/2) (Hoeffding). The union
+        over the tests bounds the window's false-positive rate by ``false_positive_rate``.
+        """
+        return math.sqrt(2.0 * math.log(self.tests_per_window() / self.false_positive_rate))
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A key's cell pattern: ``chips`` (±1) and ``role`` (−1 sync, else the coded bit index)."""
+
+    chips: np.ndarray  # (time_cells, freq_cells) of ±1.0
+    role: np.ndarray  # (time_cells, freq_cells) of int
+
+    @classmethod
+    def from_key(cls, key: WatermarkKey, params: WatermarkParams) -> Pattern:
+        rng = np.random.default_rng(key.seed("pattern"))
+        shape = (params.time_cells, params.freq_cells)
+        cells = shape[0] * shape[1]
+        chips = rng.choice(np.array([-1.0, 1.0]), size=shape)
+        sync_cells = round(cells * params.sync_fraction)
+        # Payload cells dealt to the bits in turn, then shuffled: every bit gets the same share,
+        # spread over the whole period and band.
+        roles = np.concatenate([np.full(sync_cells, -1), np.arange(cells - sync_cells) % params.coded_bits])
+        return cls(chips=chips, role=rng.permutation(roles).reshape(shape))
+
+    def signs(self, coded: np.ndarray) -> np.ndarray:
+        """The ±1 gain sign of every cell for the coded bits ``coded`` (0/1)."""
+        bit_signs = np.where(self.role >= 0, 2.0 * coded[np.maximum(self.role, 0)] - 1.0, 1.0)
+        return self.chips * bit_signs
+
+
+def crc8(bits: np.ndarray) -> np.ndarray:
+    """CRC-8 (polynomial 0x07) of a bit array, as 8 bits."""
+    register = 0
+    for bit in bits.astype(int):
+        register ^= int(bit) << 7
+        register = ((register << 1) ^ 0x07) & 0xFF if register & 0x80 else (register << 1) & 0xFF
+    return np.array([(register >> (7 - i)) & 1 for i in range(8)], dtype=np.int64)
+
+
+def make_payload(key: WatermarkKey, job: str) -> int:
+    """The 24-bit payload of a clone: the key's 8-bit id, then a 16-bit hash of ``job``."""
+    job_hash = int.from_bytes(hashlib.sha256(job.encode("utf-8")).digest()[:2], "big")
+    return (key.key_id << 16) | job_hash
+
+
+def _bits(value: int, count: int) -> np.ndarray:
+    return np.array([(value >> (count - 1 - i)) & 1 for i in range(count)], dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class WindowReading:
+    """What one detection window holds: its best sync z-score, where, and the bits' soft values."""
+
+    start_s: Seconds
+    end_s: Seconds
+    z: float
+    speed: float
+    soft_bits: np.ndarray
+
+
+@dataclass(frozen=True)
+class WindowResiduals:
+    """A window's cell residuals, (speeds, phase bins, freq cells), and their FFTs along phase."""
+
+    speeds: list[float]
+    residuals: np.ndarray
+    spectrum: np.ndarray
+    energy_spectrum: np.ndarray
+
+
+@dataclass(frozen=True)
+class WatermarkReport:
+    """The watermark verdict on a clip, with the per-window readings behind it."""
+
+    present: bool
+    confidence: float
+    payload: int | None
+    windows: list[WindowReading]
+    threshold_z: float
+
+    def bits_of(self, window: WindowReading) -> np.ndarray:
+        return (window.soft_bits > 0).astype(np.int64)
+
+    def to_result(self) -> WatermarkResult:
+        found = [w for w in self.windows if w.z >= self.threshold_z]
+        return WatermarkResult(
+            present=self.present,
+            confidence=round(self.confidence, 6),
+            payload=None if self.payload is None else f"{self.payload:06x}",
+            windows=[WatermarkWindow(start_s=round(w.start_s, 3), end_s=round(w.end_s, 3)) for w in found],
+        )
+
+
+class Watermarker:
+    """Embeds and reads one key's watermark. Holds only the key's pattern; thread-safe."""
+
+    def __init__(self, key: WatermarkKey, params: WatermarkParams | None = None) -> None:
+        self.key = key
+        self.params = params or WatermarkParams()
+        self.pattern = Pattern.from_key(key, self.params)
+        self._threshold_z = self.params.threshold_z()
+
+    # -- embedding ------------------------------------------------------------------------------
+    def coded_bits(self, payload: int) -> np.ndarray:
+        params = self.params
+        if not 0 <= payload < 1 << params.payload_bits:
+            raise ValueError(f"payload must fit in {params.payload_bits} bits; got {payload}")
+        bits = _bits(payload, params.payload_bits)
+        return np.concatenate([bits, crc8(bits)])
+
+    def embed(self, audio: Audio, payload: int) -> Audio:
+        """``audio`` with the watermark carrying ``payload`` (same rate and length).
+
+        Raises
+        ------
+        ValueError
+            A payload wider than ``payload_bits``, or a rate too low for the band (< 8 kHz).
+        """
+        params = self.params
+        rate = audio.sample_rate_hz
+        if rate < 2 * params.band_high_hz:
+            raise ValueError(f"watermarking needs ≥ {2 * params.band_high_hz:g} Hz audio; got {rate} Hz")
+        if audio.num_samples == 0:
+            return audio
+        signs = self.pattern.signs(self.coded_bits(payload))
+        nperseg = 2 * round(params.embed_window_s * rate / 2)
+        hop = nperseg // 4
+        samples = audio.samples.astype(np.float64)
+        freqs, times, spectrum = signal.stft(samples, fs=rate, window="hann", nperseg=nperseg, noverlap=nperseg - hop)
+        in_band = (freqs >= params.band_low_hz) & (freqs < params.band_high_hz)
+        cell_f = self._freq_cell(freqs[in_band])
+        cell_t = self._time_cell(times)
+        gains_db = params.strength_db * signs[cell_t[:, None], cell_f[None, :]]  # (frames, bins)
+        spectrum[in_band, :] *= (10.0 ** (gains_db / 20.0)).T
+        _, marked = signal.istft(spectrum, fs=rate, window="hann", nperseg=nperseg, noverlap=nperseg - hop)
+        marked = marked[: audio.num_samples]
+        if len(marked) < audio.num_samples:
+            marked = np.pad(marked, (0, audio.num_samples - len(marked)))
+        # A boost may push a peak past full scale: scale down rather than clip.
+        peak = float(np.max(np.abs(marked)))
+        if peak > 0.999:
+            marked *= 0.999 / peak
+        return Audio(marked.astype(np.float32), rate)
+
+    def _freq_cell(self, freqs_hz: np.ndarray) -> np.ndarray:
+        params = self.params
+        width = (params.band_high_hz - params.band_low_hz) / params.freq_cells
+        return np.clip(((freqs_hz - params.band_low_hz) // width).astype(int), 0, params.freq_cells - 1)
+
+    def _time_cell(self, times_s: np.ndarray) -> np.ndarray:
+        params = self.params
+        phase = np.mod(times_s, params.period_s) / params.period_s
+        return np.minimum((phase * params.time_cells).astype(int), params.time_cells - 1)
+
+    # -- detection ------------------------------------------------------------------------------
+    def log_spectrogram(self, audio: Audio) -> np.ndarray:
+        """Log-magnitude (dB) STFT at the analysis rate, (frames, bins) of the band."""
+        params = self.params
+        samples = audio.resample(params.analysis_rate_hz).samples.astype(np.float64)
+        if len(samples) < params.n_fft:
+            samples = np.pad(samples, (0, params.n_fft - len(samples)))
+        _, _, spectrum = signal.stft(
+            samples,
+            fs=params.analysis_rate_hz,
+            window="hann",
+            nperseg=params.n_fft,
+            noverlap=params.n_fft - params.hop,
+            boundary=None,
+            padded=False,
+        )
+        band = self._analysis_bins()
+        power = np.abs(spectrum[band, :].T) ** 2
+        # A floor 80 dB under the loudest cell: digital silence must not give -inf (or dominate).
+        floor = max(float(power.max()), 1e-20) * 1e-8
+        return power + floor
+
+    def _analysis_bins(self) -> np.ndarray:
+        params = self.params
+        freqs = np.fft.rfftfreq(params.n_fft, 1.0 / params.analysis_rate_hz)
+        # Bins a ±max_speed_change scaling can move into the band are analysed too.
+        low = params.band_low_hz / (1 + params.max_speed_change)
+        high = min(params.band_high_hz * (1 + params.max_speed_change), params.analysis_rate_hz / 2)
+        return np.flatnonzero((freqs >= low) & (freqs < high))
+
+    def _cell_width(self) -> int:
+        params = self.params
+        if params.phase_bins % params.time_cells:
+            raise ValueError("phase_bins must be a multiple of time_cells")
+        return params.phase_bins // params.time_cells
+
+    def _phase_residual(self, frames_db: np.ndarray, first_frame: int, speed: float) -> np.ndarray:
+        """Cell residuals of a window at one speed factor, for every pattern offset at once.
+
+        Returns (phase_bins, freq_cells): row ``φ`` is the residual of the cell that spans phase
+        bins ``[φ, φ + w)`` (``w`` bins per time cell), so the pattern's time cell ``c`` at offset
+        ``o`` is row ``(o + c·w) mod phase_bins``.
+        """
+        params = self.params
+        phases, width = params.phase_bins, self._cell_width()
+        frame_s = params.hop / params.analysis_rate_hz
+        freqs = np.fft.rfftfreq(params.n_fft, 1.0 / params.analysis_rate_hz)[self._analysis_bins()]
+        original_f = freqs / speed
+        keep = (original_f >= params.band_low_hz) & (original_f < params.band_high_hz)
+        cell_f = self._freq_cell(original_f[keep])
+        frame_times = (first_frame + np.arange(frames_db.shape[0])) * frame_s * speed
+        phase = np.mod(np.round(frame_times / frame_s).astype(int), phases)
+        # Fold: (phase bin, freq cell) power sums and counts over the window's frames and bins.
+        index = (phase[:, None] * params.freq_cells + cell_f[None, :]).ravel()
+        size = phases * params.freq_cells
+        sums = np.bincount(index, weights=frames_db[:, keep].ravel(), minlength=size).reshape(phases, -1)
+        counts = np.bincount(index, minlength=size).reshape(phases, -1).astype(float)
+        # Box sums over the w phase bins of a cell, starting at every phase bin.
+        box_sums = np.sum([np.roll(sums, -step, axis=0) for step in range(width)], axis=0)
+        box_counts = np.sum([np.roll(counts, -step, axis=0) for step in range(width)], axis=0)
+        present = box_counts > 0
+        means = np.where(present, 10.0 * np.log10(np.maximum(box_sums, 1e-30) / np.maximum(box_counts, 1)), 0.0)
+        # Each cell minus the mean of its present neighbours (time: ±w bins, wrapping with the
+        # period; frequency: ±1 cell): the watermark's ±gain plus the speech's fine detail.
+        weight = present.astype(float)
+        total = np.zeros_like(means)
+        number = np.zeros_like(means)
+        for shift in (width, -width):
+            total += np.roll(means * weight, shift, axis=0)
+            number += np.roll(weight, shift, axis=0)
+        total[:, 1:] += (means * weight)[:, :-1]
+        number[:, 1:] += weight[:, :-1]
+        total[:, :-1] += (means * weight)[:, 1:]
+        number[:, :-1] += weight[:, 1:]
+        residual = np.where(present & (number > 0), means - total / np.maximum(number, 1), 0.0)
+        # Onsets and pauses leave residuals of tens of dB that would drown the few-dB watermark
+        # in the correlation's norm: clip at a multiple of the window's median magnitude.
+        limit = params.residual_clip * max(float(np.median(np.abs(residual[present]))) if present.any() else 0.0, 1e-6)
+        return np.clip(residual, -limit, limit)
+
+    def window_residuals(self, frames_db: np.ndarray, first_frame: int) -> WindowResiduals:
+        """The phase residuals of one window at every searched speed, and their FFTs along phase:
+        all that depends on the audio alone, so several keys can be tried on it cheaply."""
+        speeds = [float(speed) for speed in self.params.speed_factors()]
+        stacked = np.stack([self._phase_residual(frames_db, first_frame, speed) for speed in speeds])
+        return WindowResiduals(
+            speeds=speeds,
+            residuals=stacked,
+            spectrum=np.fft.rfft(stacked, axis=1),
+            energy_spectrum=np.fft.rfft(stacked**2, axis=1),
+        )
+
+    def read_window(self, frames_db: np.ndarray, first_frame: int) -> tuple[float, float, np.ndarray]:
+        """Best sync z-score of one window over offsets and speeds, that speed, and the soft bits there."""
+        return self.read_residuals(self.window_residuals(frames_db, first_frame))
+
+    def read_residuals(self, window: WindowResiduals) -> tuple[float, float, np.ndarray]:
+        """:meth:`read_window` on residuals from :meth:`window_residuals` (of any key's watermarker).
+
+        Every offset's correlation at once: a circular cross-correlation along the phase axis
+        with the sync chips placed every ``w`` phase bins (FFT over the phase bins), all speeds
+        in one array.
+        """
+        params = self.params
+        phases, width = params.phase_bins, self._cell_width()
+        chips_f, mask_f = self._sync_spectra
+        # corr[s, o] = Σ_φ,f R[s, φ + o, f] · C[φ, f]: summed over f before the inverse FFT.
+        numerator = np.fft.irfft((window.spectrum * chips_f).sum(axis=2), n=phases, axis=1)
+        energy = np.fft.irfft((window.energy_spectrum * mask_f).sum(axis=2), n=phases, axis=1)
+        denominator = np.sqrt(np.maximum(energy, 0.0))
+        z = np.where(denominator > 1e-9, numerator / np.maximum(denominator, 1e-9), 0.0)
+        speed_index, offset = np.unravel_index(int(np.argmax(z)), z.shape)
+        rows = (offset + width * np.arange(params.time_cells)) % phases
+        soft = self._soft_bits(window.residuals[speed_index][rows])
+        return float(z[speed_index, offset]), window.speeds[speed_index], soft
+
+    @cached_property
+    def _sync_spectra(self) -> tuple[np.ndarray, np.ndarray]:
+        """Conjugate FFTs (along phase) of the sync chips and of the sync mask, placed every ``w`` bins."""
+        params = self.params
+        width = self._cell_width()
+        sync = self.pattern.role < 0
+        chips = np.zeros((params.phase_bins, params.freq_cells))
+        mask = np.zeros((params.phase_bins, params.freq_cells))
+        chips[::width] = np.where(sync, self.pattern.chips, 0.0)
+        mask[::width] = sync
+        return np.conj(np.fft.rfft(chips, axis=0)), np.conj(np.fft.rfft(mask, axis=0))
+
+    def _soft_bits(self, residual: np.ndarray) -> np.ndarray:
+        """Per coded bit: the normalised correlation of its cells with their chips (sign = bit)."""
+        pattern = self.pattern
+        bits = self.params.coded_bits
+        payload = pattern.role >= 0
+        roles = pattern.role[payload]
+        products = (residual * pattern.chips)[payload]
+        sums = np.bincount(roles, weights=products, minlength=bits)
+        norms = np.sqrt(np.bincount(roles, weights=residual[payload] ** 2, minlength=bits))
+        return np.where(norms > 0, sums / np.maximum(norms, 1e-12), 0.0)
+
+    def detect(self, audio: Audio) -> WatermarkReport:
+        """Read the watermark of ``audio`` in windows of ``window_s`` every ``window_hop_s``.
+
+        Present when a window's sync z-score passes :meth:`WatermarkParams.threshold_z`; the
+        payload is the majority of the present windows' soft bits, reported only when its CRC holds.
+        """
+        params = self.params
+        frames_db = self.log_spectrogram(audio)
+        frame_s = params.hop / params.analysis_rate_hz
+        windows = []
+        for first, count in self.window_frames(frames_db.shape[0]):
+            z, speed, soft = self.read_window(frames_db[first : first + count], first)
+            end_s = min(audio.duration_s, first * frame_s + params.window_s)
+            windows.append(WindowReading(first * frame_s, end_s, z, speed, soft))
+        return self._verdict(windows)
+
+    def window_frames(self, total: int) -> list[tuple[int, int]]:
+        """(first frame, frames) of each detection window of a spectrogram of ``total`` frames."""
+        params = self.params
+        frame_s = params.hop / params.analysis_rate_hz
+        window_frames = max(1, round((params.window_s - params.n_fft / params.analysis_rate_hz) / frame_s) + 1)
+        hop_frames = max(1, round(params.window_hop_s / frame_s))
+        starts = list(range(0, max(total - window_frames, 0) + 1, hop_frames))
+        tail = total - window_frames - starts[-1]
+        if total > window_frames and tail > hop_frames // 2:
+            starts.append(total - window_frames)  # the tail gets a full window of its own
+        return [(first, window_frames) for first in starts]
+
+    def _verdict(self, windows: list[WindowReading]) -> WatermarkReport:
+        params = self.params
+        threshold = self._threshold_z
+        found = [w for w in windows if w.z >= threshold]
+        best_z = max((w.z for w in windows), default=0.0)
+        # 1 − the family-wise p-value bound of the best window (tests × Hoeffding).
+        p_bound = min(1.0, params.tests_per_window() * len(windows) * math.exp(-(max(best_z, 0.0) ** 2) / 2))
+        payload = None
+        if found:
+            soft = np.sum([w.soft_bits for w in found], axis=0)
+            bits = (soft > 0).astype(np.int64)
+            data, check = bits[: params.payload_bits], bits[params.payload_bits :]
+            if np.array_equal(crc8(data), check):
+                payload = int("".join(map(str, data)), 2)
+        return WatermarkReport(
+            present=bool(found), confidence=1.0 - p_bound, payload=payload, windows=windows, threshold_z=threshold
+        )
+
+    def payload_key_id(self, payload: int) -> int:
+        return payload >> (self.params.payload_bits - 8)

@@ -1,0 +1,165 @@
+"""The vcfad watermark on real speech synthesis and real recordings, through real codecs."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared.audio import Audio, LoadPolicy, load_audio
+from shared.tts.debian import EspeakNgTTS
+from shared.watermark import (
+    Watermarker,
+    WatermarkKey,
+    WatermarkKeyError,
+    WatermarkParams,
+    WatermarkSettings,
+    crc8,
+    make_payload,
+)
+
+KEY = WatermarkKey(hashlib.sha256(b"vcfad test watermark key").digest())
+#: The detector's loading: 16 kHz, silence trimmed, loudness normalised.
+DETECTION_POLICY = LoadPolicy(min_duration_s=0.3)
+TEXT = "The old lighthouse keeper climbed the stairs every evening to light the lamp for the ships."
+
+
+@pytest.fixture(scope="module")
+def watermarker() -> Watermarker:
+    return Watermarker(KEY)
+
+
+@pytest.fixture(scope="module")
+def speech() -> Audio:
+    """About 5 s of espeak-ng speech (22.05 kHz), trimmed and normalised as the cloner's output."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    return EspeakNgTTS().synthesize(TEXT).trim_silence().normalize_loudness(-23.0)
+
+
+def detected(watermarker: Watermarker, audio: Audio) -> tuple[float, int | None, list[tuple[float, float]]]:
+    """(share of windows found, payload, found windows) as the detector reads ``audio``."""
+    prepared = load_audio(audio.to_wav_bytes(), DETECTION_POLICY)
+    report = watermarker.detect(prepared)
+    result = report.to_result()
+    share = len(result.windows) / len(report.windows)
+    return share, report.payload, [(w.start_s, w.end_s) for w in result.windows]
+
+
+@pytest.mark.parametrize("rate_hz", [16_000, 22_050, 24_000, 48_000])
+def test_embed_and_read_at_every_rate(watermarker: Watermarker, speech: Audio, rate_hz: int) -> None:
+    clip = speech.resample(rate_hz)
+    payload = make_payload(KEY, f"job-{rate_hz}")
+    marked = watermarker.embed(clip, payload)
+    assert marked.sample_rate_hz == rate_hz and marked.num_samples == clip.num_samples
+    # Inaudible by design: a few dB of gain per cell, far below the speech.
+    difference = marked.samples.astype(np.float64) - clip.samples
+    assert 10 * np.log10(np.sum(difference**2) / np.sum(clip.samples.astype(np.float64) ** 2)) < -9.0
+    share, read, _ = detected(watermarker, marked)
+    assert share >= 0.75
+    assert read == payload and read >> 16 == KEY.key_id
+    # Unmarked, the same speech carries nothing.
+    share, read, _ = detected(watermarker, clip)
+    assert share == 0.0 and read is None
+
+
+def test_another_key_reads_nothing(watermarker: Watermarker, speech: Audio) -> None:
+    marked = watermarker.embed(speech, make_payload(KEY, "job"))
+    other = Watermarker(WatermarkKey(hashlib.sha256(b"someone else's key").digest()))
+    share, read, _ = detected(other, marked)
+    assert share == 0.0 and read is None
+
+
+def test_a_spliced_clip_shows_where(watermarker: Watermarker, speech: Audio) -> None:
+    """Unmarked speech, then 4 s of marked speech, then unmarked again: the windows say where."""
+    clip = speech.resample(16_000)
+    unmarked = clip.crop(0.0, 3.0)
+    marked = watermarker.embed(clip, make_payload(KEY, "splice")).crop(0.5, 4.0)
+    spliced = Audio(np.concatenate([unmarked.samples, marked.samples, unmarked.samples]), 16_000)
+    report = watermarker.detect(spliced)
+    found = [w for w in report.windows if w.z >= report.threshold_z]
+    assert found, "the marked part was not found"
+    # Every window found overlaps the marked stretch (3–7 s); wholly unmarked windows never pass.
+    assert all(w.end_s > 3.0 and w.start_s < 7.0 for w in found)
+    inside = [w for w in report.windows if w.start_s >= 3.0 and w.end_s <= 7.0]
+    assert sum(w.z >= report.threshold_z for w in inside) >= len(inside) - 1
+
+
+def _ffmpeg(audio: Audio, codec: list[str], container: str) -> Audio:
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    base = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-f"]
+    encoded = subprocess.run(
+        [*base, "wav", "-i", "-", *codec, "-f", container, "-"],
+        input=audio.to_wav_bytes(),
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert encoded
+    return load_audio(
+        encoded, LoadPolicy(sample_rate_hz=audio.sample_rate_hz, trim_silence=False, normalize_loudness=False)
+    )
+
+
+@pytest.mark.parametrize(
+    "attack",
+    ["mp3 64 kbps", "resample 8 kHz", "speed +8 %", "gain -6 dB"],
+)
+def test_survives_attacks(watermarker: Watermarker, speech: Audio, attack: str) -> None:
+    clip = speech.resample(24_000)
+    payload = make_payload(KEY, attack)
+    marked = watermarker.embed(clip, payload)
+    if attack == "mp3 64 kbps":
+        attacked = _ffmpeg(marked, ["-c:a", "libmp3lame", "-b:a", "64k"], "mp3")
+    elif attack == "resample 8 kHz":
+        attacked = marked.resample(8_000).resample(24_000)
+    elif attack == "speed +8 %":
+        attacked = Audio(marked.samples, round(24_000 * 1.08)).resample(24_000)
+    else:
+        attacked = Audio(marked.samples * np.float32(10 ** (-6 / 20)), 24_000)
+    share, read, _ = detected(watermarker, attacked)
+    assert share >= 0.5, f"found in {share:.0%} of the windows after {attack}"
+    assert read in (payload, None)  # a payload is only reported when its CRC holds
+
+
+def test_real_speech_is_not_marked(watermarker: Watermarker, shared_data_dir: Path) -> None:
+    """Real recordings (the FoR real clips; LibriSpeech is reserved) give no window above threshold."""
+    folder = shared_data_dir / "external-dev" / "fake-or-real-sample"
+    with (folder / "manifest.tsv").open(newline="") as file:
+        rows = [row for row in csv.DictReader(file, delimiter="\t") if row["label"] == "bonafide"][:40]
+    assert rows
+    windows = 0
+    for row in rows:
+        report = watermarker.detect(load_audio(folder / row["path"], DETECTION_POLICY))
+        windows += len(report.windows)
+        assert not report.present and report.payload is None, row["path"]
+        assert max(w.z for w in report.windows) < report.threshold_z
+    assert windows >= 40
+
+
+def test_payload_and_key_checks(tmp_path: Path) -> None:
+    watermarker = Watermarker(KEY)
+    with pytest.raises(ValueError, match="24 bits"):
+        watermarker.coded_bits(1 << 24)
+    with pytest.raises(ValueError, match="Hz"):
+        watermarker.embed(Audio(np.zeros(4000, dtype=np.float32), 4_000), 1)
+    bits = watermarker.coded_bits(0xABCDEF)
+    assert np.array_equal(bits[24:], crc8(bits[:24])) and not np.array_equal(crc8(bits[:24]), crc8(bits[:24] ^ 1))
+    # The key: from the environment's text, else a key file created on first use (mode 0600).
+    assert WatermarkKey.from_text(KEY.secret.hex()).key_id == KEY.key_id
+    path = tmp_path / "var" / "watermark.key"
+    created = WatermarkKey.from_settings(WatermarkSettings(key_file=path))
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert WatermarkKey.from_settings(WatermarkSettings(key_file=path)) == created
+    with pytest.raises(WatermarkKeyError, match="no watermark key"):
+        WatermarkKey.from_settings(WatermarkSettings(key_file=tmp_path / "none.key", create_key=False))
+    with pytest.raises(WatermarkKeyError, match="at least 16"):
+        WatermarkKey.from_text("abcd")
+    with pytest.raises(WatermarkKeyError, match="neither hex nor base64"):
+        WatermarkKey.from_text("not a key!")
+    assert WatermarkParams().threshold_z() > 5.0
