@@ -30,6 +30,7 @@ import logging
 import math
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -125,15 +126,22 @@ class WatermarkKey:
 
 
 def _create_key_file(path: Path) -> None:
-    """Write a fresh key readable by this user only; a concurrent creator's key wins (O_EXCL)."""
+    """Write a fresh key readable by this user only; a concurrent creator's key wins.
+
+    The key is written to a private temporary file and hard-linked into place, so a process that
+    starts at the same moment never reads a half-written (empty) key file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".watermark-key-")
     try:
-        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(handle, "w") as file:  # mkstemp creates it with mode 0600
+            file.write(WatermarkKey.generate().secret.hex() + "\n")
+        os.link(temporary, path)
+        logger.info("created a new watermark key in %s", path)
     except FileExistsError:
-        return
-    with os.fdopen(handle, "w") as file:
-        file.write(WatermarkKey.generate().secret.hex() + "\n")
-    logger.info("created a new watermark key in %s", path)
+        pass
+    finally:
+        os.unlink(temporary)
 
 
 @dataclass(frozen=True)

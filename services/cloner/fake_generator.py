@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.cloner.config import ClonerSettings
 from services.cloner.pipeline import Cloner
 from shared.audio import Audio
 
@@ -20,7 +21,10 @@ class ClonerGenerator:
 
     def __init__(self, system: Any) -> None:
         try:
-            self.cloner = Cloner.from_settings()
+            # Training fakes are never watermarked: a detector trained on marked clones would learn
+            # the mark (which it reads separately) instead of what a clone sounds like.
+            settings = ClonerSettings().model_copy(update={"watermark": False})
+            self.cloner = Cloner.from_settings(settings)
         except Exception as error:  # any failure to build the cloner makes the system unavailable
             raise RuntimeError(f"the vcfad cloner is unavailable: {error}") from None
         self.system, self.family = system.name, "voice-clone"
