@@ -94,8 +94,9 @@ def test_detect_json_contract(tmp_path: Path, librispeech_clip: Path):
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["path"] for line in lines] == [str(librispeech_clip), str(notes), str(missing), str(librispeech_clip)]
     for good in (lines[0], lines[3]):
-        assert set(good) == {"path", "score", "label"}
+        assert set(good) == {"path", "score", "label", "watermark"}
         assert 0.0 <= good["score"] <= 1.0 and good["label"] in ("fake", "real")
+        assert good["watermark"]["present"] is False
     assert lines[0]["score"] == lines[3]["score"]
     assert "not a readable audio file" in lines[1]["error"] and "no such file" in lines[2]["error"]
 

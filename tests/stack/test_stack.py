@@ -47,8 +47,10 @@ def test_detect_real_and_fake_audio(
         response = detect(gateway_service, clip.read_bytes(), clip.name, timeline=True)
         assert response.status_code == 200, response.text
         verdict = response.json()
-        assert set(verdict) == {"score", "label", "threshold", "model", "duration_s", "timeline"}
+        assert set(verdict) == {"score", "label", "threshold", "model", "duration_s", "timeline", "watermark", "reason"}
         assert 0.0 <= verdict["score"] <= 1.0
+        # Neither clip was made by vcfad's cloner, so no watermark decides the label.
+        assert verdict["watermark"]["present"] is False and verdict["reason"] is None, verdict
         assert verdict["label"] == ("fake" if verdict["score"] >= verdict["threshold"] else "real")
         assert verdict["duration_s"] > 1.0
         windows = verdict["timeline"]
