@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.report import emit_json  # the repo root is on the path only from here
 from shared.audio import Audio, LoadPolicy, load_audio
+from shared.sources import SnapshotStore, load_sources, snapshot_roots
 from shared.tts.debian import EspeakNgTTS
 from shared.watermark import Watermarker, WatermarkKey, make_payload
 
@@ -103,14 +104,18 @@ ATTACKS: dict[str, Callable[[Audio, int], Audio]] = {
 }
 
 
-def tts_clips(count: int) -> list[tuple[str, Audio]]:
-    """(text, clip) from Piper joe and espeak-ng voices reading VCTK sentences, at varied rates."""
+def tts_clips(count: int, text_offset: int = 0) -> list[tuple[str, Audio]]:
+    """(text, clip) from Piper joe and espeak-ng voices reading VCTK sentences, at varied rates.
+
+    Sentences are every 611th transcript from ``text_offset``: offset 0 gave the clips the
+    watermark's parameters were chosen on (docs/watermark.md), the bench's default offset others.
+    """
     # Here, not at the top: piper/onnxruntime load only when the bench runs.
     from shared.tts.piper import PiperTTS
 
     with (SHARED_DATA / "text" / "vctk_transcripts.csv").open(newline="") as file:
         rows = [row["transcript"] for row in csv.DictReader(file)]
-    texts = [t for t in rows[::611] if 40 <= len(t) <= 160][:count]
+    texts = [t for t in rows[text_offset::611] if 40 <= len(t) <= 160][:count]
     engines = [PiperTTS(), EspeakNgTTS(voice="en-us"), EspeakNgTTS(voice="en-gb", variant="f3")]
     clips = []
     for index, text in enumerate(texts):
@@ -128,6 +133,17 @@ def real_speech() -> list[Audio]:
     return [load_audio(folder / row["path"], DETECTION_POLICY) for row in rows]
 
 
+def catalogue_real_speech(name: str) -> list[Audio]:
+    """Every bonafide clip of catalogue source ``name`` (configs/detector/sources.toml), read from
+    its snapshot under ``../.mirror`` or ``VCFAD_SNAPSHOTS`` (docs/dataset.md, "External sources")."""
+    sources = {source.name: source for source in load_sources(REPO / "configs/detector/sources.toml")}
+    if name not in sources:
+        raise SystemExit(f"--real-source {name}: not in configs/detector/sources.toml")
+    store = SnapshotStore(roots=snapshot_roots(["../.mirror"], REPO), cache_dir=REPO / "data/sources")
+    clips = [clip for clip in store.clips(sources[name]) if clip.label == "bonafide"]
+    return [load_audio(path, DETECTION_POLICY) for path in store.extract(clips)]
+
+
 def window_stats(watermarker: Watermarker, audio: Audio, coded: np.ndarray) -> tuple[int, int, float, bool, bool]:
     """(windows, detected windows, mean bit accuracy over windows, clip payload right, clip found)."""
     report = watermarker.detect(audio)
@@ -141,7 +157,17 @@ def window_stats(watermarker: Watermarker, audio: Audio, coded: np.ndarray) -> t
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=24)
+    parser.add_argument(
+        "--text-offset", type=int, default=305, help="first transcript row (0: the parameter-tuning clips)"
+    )
     parser.add_argument("--null-keys", type=int, default=100, help="other random keys read on the real speech")
+    parser.add_argument(
+        "--real-source",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also read every bonafide clip of this catalogue source (its snapshot must be here)",
+    )
     parser.add_argument("--skip-quality", action="store_true", help="no WER / GE2E (faster)")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
@@ -149,7 +175,7 @@ def main() -> None:
     key = WatermarkKey(hashlib.sha256(b"vcfad bench watermark key").digest())
     watermarker = Watermarker(key)
     params = watermarker.params
-    clips = tts_clips(args.clips)
+    clips = tts_clips(args.clips, args.text_offset)
     marked: list[Audio] = []
     coded: list[np.ndarray] = []
     embed_s = audio_s = 0.0
@@ -198,7 +224,10 @@ def main() -> None:
     rng = np.random.default_rng(0)
     others = [Watermarker(WatermarkKey(rng.bytes(32))) for _ in range(args.null_keys)]
     false_positives = {}
-    for name, audios in (("real speech (FoR external-dev, bonafide)", real), ("unmarked TTS clips", unmarked)):
+    speech_sets = [("real speech (FoR external-dev, bonafide)", real)]
+    speech_sets += [(f"real speech ({name}, bonafide)", catalogue_real_speech(name)) for name in args.real_source]
+    speech_sets.append(("unmarked TTS clips", unmarked))
+    for name, audios in speech_sets:
         trials = hits = own_hits = 0
         max_z = -np.inf
         threshold = params.threshold_z()

@@ -159,8 +159,14 @@ class WatermarkParams:
     period_s: Seconds = 1.0
     time_cells: int = 50
     freq_cells: int = 48
-    #: Gain of one cell, ± dB (the sign from the key).
-    strength_db: float = 3.0
+    #: Gain of one cell as the detector should see it, ± dB (the sign from the key).
+    strength_db: float = 2.5
+    #: Rounds of informed embedding: each re-analyses the marked audio and corrects every cell's
+    #: gain by what the resynthesis lost (cells near the STFT's resolution smear into their
+    #: neighbours: one plain pass delivers only ~10 % of the designed contrast, docs/watermark.md).
+    embed_iterations: int = 6
+    #: Bound on any cell's corrected gain, ± dB (the audibility budget of the corrections).
+    max_gain_db: float = 7.0
     #: Share of the cells that carry the sync (presence) pattern; the rest carry payload bits.
     sync_fraction: float = 0.5
     payload_bits: int = 24
@@ -227,6 +233,31 @@ class Pattern:
         """The ±1 gain sign of every cell for the coded bits ``coded`` (0/1)."""
         bit_signs = np.where(self.role >= 0, 2.0 * coded[np.maximum(self.role, 0)] - 1.0, 1.0)
         return self.chips * bit_signs
+
+
+@dataclass(frozen=True)
+class CellGrid:
+    """Which watermark cell each (frame, bin) of an embedding STFT belongs to."""
+
+    cell_t: np.ndarray  # (frames,) time cell of each frame
+    cell_f: np.ndarray  # (bins,) frequency cell of each in-band bin
+    freq_cells: int
+    cells: int
+
+    @cached_property
+    def index(self) -> np.ndarray:
+        return (self.cell_t[:, None] * self.freq_cells + self.cell_f[None, :]).ravel()
+
+    def level_db(self, power: np.ndarray, reference_power: np.ndarray) -> np.ndarray:
+        """Per cell: 10·log10 of ``power`` summed over the cell over ``reference_power`` summed so
+        (what the detector's cell means see: power averaged within a cell, then in dB)."""
+        summed = np.bincount(self.index, weights=power.ravel(), minlength=self.cells)
+        reference = np.bincount(self.index, weights=reference_power.ravel(), minlength=self.cells)
+        return 10.0 * np.log10(np.maximum(summed, 1e-30) / np.maximum(reference, 1e-30))
+
+    def spread(self, per_cell: np.ndarray) -> np.ndarray:
+        """A per-cell value on every (frame, bin) of the grid."""
+        return per_cell[self.index].reshape(len(self.cell_t), len(self.cell_f))
 
 
 def crc8(bits: np.ndarray) -> np.ndarray:
@@ -331,10 +362,28 @@ class Watermarker:
         in_band = (freqs >= params.band_low_hz) & (freqs < params.band_high_hz)
         cell_f = self._freq_cell(freqs[in_band])
         cell_t = self._time_cell(times)
-        gains_db = params.strength_db * signs[cell_t[:, None], cell_f[None, :]]  # (frames, bins)
-        spectrum[in_band, :] *= (10.0 ** (gains_db / 20.0)).T
-        _, marked = signal.istft(spectrum, fs=rate, window="hann", nperseg=nperseg, noverlap=nperseg - hop)
-        marked = marked[: audio.num_samples]
+        target_db = params.strength_db * signs[cell_t[:, None], cell_f[None, :]]  # (frames, bins)
+        cells = CellGrid(cell_t, cell_f, params.freq_cells, params.time_cells * params.freq_cells)
+        host_power = np.abs(spectrum[in_band, :].T) ** 2
+        wanted_db = cells.level_db(host_power * 10.0 ** (target_db / 10.0), host_power)
+
+        def resynthesise(gains_db: np.ndarray) -> np.ndarray:
+            marked_spectrum = spectrum.copy()
+            marked_spectrum[in_band, :] *= (10.0 ** (gains_db / 20.0)).T
+            _, samples_out = signal.istft(
+                marked_spectrum, fs=rate, window="hann", nperseg=nperseg, noverlap=nperseg - hop
+            )
+            return samples_out[: audio.num_samples]
+
+        gains_db = target_db
+        for _ in range(params.embed_iterations):
+            _, _, again = signal.stft(
+                resynthesise(gains_db), fs=rate, window="hann", nperseg=nperseg, noverlap=nperseg - hop
+            )
+            achieved_db = cells.level_db(np.abs(again[in_band, : host_power.shape[0]].T) ** 2, host_power)
+            deficit_db = cells.spread(wanted_db - achieved_db)
+            gains_db = np.clip(gains_db + deficit_db, -params.max_gain_db, params.max_gain_db)
+        marked = resynthesise(gains_db)
         if len(marked) < audio.num_samples:
             marked = np.pad(marked, (0, audio.num_samples - len(marked)))
         # A boost may push a peak past full scale: scale down rather than clip.
@@ -431,7 +480,15 @@ class Watermarker:
         # Onsets and pauses leave residuals of tens of dB that would drown the few-dB watermark
         # in the correlation's norm: clip at a multiple of the window's median magnitude.
         limit = params.residual_clip * max(float(np.median(np.abs(residual[present]))) if present.any() else 0.0, 1e-6)
-        return np.clip(residual, -limit, limit)
+        residual = np.clip(residual, -limit, limit)
+        # The speech's own residuals are far larger in some bands and moments (harmonics, onsets)
+        # than in others: divide each cell by the spread expected at its frequency and moment, so
+        # the correlation weighs cells by how much they can be trusted. The weights come from the
+        # audio alone, so the Hoeffding bound under no watermark still holds.
+        power = residual**2
+        mean_power = max(float(power.mean()), 1e-12)
+        expected = power.mean(axis=1, keepdims=True) * power.mean(axis=0, keepdims=True) / mean_power
+        return residual / np.sqrt(np.maximum(expected, 1e-6 * mean_power))
 
     def window_residuals(self, frames_db: np.ndarray, first_frame: int) -> WindowResiduals:
         """The phase residuals of one window at every searched speed, and their FFTs along phase:

@@ -61,7 +61,7 @@ def test_embed_and_read_at_every_rate(watermarker: Watermarker, speech: Audio, r
     difference = marked.samples.astype(np.float64) - clip.samples
     assert 10 * np.log10(np.sum(difference**2) / np.sum(clip.samples.astype(np.float64) ** 2)) < -9.0
     share, read, _ = detected(watermarker, marked)
-    assert share >= 0.75
+    assert share == 1.0
     assert read == payload and read >> 16 == KEY.key_id
     # Unmarked, the same speech carries nothing.
     share, read, _ = detected(watermarker, clip)
@@ -108,7 +108,7 @@ def _ffmpeg(audio: Audio, codec: list[str], container: str) -> Audio:
 
 @pytest.mark.parametrize(
     "attack",
-    ["mp3 64 kbps", "resample 8 kHz", "speed +8 %", "gain -6 dB"],
+    ["mp3 64 kbps", "opus 24 kbps", "resample 8 kHz", "speed +8 %", "gain -6 dB", "white noise 20 dB"],
 )
 def test_survives_attacks(watermarker: Watermarker, speech: Audio, attack: str) -> None:
     clip = speech.resample(24_000)
@@ -116,6 +116,12 @@ def test_survives_attacks(watermarker: Watermarker, speech: Audio, attack: str) 
     marked = watermarker.embed(clip, payload)
     if attack == "mp3 64 kbps":
         attacked = _ffmpeg(marked, ["-c:a", "libmp3lame", "-b:a", "64k"], "mp3")
+    elif attack == "opus 24 kbps":
+        attacked = _ffmpeg(marked, ["-c:a", "libopus", "-b:a", "24k"], "ogg")
+    elif attack == "white noise 20 dB":
+        power = float(np.mean(marked.samples.astype(np.float64) ** 2))
+        noise = np.random.default_rng(20).normal(scale=np.sqrt(power / 100.0), size=marked.num_samples)
+        attacked = Audio((marked.samples + noise).astype(np.float32), 24_000)
     elif attack == "resample 8 kHz":
         attacked = marked.resample(8_000).resample(24_000)
     elif attack == "speed +8 %":
@@ -123,8 +129,19 @@ def test_survives_attacks(watermarker: Watermarker, speech: Audio, attack: str) 
     else:
         attacked = Audio(marked.samples * np.float32(10 ** (-6 / 20)), 24_000)
     share, read, _ = detected(watermarker, attacked)
-    assert share >= 0.5, f"found in {share:.0%} of the windows after {attack}"
+    assert share >= 0.8, f"found in {share:.0%} of the windows after {attack}"
     assert read in (payload, None)  # a payload is only reported when its CRC holds
+
+
+def test_informed_embedding_delivers_the_contrast_a_plain_pass_loses(speech: Audio) -> None:
+    # One STFT pass smears cells near the transform's resolution into their neighbours; the
+    # correction rounds must give the detector a clearly stronger watermark at the same design gain.
+    plain = Watermarker(KEY, WatermarkParams(embed_iterations=0))
+    informed = Watermarker(KEY)
+    clip = speech.resample(16_000)
+    prepared = [load_audio(w.embed(clip, 7).to_wav_bytes(), DETECTION_POLICY) for w in (plain, informed)]
+    plain_z, informed_z = (np.median([r.z for r in informed.detect(audio).windows]) for audio in prepared)
+    assert informed_z > plain_z + 2.0, (plain_z, informed_z)
 
 
 def test_real_speech_is_not_marked(watermarker: Watermarker, shared_data_dir: Path) -> None:
