@@ -34,7 +34,7 @@ from scipy import signal
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.report import emit_json  # the repo root is on the path only from here
-from shared.audio import Audio, LoadPolicy, load_audio
+from shared.audio import Audio, AudioError, LoadPolicy, load_audio
 from shared.sources import SnapshotStore, load_sources, snapshot_roots
 from shared.tts.debian import EspeakNgTTS
 from shared.watermark import Watermarker, WatermarkKey, make_payload
@@ -141,7 +141,13 @@ def catalogue_real_speech(name: str) -> list[Audio]:
         raise SystemExit(f"--real-source {name}: not in configs/detector/sources.toml")
     store = SnapshotStore(roots=snapshot_roots(["../.mirror"], REPO), cache_dir=REPO / "data/sources")
     clips = [clip for clip in store.clips(sources[name]) if clip.label == "bonafide"]
-    return [load_audio(path, DETECTION_POLICY) for path in store.extract(clips)]
+    audios = []
+    for path in store.extract(clips):
+        try:
+            audios.append(load_audio(path, DETECTION_POLICY))
+        except AudioError as error:  # what the detector itself would refuse (e.g. a silent take)
+            print(f"skipped: {error}", file=sys.stderr)
+    return audios
 
 
 def window_stats(watermarker: Watermarker, audio: Audio, coded: np.ndarray) -> tuple[int, int, float, bool, bool]:
