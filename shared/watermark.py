@@ -2,7 +2,7 @@
 
 A keyed spread-spectrum pattern in the STFT magnitude: the telephone band (300–3400 Hz) is cut
 into cells (:class:`WatermarkParams`: 20 ms × ~65 Hz) tiled with a 1 s period, and each cell's
-magnitude is raised or lowered by a few dB, the sign drawn from the key. Half of the cells carry a
+magnitude is raised or lowered by a few dB, the sign drawn from the key. 70 % of the cells carry a
 known *sync* pattern (presence and alignment); the rest spread the 32 coded payload bits (24 bits:
 key id + job hash, and a CRC-8). A gain on the speech's own spectrum adds nothing where there is
 no sound and is masked by the speech where there is.
@@ -168,7 +168,7 @@ class WatermarkParams:
     #: Bound on any cell's corrected gain, ± dB (the audibility budget of the corrections).
     max_gain_db: float = 7.0
     #: Share of the cells that carry the sync (presence) pattern; the rest carry payload bits.
-    sync_fraction: float = 0.5
+    sync_fraction: float = 0.7
     payload_bits: int = 24
     crc_bits: int = 8
     #: Speed factors searched at detection (a speed change scales time and frequency alike).
