@@ -34,12 +34,13 @@ import pytest
 import redis
 from kombu import Connection
 from service_stack import (
-    API_KEY_A,
+    AUTH_A,
     REPO_ROOT,
     UNIT_DB,
     Service,
     base_env,
     free_port,
+    post_clone,
     redis_url,
     start_detector,
     start_gateway,
@@ -48,7 +49,7 @@ from service_stack import (
 
 from shared.jobs import CLONE_QUEUE
 
-A = {"Authorization": f"Bearer {API_KEY_A}"}
+A = AUTH_A
 CLONE_TEXT = "Please call me back tomorrow."
 RABBITMQ_URL = os.environ.get("VCFAD_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
@@ -74,13 +75,7 @@ def logs(tmp_path: Path) -> Path:
 
 
 def submit(gateway: Service, reference: Path, text: str = CLONE_TEXT) -> str:
-    response = httpx.post(
-        f"{gateway.url}/clone",
-        headers=A,
-        files=[("reference", (reference.name, reference.read_bytes(), "audio/flac"))],
-        data={"text": text},
-        timeout=30,
-    )
+    response = post_clone(gateway.url, text, reference.name, reference.read_bytes())
     assert response.status_code == 202, response.text
     return response.json()["job_id"]
 

@@ -13,9 +13,9 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
-from service_stack import API_KEY_A, API_KEY_B, Service
+from service_stack import API_KEY_A, API_KEY_B, AUTH_A, Service, post_clone
 
-A = {"Authorization": f"Bearer {API_KEY_A}"}
+A = AUTH_A
 B = {"Authorization": f"Bearer {API_KEY_B}"}
 CLONE_TEXT = "Please call me back tomorrow."
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -78,13 +78,7 @@ def test_bad_audio_through_the_stack(gateway_service: Service, detector_service:
 @pytest.mark.needs_data
 def test_clone_job_runs_to_audio(gateway_service: Service, real_clip: Path) -> None:
     url = gateway_service.url
-    response = httpx.post(
-        f"{url}/clone",
-        headers=A,
-        files=[("reference", (real_clip.name, real_clip.read_bytes(), "audio/flac"))],
-        data={"text": CLONE_TEXT},
-        timeout=30,
-    )
+    response = post_clone(url, CLONE_TEXT, real_clip.name, real_clip.read_bytes())
     assert response.status_code == 202, response.text
     job_id = response.json()["job_id"]
     status_url = f"{url}{response.headers['location']}"
@@ -128,24 +122,12 @@ def steady_tone_wav(duration_s: float = 3.0, sample_rate_hz: int = 16_000) -> by
 @pytest.mark.needs_data
 def test_failed_clone_job_keeps_a_readable_error(gateway_service: Service, real_clip: Path) -> None:
     # Text without words is refused by the gateway at once, by the rule the worker applies too.
-    response = httpx.post(
-        f"{gateway_service.url}/clone",
-        headers=A,
-        files=[("reference", (real_clip.name, real_clip.read_bytes(), "audio/flac"))],
-        data={"text": "1234 5678 !!!"},
-        timeout=30,
-    )
+    response = post_clone(gateway_service.url, "1234 5678 !!!", real_clip.name, real_clip.read_bytes())
     assert response.status_code == 422, response.text
     assert response.json()["detail"].startswith("`text` has no words to speak")
     # Valid for the gateway (readable audio and a text with words), refused by the cloner in the
     # worker: a steady tone holds no speech.
-    response = httpx.post(
-        f"{gateway_service.url}/clone",
-        headers=A,
-        files=[("reference", ("tone.wav", steady_tone_wav(), "audio/wav"))],
-        data={"text": CLONE_TEXT},
-        timeout=30,
-    )
+    response = post_clone(gateway_service.url, CLONE_TEXT, "tone.wav", steady_tone_wav(), "audio/wav")
     assert response.status_code == 202, response.text
     status_url = f"{gateway_service.url}{response.headers['location']}"
     deadline = time.monotonic() + 120

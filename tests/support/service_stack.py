@@ -24,6 +24,7 @@ REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 #: against one Redis (each fixture flushes its database).
 STACK_DB, UNIT_DB = (int(db) for db in os.environ.get("VCFAD_TEST_REDIS_DBS", "11,12").split(","))
 API_KEY_A, API_KEY_B = "test-key-alpha", "test-key-beta"
+AUTH_A = {"Authorization": f"Bearer {API_KEY_A}"}
 #: The model the detector serves in tests (the shipped one unless VCFAD_DETECTOR_MODEL_DIR is set).
 DETECTOR_MODEL_DIR = Path(os.environ.get("VCFAD_DETECTOR_MODEL_DIR") or REPO_ROOT / "models" / "detector" / "default")
 
@@ -145,3 +146,16 @@ def start_gateway(port: int, env: dict[str, str], log_dir: Path, name: str = "ga
         service.stop()
         raise
     return service
+
+
+def post_clone(
+    gateway_url: str, text: str, reference_name: str, reference: bytes, content_type: str = "audio/flac"
+) -> httpx.Response:
+    """``POST /clone`` with one reference file and ``text``, as client A."""
+    return httpx.post(
+        f"{gateway_url}/clone",
+        headers=AUTH_A,
+        files=[("reference", (reference_name, reference, content_type))],
+        data={"text": text},
+        timeout=30,
+    )
