@@ -104,7 +104,7 @@ ATTACKS: dict[str, Callable[[Audio, int], Audio]] = {
 }
 
 
-def tts_clips(count: int, text_offset: int = 0) -> list[tuple[str, Audio]]:
+def tts_clips(count: int, text_offset: int) -> list[tuple[str, Audio]]:
     """(text, clip) from Piper joe and espeak-ng voices reading VCTK sentences, at varied rates.
 
     Sentences are every 611th transcript from ``text_offset``: offset 0 gave the clips the
@@ -230,16 +230,23 @@ def main() -> None:
     rng = np.random.default_rng(0)
     others = [Watermarker(WatermarkKey(rng.bytes(32))) for _ in range(args.null_keys)]
     false_positives = {}
-    speech_sets = [("real speech (FoR external-dev, bonafide)", real)]
-    speech_sets += [(f"real speech ({name}, bonafide)", catalogue_real_speech(name)) for name in args.real_source]
-    speech_sets.append(("unmarked TTS clips", unmarked))
-    for name, audios in speech_sets:
-        trials = hits = own_hits = 0
+    # Catalogue sources load one at a time (hours of audio): a callable per set.
+    speech_sets: list[tuple[str, Callable[[], list[Audio]]]] = [
+        ("real speech (FoR external-dev, bonafide)", lambda: real)
+    ]
+    speech_sets += [
+        (f"real speech ({name}, bonafide)", lambda name=name: catalogue_real_speech(name)) for name in args.real_source
+    ]
+    speech_sets.append(("unmarked TTS clips", lambda: unmarked))
+    for name, load in speech_sets:
+        audios = load()
+        trials = hits = own_hits = own_windows = 0
         max_z = -np.inf
         threshold = params.threshold_z()
         for audio in audios:
             frames_db = watermarker.log_spectrogram(audio)
             for first, count in watermarker.window_frames(frames_db.shape[0]):
+                own_windows += 1
                 # The audio's residuals once; each key's pattern is then a cheap correlation.
                 residuals = watermarker.window_residuals(frames_db[first : first + count], first)
                 for reader in (watermarker, *others):
@@ -248,7 +255,6 @@ def main() -> None:
                     hits += z >= threshold
                     own_hits += reader is watermarker and z >= threshold
                     max_z = max(max_z, z)
-        own_windows = sum(len(watermarker.window_frames(watermarker.log_spectrogram(a).shape[0])) for a in audios)
         false_positives[name] = {
             "clips": len(audios),
             "seconds": round(sum(a.duration_s for a in audios), 1),
@@ -267,6 +273,8 @@ def main() -> None:
         "threshold_z": params.threshold_z(),
         "tests_per_window": params.tests_per_window(),
         "clips": len(clips),
+        "text_offset": args.text_offset,
+        "real_sources": args.real_source,
         "audio_s": round(audio_s, 1),
         "robustness": robustness,
         "false_positives": false_positives,

