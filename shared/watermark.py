@@ -3,8 +3,9 @@
 A keyed spread-spectrum pattern in the STFT magnitude: the telephone band (300–3400 Hz) is cut
 into cells (:class:`WatermarkParams`: 20 ms × ~65 Hz) tiled with a 1 s period, and each cell's
 magnitude is raised or lowered by a few dB, the sign drawn from the key. 70 % of the cells carry a
-known *sync* pattern (presence and alignment); the rest spread the 32 coded payload bits (24 bits:
-key id + job hash, and a CRC-8). A gain on the speech's own spectrum adds nothing where there is
+known *sync* pattern (presence and alignment); the rest spread the 24 coded payload bits (the
+16-bit job hash and a CRC-8 of the 24-bit payload: key id + job hash; the key id itself is implied
+by the key that finds the mark). A gain on the speech's own spectrum adds nothing where there is
 no sound and is masked by the speech where there is.
 
 Detection works on any 1 s window: log-magnitude STFT at 8 kHz, cell means, each cell minus its
@@ -91,6 +92,7 @@ class WatermarkKey:
         return hashlib.sha256(b"vcfad-watermark-key-id" + self.secret).digest()[0]
 
     def seed(self, purpose: str) -> int:
+        """A 64-bit random seed derived from the secret for ``purpose`` (e.g. ``"pattern"``)."""
         return int.from_bytes(hashlib.sha256(purpose.encode() + b"\x00" + self.secret).digest()[:8], "little")
 
     @classmethod
@@ -169,7 +171,12 @@ class WatermarkParams:
     max_gain_db: float = 7.0
     #: Share of the cells that carry the sync (presence) pattern; the rest carry payload bits.
     sync_fraction: float = 0.7
+    #: The payload a reader reports: the key's 8-bit id, then a 16-bit job hash.
     payload_bits: int = 24
+    #: The key id is not embedded: only this key's detector can find the mark, so a find already
+    #: says which key made it, and its cells go to the job hash instead (1/3 more cells per bit).
+    key_id_bits: int = 8
+    #: CRC-8 over the whole payload (key id included), embedded after the job hash.
     crc_bits: int = 8
     #: Speed factors searched at detection (a speed change scales time and frequency alike).
     max_speed_change: float = 0.12
@@ -185,8 +192,14 @@ class WatermarkParams:
     embed_window_s: Seconds = 0.032
 
     @property
+    def embedded_payload_bits(self) -> int:
+        """Payload bits that are embedded (the job hash): the key id is implied by the key."""
+        return self.payload_bits - self.key_id_bits
+
+    @property
     def coded_bits(self) -> int:
-        return self.payload_bits + self.crc_bits
+        """Embedded payload bits plus CRC bits: what the payload cells carry."""
+        return self.embedded_payload_bits + self.crc_bits
 
     @property
     def phase_bins(self) -> int:
@@ -194,10 +207,12 @@ class WatermarkParams:
         return round(self.period_s * self.analysis_rate_hz / self.hop)
 
     def speed_factors(self) -> np.ndarray:
+        """The speed factors searched at detection: geometric steps of ``speed_step`` within ±``max_speed_change``."""
         steps = math.floor(math.log1p(self.max_speed_change) / math.log1p(self.speed_step))
         return np.exp(np.arange(-steps, steps + 1) * math.log1p(self.speed_step))
 
     def tests_per_window(self) -> int:
+        """Correlations tried per window (offsets × speeds): the union bound's count."""
         return self.phase_bins * len(self.speed_factors())
 
     def threshold_z(self) -> float:
@@ -236,7 +251,7 @@ class Pattern:
 
 
 @dataclass(frozen=True)
-class CellGrid:
+class _CellGrid:
     """Which watermark cell each (frame, bin) of an embedding STFT belongs to."""
 
     cell_t: np.ndarray  # (frames,) time cell of each frame
@@ -312,6 +327,7 @@ class WatermarkReport:
     threshold_z: float
 
     def bits_of(self, window: WindowReading) -> np.ndarray:
+        """The hard coded bits (0/1) one window reads."""
         return (window.soft_bits > 0).astype(np.int64)
 
     def to_result(self) -> WatermarkResult:
@@ -335,11 +351,24 @@ class Watermarker:
 
     # -- embedding ------------------------------------------------------------------------------
     def coded_bits(self, payload: int) -> np.ndarray:
+        """The bits the payload cells carry for ``payload``: its job hash, then the CRC-8 of all of it.
+
+        Raises
+        ------
+        ValueError
+            A payload wider than ``payload_bits``, or one whose key id is not this key's
+            (build it with :func:`make_payload`).
+        """
         params = self.params
         if not 0 <= payload < 1 << params.payload_bits:
             raise ValueError(f"payload must fit in {params.payload_bits} bits; got {payload}")
+        if self.payload_key_id(payload) != self.key.key_id:
+            raise ValueError(
+                f"payload carries key id {self.payload_key_id(payload):02x}, but this key's id is "
+                f"{self.key.key_id:02x} (build payloads with make_payload)"
+            )
         bits = _bits(payload, params.payload_bits)
-        return np.concatenate([bits, crc8(bits)])
+        return np.concatenate([bits[params.key_id_bits :], crc8(bits)])
 
     def embed(self, audio: Audio, payload: int) -> Audio:
         """``audio`` with the watermark carrying ``payload`` (same rate and length).
@@ -347,7 +376,8 @@ class Watermarker:
         Raises
         ------
         ValueError
-            A payload wider than ``payload_bits``, or a rate too low for the band (below twice
+            A payload wider than ``payload_bits`` or of another key (:meth:`coded_bits`), or a
+            rate too low for the band (below twice
             ``band_high_hz``, 6.8 kHz).
         """
         params = self.params
@@ -369,7 +399,7 @@ class Watermarker:
         # The corrections are measured per pattern cell, pooled over the clip's periods: measured
         # per period instead (each detection window sees one), the estimates are noisier and the
         # detector's z came out ~4 % lower on the tuning clips (docs/watermark.md).
-        cells = CellGrid(cell_t, cell_f, params.freq_cells, params.time_cells * params.freq_cells)
+        cells = _CellGrid(cell_t, cell_f, params.freq_cells, params.time_cells * params.freq_cells)
         host_power = np.abs(spectrum[in_band, :].T) ** 2
         wanted_db = cells.level_db(host_power * 10.0 ** (target_db / 10.0), host_power)
 
@@ -592,7 +622,8 @@ class Watermarker:
         if found:
             soft = np.sum([w.soft_bits for w in found], axis=0)
             bits = (soft > 0).astype(np.int64)
-            data, check = bits[: params.payload_bits], bits[params.payload_bits :]
+            job, check = bits[: params.embedded_payload_bits], bits[params.embedded_payload_bits :]
+            data = np.concatenate([_bits(self.key.key_id, params.key_id_bits), job])
             if np.array_equal(crc8(data), check):
                 payload = int("".join(map(str, data)), 2)
         return WatermarkReport(
@@ -600,4 +631,5 @@ class Watermarker:
         )
 
     def payload_key_id(self, payload: int) -> int:
-        return payload >> (self.params.payload_bits - 8)
+        """The key id carried in the top 8 bits of ``payload``."""
+        return payload >> self.params.embedded_payload_bits

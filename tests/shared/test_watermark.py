@@ -75,10 +75,11 @@ def test_any_length_embeds_to_the_same_length(watermarker: Watermarker, speech: 
     clip = speech.resample(rate_hz)
     for length in (0, 1, 100, window - 1, window, window + 1):
         part = Audio(clip.samples[:length], rate_hz)
-        marked = watermarker.embed(part, 5)
+        marked = watermarker.embed(part, make_payload(KEY, "short"))
         assert marked.num_samples == length and np.all(np.isfinite(marked.samples))
     silence = Audio(np.zeros(rate_hz, dtype=np.float32), rate_hz)
-    assert not np.any(watermarker.embed(silence, 5).samples)  # a gain on nothing adds nothing
+    # A gain on nothing adds nothing.
+    assert not np.any(watermarker.embed(silence, make_payload(KEY, "silence")).samples)
 
 
 def test_another_key_reads_nothing(watermarker: Watermarker, speech: Audio) -> None:
@@ -152,7 +153,8 @@ def test_informed_embedding_delivers_the_contrast_a_plain_pass_loses(speech: Aud
     plain = Watermarker(KEY, WatermarkParams(embed_iterations=0))
     informed = Watermarker(KEY)
     clip = speech.resample(16_000)
-    prepared = [load_audio(w.embed(clip, 7).to_wav_bytes(), DETECTION_POLICY) for w in (plain, informed)]
+    payload = make_payload(KEY, "informed")
+    prepared = [load_audio(w.embed(clip, payload).to_wav_bytes(), DETECTION_POLICY) for w in (plain, informed)]
     plain_z, informed_z = (np.median([r.z for r in informed.detect(audio).windows]) for audio in prepared)
     assert informed_z > plain_z + 2.0, (plain_z, informed_z)
 
@@ -177,9 +179,16 @@ def test_payload_and_key_checks(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="24 bits"):
         watermarker.coded_bits(1 << 24)
     with pytest.raises(ValueError, match="Hz"):
-        watermarker.embed(Audio(np.zeros(4000, dtype=np.float32), 4_000), 1)
-    bits = watermarker.coded_bits(0xABCDEF)
-    assert np.array_equal(bits[24:], crc8(bits[:24])) and not np.array_equal(crc8(bits[:24]), crc8(bits[:24] ^ 1))
+        watermarker.embed(Audio(np.zeros(4000, dtype=np.float32), 4_000), make_payload(KEY, "rate"))
+    other_id = (KEY.key_id + 1) % 256
+    with pytest.raises(ValueError, match="key id"):
+        watermarker.coded_bits(other_id << 16 | 0xBEEF)
+    # Embedded: the 16-bit job hash, then the CRC-8 of the whole payload (key id included).
+    payload = KEY.key_id << 16 | 0xBEEF
+    full = np.array([(payload >> (23 - i)) & 1 for i in range(24)])
+    bits = watermarker.coded_bits(payload)
+    assert len(bits) == 24 and np.array_equal(bits[:16], full[8:]) and np.array_equal(bits[16:], crc8(full))
+    assert not np.array_equal(crc8(full), crc8(full ^ 1))
     # The key: from the environment's text, else a key file created on first use (mode 0600).
     assert WatermarkKey.from_text(KEY.secret.hex()).key_id == KEY.key_id
     path = tmp_path / "var" / "watermark.key"
