@@ -167,16 +167,22 @@ redis.call('ZADD', KEYS[2], lease_until, ARGV[1])
 return 1
 """
 )
-# KEYS: record, references, audio, leases. ARGV: job id, worker, wav, audio TTL (ms), then the
-# record's field/value pairs. The audio is stored only under a record this worker still runs, and
-# expires no later than that record.
-_SUCCEED = """
+# The start of the scripts that end a job (KEYS: record, references, leases, ...; ARGV[1]: job id):
+# a record deleted meanwhile (by its owner, or expired) leaves no references or lease behind.
+_RECORD_OR_CLEAN_UP = """
 local rec = redis.call('HMGET', KEYS[1], 'status', 'worker')
 if not rec[1] then
   redis.call('DEL', KEYS[2])
-  redis.call('ZREM', KEYS[4], ARGV[1])
+  redis.call('ZREM', KEYS[3], ARGV[1])
   return 0
 end
+"""
+# KEYS: record, references, leases, audio. ARGV: job id, worker, wav, audio TTL (ms), then the
+# record's field/value pairs. The audio is stored only under a record this worker still runs, and
+# expires no later than that record.
+_SUCCEED = (
+    _RECORD_OR_CLEAN_UP
+    + """
 if rec[1] ~= 'running' or rec[2] ~= ARGV[2] then return 0 end
 redis.call('DEL', KEYS[2])
 local record_ttl_ms = redis.call('PTTL', KEYS[1])
@@ -184,19 +190,16 @@ local audio_ttl_ms = tonumber(ARGV[4])
 if record_ttl_ms > 0 and record_ttl_ms < audio_ttl_ms then
   audio_ttl_ms = record_ttl_ms
 end
-redis.call('SET', KEYS[3], ARGV[3], 'PX', audio_ttl_ms)
+redis.call('SET', KEYS[4], ARGV[3], 'PX', audio_ttl_ms)
 redis.call('HSET', KEYS[1], 'lease_until', '0', unpack(ARGV, 5))
-redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
 return 1
 """
+)
 # KEYS: record, references, leases. ARGV: job id, worker ('' = whoever runs it), field/value pairs.
-_FAIL = """
-local rec = redis.call('HMGET', KEYS[1], 'status', 'worker')
-if not rec[1] then
-  redis.call('DEL', KEYS[2])
-  redis.call('ZREM', KEYS[3], ARGV[1])
-  return 0
-end
+_FAIL = (
+    _RECORD_OR_CLEAN_UP
+    + """
 if rec[1] == 'succeeded' or rec[1] == 'failed' then return 0 end
 if ARGV[2] ~= '' and (rec[1] ~= 'running' or rec[2] ~= ARGV[2]) then return 0 end
 redis.call('DEL', KEYS[2])
@@ -204,6 +207,7 @@ redis.call('HSET', KEYS[1], 'lease_until', '0', unpack(ARGV, 3))
 redis.call('ZREM', KEYS[3], ARGV[1])
 return 1
 """
+)
 # KEYS: record, references, leases. ARGV: job id, max attempts, error once they are used up.
 _REQUEUE_EXPIRED = (
     _NOW
@@ -435,7 +439,7 @@ class JobStore:
             "updated_at": str(time.time()),
         }
         stored = self._succeed_script(
-            keys=[self.record_key(job_id), self.references_key(job_id), self.audio_key(job_id), LEASES_KEY],
+            keys=[self.record_key(job_id), self.references_key(job_id), LEASES_KEY, self.audio_key(job_id)],
             args=[job_id, worker, wav, self.result_ttl_s * 1000, *_pairs(values)],
         )
         return bool(stored)

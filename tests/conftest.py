@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import redis
 # pytest runs with --import-mode=importlib (no sys.path changes): make the helpers in tests/support
 # (service_stack: ports, API keys, Redis databases, service processes) importable everywhere.
 sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
-from service_stack import REDIS_HOST, REDIS_PORT
+from service_stack import REDIS_HOST, REDIS_PORT, UNIT_DB, redis_url
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: Real speech next to the repo (see ../shared/data/README.md); override with VCFAD_SHARED_DATA.
@@ -54,3 +55,13 @@ def redis_available() -> None:
     except redis.RedisError:
         # CI runs scripts/ensure_redis.sh first (make test); nothing here starts one silently.
         pytest.fail(f"no Redis at {REDIS_HOST}:{REDIS_PORT}; run `bash scripts/ensure_redis.sh`")
+
+
+@pytest.fixture
+def unit_redis(redis_available: None) -> Iterator[redis.Redis]:
+    """A client of the unit-test Redis database, empty before and after the test."""
+    client = redis.Redis.from_url(redis_url(UNIT_DB))
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()

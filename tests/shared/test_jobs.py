@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -33,15 +32,6 @@ WAV = b"RIFF-pretend-wav"
 LEASE_S = 0.3
 
 
-@pytest.fixture
-def db(redis_available: None) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url(UNIT_DB))
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
-
-
 def new_job(store: JobStore, job_id: str = "job1") -> str:
     store.create(JobRecord(job_id=job_id, owner="o", text="Hello there."), [b"ref-1", b"ref-2"])
     return job_id
@@ -55,8 +45,8 @@ def expire(store: JobStore, job_id: str) -> None:
         time.sleep(0.05)
 
 
-def test_one_claim_per_attempt_and_only_its_worker_writes(db: redis.Redis) -> None:
-    store = JobStore(db, job_ttl_s=60, result_ttl_s=60, lease_s=30)
+def test_one_claim_per_attempt_and_only_its_worker_writes(unit_redis: redis.Redis) -> None:
+    store = JobStore(unit_redis, job_ttl_s=60, result_ttl_s=60, lease_s=30)
     job = new_job(store)
     assert store.claim(job, 1, "w1") == "claimed"
     record = store.get(job)
@@ -74,7 +64,7 @@ def test_one_claim_per_attempt_and_only_its_worker_writes(db: redis.Redis) -> No
     assert store.audio(job) == WAV and store.references(job) == []
     done = store.get(job)
     assert done.status is JobStatus.succeeded and done.duration_s == 2.5 and done.progress == 1.0
-    assert db.zscore(LEASES_KEY, job) is None
+    assert unit_redis.zscore(LEASES_KEY, job) is None
     # After the end: no second result, no failure over it, no new run.
     assert store.succeed(job, "w1", b"again", 1.0) is False
     assert store.fail(job, "late") is False
@@ -82,8 +72,8 @@ def test_one_claim_per_attempt_and_only_its_worker_writes(db: redis.Redis) -> No
     assert store.audio(job) == WAV and store.get(job).status is JobStatus.succeeded
 
 
-def test_an_expired_lease_requeues_the_next_attempt_and_fences_the_old_worker(db: redis.Redis) -> None:
-    store = JobStore(db, job_ttl_s=60, result_ttl_s=60, lease_s=LEASE_S)
+def test_an_expired_lease_requeues_the_next_attempt_and_fences_the_old_worker(unit_redis: redis.Redis) -> None:
+    store = JobStore(unit_redis, job_ttl_s=60, result_ttl_s=60, lease_s=LEASE_S)
     job = new_job(store)
     assert store.claim(job, 1, "w1") == "claimed"
     assert store.report(job, "w1", 0.59, "fitting voice") is True
@@ -107,8 +97,8 @@ def test_an_expired_lease_requeues_the_next_attempt_and_fences_the_old_worker(db
     assert store.audio(job) == WAV and store.get(job).attempt == 2
 
 
-def test_renewal_keeps_a_slow_job_and_the_last_attempt_fails_clearly(db: redis.Redis) -> None:
-    store = JobStore(db, job_ttl_s=60, result_ttl_s=60, lease_s=LEASE_S)
+def test_renewal_keeps_a_slow_job_and_the_last_attempt_fails_clearly(unit_redis: redis.Redis) -> None:
+    store = JobStore(unit_redis, job_ttl_s=60, result_ttl_s=60, lease_s=LEASE_S)
     job = new_job(store)
     assert store.claim(job, 1, "w1") == "claimed"
     for _ in range(4):  # a heartbeat every lease/3 keeps it alive well past one lease
@@ -123,31 +113,31 @@ def test_renewal_keeps_a_slow_job_and_the_last_attempt_fails_clearly(db: redis.R
     assert (outcome, attempt) == ("failed", 2)
     record = store.get(job)
     assert record.status is JobStatus.failed and "during each of 2 attempts" in record.error
-    assert store.references(job) == [] and db.zscore(LEASES_KEY, job) is None
+    assert store.references(job) == [] and unit_redis.zscore(LEASES_KEY, job) is None
 
 
-def test_a_deleted_job_stops_its_worker_and_leaves_nothing(db: redis.Redis) -> None:
-    store = JobStore(db, job_ttl_s=60, result_ttl_s=60, lease_s=30)
+def test_a_deleted_job_stops_its_worker_and_leaves_nothing(unit_redis: redis.Redis) -> None:
+    store = JobStore(unit_redis, job_ttl_s=60, result_ttl_s=60, lease_s=30)
     job = new_job(store)
     assert store.claim(job, 1, "w1") == "claimed"
     store.delete(job)
     assert store.report(job, "w1", 0.5, "x") is False and store.renew(job, "w1") is False
     assert store.succeed(job, "w1", WAV, 1.0) is False and store.fail(job, "x", worker="w1") is False
     assert store.claim(job, 1, "w2") == "missing"
-    assert db.keys("vcfad:job:*") == [] and db.zcard(LEASES_KEY) == 0
+    assert unit_redis.keys("vcfad:job:*") == [] and unit_redis.zcard(LEASES_KEY) == 0
 
 
-def queued_messages(db: redis.Redis) -> list[tuple[str, list]]:
+def queued_messages(unit_redis: redis.Redis) -> list[tuple[str, list]]:
     """(task id, args) of each Celery message waiting in the Redis broker's queue."""
     messages = []
-    for raw in db.lrange(CLONE_QUEUE, 0, -1):
+    for raw in unit_redis.lrange(CLONE_QUEUE, 0, -1):
         message = json.loads(raw)
         args = json.loads(base64.b64decode(message["body"]))[0]
         messages.append((message["headers"]["id"], args))
     return messages
 
 
-def test_recovery_sends_the_next_attempt_once(db: redis.Redis) -> None:
+def test_recovery_sends_the_next_attempt_once(unit_redis: redis.Redis) -> None:
     settings = WorkerSettings(redis_url=redis_url(UNIT_DB), job_lease_s=LEASE_S, job_max_attempts=3)
     store = JobStore.from_settings(settings)
     celery = create_celery(settings)
@@ -157,13 +147,13 @@ def test_recovery_sends_the_next_attempt_once(db: redis.Redis) -> None:
     expire(store, job)
     assert recover_expired_jobs(store, celery, settings) == {job: "requeued"}
     assert recover_expired_jobs(store, celery, settings) == {}  # a second gateway finds nothing
-    assert queued_messages(db) == [(task_id(job, 2), [job, 2])] and task_id(job, 2) == f"{job}.2"
+    assert queued_messages(unit_redis) == [(task_id(job, 2), [job, 2])] and task_id(job, 2) == f"{job}.2"
     # A job whose record is gone (deleted, expired) leaves the lease set quietly.
-    db.zadd(LEASES_KEY, {"gone": 0})
-    assert recover_expired_jobs(store, celery, settings) == {} and db.zcard(LEASES_KEY) == 0
+    unit_redis.zadd(LEASES_KEY, {"gone": 0})
+    assert recover_expired_jobs(store, celery, settings) == {} and unit_redis.zcard(LEASES_KEY) == 0
 
 
-def test_a_requeue_whose_message_cannot_be_sent_is_retried(db: redis.Redis) -> None:
+def test_a_requeue_whose_message_cannot_be_sent_is_retried(unit_redis: redis.Redis) -> None:
     settings = WorkerSettings(redis_url=redis_url(UNIT_DB), job_lease_s=LEASE_S)
     store = JobStore.from_settings(settings)
     job = new_job(store)

@@ -26,7 +26,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -41,7 +40,6 @@ from service_stack import (
     base_env,
     free_port,
     post_clone,
-    redis_url,
     start_detector,
     start_gateway,
     start_worker,
@@ -56,15 +54,6 @@ RABBITMQ_URL = os.environ.get("VCFAD_TEST_RABBITMQ_URL", "amqp://guest:guest@127
 
 def figure(text: str) -> None:
     print(f"FAULT {text}", flush=True)
-
-
-@pytest.fixture
-def fault_db(redis_available: None) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url(UNIT_DB))
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
 
 
 @pytest.fixture
@@ -127,7 +116,7 @@ def redeliver_unacked(db: redis.Redis, queue: str, job_id: str) -> int:
 
 @pytest.mark.slow
 @pytest.mark.needs_data
-def test_worker_killed_mid_clone_the_job_completes_once(fault_db: redis.Redis, logs: Path, real_clip: Path) -> None:
+def test_worker_killed_mid_clone_the_job_completes_once(unit_redis: redis.Redis, logs: Path, real_clip: Path) -> None:
     # Default lease (30 s) and recovery interval (15 s): the figure is what a user gets.
     env = base_env(UNIT_DB) | {"VCFAD_CLONER_VOICE_CACHE_DIR": str(logs / "voices")}
     gateway = start_gateway(free_port(), env | {"VCFAD_DETECTOR_URL": f"http://127.0.0.1:{free_port()}"}, logs)
@@ -147,8 +136,8 @@ def test_worker_killed_mid_clone_the_job_completes_once(fault_db: redis.Redis, l
         # Queued again once the lease (30 s) has run out, at the gateway's next round (every 15 s),
         # then claimed by the new worker.
         # (It is "queued" for milliseconds only: watched in the record, not through the API.)
-        requeued_at = wait_record(fault_db, job_id, lambda r: r[b"attempt"] == b"2", 90)
-        claimed_at = wait_record(fault_db, job_id, lambda r: r[b"status"] != b"queued", 60)
+        requeued_at = wait_record(unit_redis, job_id, lambda r: r[b"attempt"] == b"2", 90)
+        claimed_at = wait_record(unit_redis, job_id, lambda r: r[b"status"] != b"queued", 60)
         done = wait_for(gateway, job_id, lambda j: j["status"] in ("succeeded", "failed"), 300, *workers)
         finished_at = time.monotonic()
         assert done["status"] == "succeeded", done
@@ -160,14 +149,14 @@ def test_worker_killed_mid_clone_the_job_completes_once(fault_db: redis.Redis, l
         )
         # The recovery itself: at most lease + one recovery interval (45 s) after the kill.
         assert requeued_at - killed_at < 60 and claimed_at - back_at < 60
-        record = fault_db.hgetall(f"vcfad:job:{job_id}")
+        record = unit_redis.hgetall(f"vcfad:job:{job_id}")
         assert record[b"attempt"] == b"2"
         audio = httpx.get(f"{gateway.url}/clone/{job_id}/audio", headers=A, timeout=30)
         assert audio.status_code == 200 and audio.content[:4] == b"RIFF"
 
         # The killed attempt's message is still unacknowledged in Redis; delivered again (as after
         # the visibility timeout), its claim is refused (the job has ended) and nothing changes.
-        assert redeliver_unacked(fault_db, CLONE_QUEUE, job_id) == 1
+        assert redeliver_unacked(unit_redis, CLONE_QUEUE, job_id) == 1
         refused = f"job {job_id} attempt 1 not run: ended"
         deadline = time.monotonic() + 60
         while not log_lines(workers, refused) and time.monotonic() < deadline:
@@ -175,7 +164,7 @@ def test_worker_killed_mid_clone_the_job_completes_once(fault_db: redis.Redis, l
         assert log_lines(workers, refused), workers[1].log_tail()
         assert len(log_lines(workers, f"job {job_id} attempt")) >= 3
         assert len(log_lines(workers, "succeeded:")) == 1  # one result, from attempt 2
-        assert fault_db.hgetall(f"vcfad:job:{job_id}") == record
+        assert unit_redis.hgetall(f"vcfad:job:{job_id}") == record
         assert httpx.get(f"{gateway.url}/clone/{job_id}/audio", headers=A, timeout=30).content == audio.content
     finally:
         for service in (*workers, gateway):
@@ -306,7 +295,7 @@ def detect(gateway: Service, clip: bytes) -> httpx.Response:
 
 @pytest.mark.needs_data
 def test_detector_stopped_503_with_retry_after_then_recovers(
-    fault_db: redis.Redis, logs: Path, real_clip: Path
+    unit_redis: redis.Redis, logs: Path, real_clip: Path
 ) -> None:
     port = free_port()
     env = base_env(UNIT_DB)
@@ -359,7 +348,7 @@ def rabbitmq_answers(url: str) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.needs_data
-def test_clone_path_with_rabbitmq_as_the_broker(fault_db: redis.Redis, logs: Path, real_clip: Path) -> None:
+def test_clone_path_with_rabbitmq_as_the_broker(unit_redis: redis.Redis, logs: Path, real_clip: Path) -> None:
     if not rabbitmq_answers(RABBITMQ_URL):
         pytest.skip(f"no RabbitMQ answers at {RABBITMQ_URL} (set VCFAD_TEST_RABBITMQ_URL)")
     queue = f"vcfad-clone-test-{uuid.uuid4().hex[:8]}"  # other checkouts may share this RabbitMQ
@@ -373,7 +362,7 @@ def test_clone_path_with_rabbitmq_as_the_broker(fault_db: redis.Redis, logs: Pat
     try:
         started = time.monotonic()
         job_id = submit(gateway, real_clip, text="Please call me back tomorrow.")
-        assert fault_db.llen(queue) == 0  # the message went to RabbitMQ, not to Redis
+        assert unit_redis.llen(queue) == 0  # the message went to RabbitMQ, not to Redis
         done = wait_for(gateway, job_id, lambda j: j["status"] in ("succeeded", "failed"), 240, worker)
         assert done["status"] == "succeeded", done
         figure(f"rabbitmq: clone job submitted to succeeded in {time.monotonic() - started:.1f} s")
