@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.report import emit_json  # the repo root is on the path only from here
 from shared.audio import Audio, AudioError, LoadPolicy, load_audio
-from shared.sources import SnapshotStore, load_sources, snapshot_roots
+from shared.sources import SnapshotStore, SourceError, load_sources, snapshot_roots
 from shared.tts.debian import EspeakNgTTS
 from shared.watermark import Watermarker, WatermarkKey, make_payload
 
@@ -133,16 +133,25 @@ def real_speech() -> list[Audio]:
     return [load_audio(folder / row["path"], DETECTION_POLICY) for row in rows]
 
 
-def catalogue_real_speech(name: str) -> list[Audio]:
-    """Every bonafide clip of catalogue source ``name`` (configs/detector/sources.toml), read from
-    its snapshot under ``../.mirror`` or ``VCFAD_SNAPSHOTS`` (docs/dataset.md, "External sources")."""
+def catalogue_real_files(name: str) -> list[Path]:
+    """Every bonafide file of catalogue source ``name`` (configs/detector/sources.toml), extracted
+    from its snapshot under ``../.mirror`` or ``VCFAD_SNAPSHOTS`` (docs/dataset.md, "External sources")."""
     sources = {source.name: source for source in load_sources(REPO / "configs/detector/sources.toml")}
     if name not in sources:
         raise SystemExit(f"--real-source {name}: not in configs/detector/sources.toml")
     store = SnapshotStore(roots=snapshot_roots(["../.mirror"], REPO), cache_dir=REPO / "data/sources")
-    clips = [clip for clip in store.clips(sources[name]) if clip.label == "bonafide"]
+    try:
+        clips = [clip for clip in store.clips(sources[name]) if clip.label == "bonafide"]
+        paths = store.extract(clips)
+    except SourceError as error:
+        raise SystemExit(f"--real-source {name}: {error}") from None
+    return paths
+
+
+def load_real_speech(paths: list[Path]) -> list[Audio]:
+    """The files as the detector loads them; what it would refuse is skipped, and said."""
     audios = []
-    for path in store.extract(clips):
+    for path in paths:
         try:
             audios.append(load_audio(path, DETECTION_POLICY))
         except AudioError as error:  # what the detector itself would refuse (e.g. a silent take)
@@ -178,6 +187,10 @@ def main() -> None:
     parser.add_argument("--skip-quality", action="store_true", help="no WER / GE2E (faster)")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
+    if args.clips < 1 or args.text_offset < 0 or args.null_keys < 0:
+        parser.error("--clips must be ≥ 1, --text-offset and --null-keys ≥ 0")
+    # Snapshots are checked first, so a missing one stops the run before the hour of work.
+    real_files = {name: catalogue_real_files(name) for name in args.real_source}
 
     key = WatermarkKey(hashlib.sha256(b"vcfad bench watermark key").digest())
     watermarker = Watermarker(key)
@@ -238,7 +251,8 @@ def main() -> None:
         ("real speech (FoR external-dev, bonafide)", lambda: real)
     ]
     speech_sets += [
-        (f"real speech ({name}, bonafide)", lambda name=name: catalogue_real_speech(name)) for name in args.real_source
+        (f"real speech ({name}, bonafide)", lambda paths=paths: load_real_speech(paths))
+        for name, paths in real_files.items()
     ]
     speech_sets.append(("unmarked TTS clips", lambda: unmarked))
     for name, load in speech_sets:
