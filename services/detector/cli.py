@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from services.detector.model_files import POOLINGS, ModelSpec, check_input_floor, default_model_dir
+from services.detector.model_files import GRAPH_KINDS, POOLINGS, ModelSpec, check_input_floor, default_model_dir
 from services.detector.training.manifest import ManifestError
 from shared.audio import AudioError
 from shared.watermark import Watermarker, WatermarkKey, WatermarkKeyError
@@ -56,7 +56,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         help="manifest.tsv from `vcfad data build`; repeat to pool several builds",
     )
-    train.add_argument("--kind", choices=("whisper-probe", "seed-baseline"), default="whisper-probe")
+    train.add_argument(
+        "--kind",
+        choices=("whisper-probe", "whisper-frames", "seed-baseline"),
+        default="whisper-probe",
+        help="whisper-probe: logistic regression over pooled encoder blocks; whisper-frames: a small network "
+        "over the encoder's frames (docs/detector.md); seed-baseline: the reference recipe",
+    )
+    train.add_argument(
+        "--epochs",
+        type=positive_int,
+        help="whisper-frames: training epochs (default 6; the epoch with the lowest dev EER is kept)",
+    )
     train.add_argument("--out", required=True, type=Path, help="model folder to write")
     train.add_argument("--name", help="model name (default: the folder's name)")
     train.add_argument(
@@ -74,6 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--blocks",
         type=_block_list,
         help="whisper-probe: encoder blocks whose subsets are searched on dev, e.g. 0,1,2,3,4 "
+        "(whisper-frames: the blocks it reads, default 1,2,3) "
         "(0 = the encoder's front end; default 1,2,3,4)",
     )
     train.add_argument(
@@ -259,7 +271,7 @@ def _build_graph(args: argparse.Namespace) -> int:
     from services.detector.training.graphs import probe_onnx_path
 
     model_dir = resolve_model(args.model)
-    if ModelSpec.read(model_dir).kind != "whisper-probe":
+    if ModelSpec.read(model_dir).kind not in GRAPH_KINDS:
         raise CLIError(f"{model_dir}: a seed-baseline model ships its graph (model.onnx); nothing to build")
     print(probe_onnx_path(model_dir))
     return 0
@@ -267,15 +279,19 @@ def _build_graph(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     # Imported when the command runs (torch, scikit-learn), so `vcfad --help` stays fast.
+    from services.detector.training.frames import FrameHeadConfig, FrameTraining
     from services.detector.training.train import (
         CANDIDATE_BLOCKS,
         candidate_layer_sets,
         check_ensemble_size,
+        train_frames_model,
         train_seed_baseline,
         train_whisper_probe,
     )
 
     name = args.name or args.out.name
+    if args.epochs and args.kind != "whisper-frames":
+        raise CLIError("--epochs applies to --kind whisper-frames only")
     probe_options = {
         "--channel-normalisation": args.channel_normalisation,
         "--pooling": args.pooling,
@@ -303,8 +319,14 @@ def _train(args: argparse.Namespace) -> int:
             onnx_features=args.onnx_features,
             exclude_families=args.exclude_family,
         )
-    elif given := [option for option, value in probe_options.items() if value]:
+    elif given := [option for option, value in probe_options.items() if value and option != "--blocks"]:
         raise CLIError(f"{given[0]} applies to --kind whisper-probe only")
+    elif args.kind == "whisper-frames":
+        config = FrameHeadConfig(layers=tuple(args.blocks)) if args.blocks else FrameHeadConfig()
+        recipe = FrameTraining(epochs=args.epochs) if args.epochs else FrameTraining()
+        result = train_frames_model(args.manifest, args.out, name=name, config=config, recipe=recipe)
+    elif args.blocks:
+        raise CLIError("--blocks applies to --kind whisper-probe and whisper-frames only")
     else:
         result = train_seed_baseline(args.manifest, args.out, name=name)
     print(f"{name}: dev EER {100 * result.dev_eer:.2f} %, threshold {result.threshold:.4f} -> {result.model_dir}")

@@ -26,7 +26,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from services.detector.input_floor import raise_floor
-from services.detector.model_files import ModelFileError, ModelSpec, default_model_dir, probe_graph_path
+from services.detector.model_files import GRAPH_KINDS, ModelFileError, ModelSpec, default_model_dir, probe_graph_path
 from services.detector.seed_features import SeedFeatures
 from shared.audio import Audio, AudioFile, LoadPolicy, Seconds, load_audio
 from shared.log_mel import whisper_log_mel
@@ -38,8 +38,9 @@ DETECTION_LOAD_POLICY = LoadPolicy(min_duration_s=0.3)
 
 
 def assemble_graph(model_dir: Path) -> Path:
-    """Build a ``whisper-probe`` model's ONNX graph into the cache (a model's first use), in a child
-    process: assembling it takes torch and the training code, which a serving process never loads.
+    """Build a ``whisper-probe`` or ``whisper-frames`` model's ONNX graph into the cache (a model's
+    first use), in a child process: assembling it takes torch and the training code, which a
+    serving process never loads.
 
     Raises
     ------
@@ -86,7 +87,7 @@ class Detector:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        if self.spec.kind == "whisper-probe":
+        if self.spec.kind in GRAPH_KINDS:
             onnx_path = probe_graph_path(self.model_dir)
             if not onnx_path.exists():
                 assemble_graph(self.model_dir)

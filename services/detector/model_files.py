@@ -7,6 +7,8 @@ summary), ``MODEL_CARD.md`` and the trained parameters:
 * ``whisper-probe``: ``head.npz`` (:class:`ProbeHead`). Its ONNX graph (log-mel → Whisper encoder
   blocks → pooled statistics → head) is assembled once into the cache, at :func:`probe_graph_path`,
   by :mod:`services.detector.training.graphs` (torch).
+* ``whisper-frames``: ``head.npz`` holds the weights of a network over the encoder's frames
+  (:mod:`services.detector.training.frames`); its graph is assembled and cached the same way.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import numpy as np
 
 from shared.offline_models import cache_dir, whisper_model_dir
 
-ModelKind = Literal["seed-baseline", "whisper-probe"]
+ModelKind = Literal["seed-baseline", "whisper-probe", "whisper-frames"]
+#: Kinds served through a graph assembled from ``head.npz`` and the packaged Whisper weights.
+GRAPH_KINDS: tuple[ModelKind, ...] = ("whisper-probe", "whisper-frames")
 #: ``int8-matmul``: the assembled graph's MatMuls quantized dynamically
 #: (:func:`services.detector.training.int8.quantize_matmuls`).
 Precision = Literal["float32", "int8-matmul"]
@@ -170,14 +174,14 @@ class ProbeHead:
 
 
 def probe_graph_path(model_dir: Path, precision: Precision | None = None) -> Path:
-    """Where the assembled ONNX graph of a ``whisper-probe`` model is cached, at the model's own
+    """Where the assembled ONNX graph of a ``whisper-probe`` or ``whisper-frames`` model is cached, at the model's own
     precision or at ``precision`` (``float32``: the graph an int8 one is quantized from). It may
     not exist yet: :func:`services.detector.training.graphs.probe_onnx_path` builds it."""
     spec = ModelSpec.read(model_dir)
     digest = hashlib.sha256((Path(model_dir) / "head.npz").read_bytes())
     digest.update(str((whisper_model_dir(spec.whisper_model) / "model.bin").stat().st_size).encode())
     # Keyed by what the graph is made of (not the model's name), so a renamed copy reuses it.
-    target = cache_dir() / "detector" / f"whisper-probe-{digest.hexdigest()[:16]}.onnx"
+    target = cache_dir() / "detector" / f"{spec.kind}-{digest.hexdigest()[:16]}.onnx"
     precision = precision or spec.precision
     if precision == "float32":
         return target

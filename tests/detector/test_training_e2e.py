@@ -224,3 +224,33 @@ def test_onnx_features_equal_torch_and_pooled_manifests_train_with_a_family_left
         assert 0.0 <= entry["eer_left_out"] <= 1.0 and 0.0 <= entry["eer_all_families"] <= 1.0
     assert "| pooled-copy |" in (report / "families.md").read_text()
     assert vcfad_main([*families, "--model", str(tmp_path / "pooled"), "--family", "no-such-family"]) == 2
+
+
+@pytest.mark.slow
+def test_frame_model_trains_exports_and_beats_chance(tiny_manifest: Path, tmp_path: Path):
+    assert vcfad_main(["train-detector", "--kind", "whisper-frames", "--manifest", str(tiny_manifest),
+                       "--out", str(tmp_path / "frames"), "--epochs", "8"]) == 0  # fmt: skip
+    spec = json.loads((tmp_path / "frames" / "model.json").read_text())
+    assert spec["kind"] == "whisper-frames" and spec["layers"] == [1, 2, 3]
+    assert spec["training"]["onnx_max_abs_difference"] <= 1e-4
+    # The kept epoch is the one with the lowest dev EER, and the threshold is that epoch's.
+    history = spec["training"]["history"]
+    assert spec["training"]["selected"]["dev_eer"] == min(entry["dev_eer"] for entry in history)
+
+    [summary] = evaluate([Detector.from_model_dir(tmp_path / "frames")], [tiny_manifest], split="test")
+    # The test split's fake system and speakers are in neither train nor dev; chance is 50 %.
+    assert summary["overall"]["eer"] < 0.4
+    # The served graph scores dev as training did: the same EER at the stored threshold's point.
+    [dev] = evaluate([Detector.from_model_dir(tmp_path / "frames")], [tiny_manifest], split="dev")
+    assert dev["overall"]["eer"] == pytest.approx(spec["training"]["selected"]["dev_eer"], abs=1e-6)
+
+
+def test_frame_option_errors_name_the_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    manifest = tmp_path / "manifest.tsv"
+    manifest.write_text("path\tlabel\n")
+    probe_args = ["train-detector", "--manifest", str(manifest), "--out", str(tmp_path / "m")]
+    assert vcfad_main([*probe_args, "--epochs", "3"]) != 0
+    assert "--epochs applies to --kind whisper-frames only" in capsys.readouterr().err
+    args = ["train-detector", "--kind", "whisper-frames", "--manifest", str(manifest), "--out", str(tmp_path / "m")]
+    assert vcfad_main([*args, "--pooling", "mean-std-delta"]) != 0
+    assert "--pooling applies to --kind whisper-probe only" in capsys.readouterr().err

@@ -1,5 +1,5 @@
-"""The ``whisper-probe`` model as one torch network (log-mel → P(fake)), its ONNX export and the
-check of a graph against the network it came from."""
+"""The ``whisper-probe`` and ``whisper-frames`` models as one torch network each (log-mel →
+P(fake)), their ONNX export and the check of a graph against the network it came from."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 
 from services.detector.model_files import ModelSpec, Precision, ProbeHead
 from services.detector.training.features import normalise_channel, pool_statistics
+from services.detector.training.frames import FrameHead, FramesNetwork
 from services.detector.training.int8 import Int8MatMulEmulation
 from shared.files import write_atomic
 from shared.offline_models import whisper_model_dir
@@ -59,10 +60,19 @@ def build_probe_network(head: ProbeHead, whisper_model: str = "base", precision:
     return network
 
 
-def export_probe_onnx(model_dir: Path, target: Path) -> float:
-    """Export the ``whisper-probe`` network to ONNX and check it against torch; returns the max difference."""
+def build_network(model_dir: Path) -> torch.nn.Module:
+    """The float torch network of a ``whisper-probe`` or ``whisper-frames`` model folder."""
     spec = ModelSpec.read(model_dir)
-    network = build_probe_network(ProbeHead.load(Path(model_dir) / "head.npz"), spec.whisper_model)
+    head_path = Path(model_dir) / "head.npz"
+    if spec.kind == "whisper-frames":
+        return FramesNetwork(FrameHead.load(head_path), spec.whisper_model).eval()
+    return build_probe_network(ProbeHead.load(head_path), spec.whisper_model)
+
+
+def export_probe_onnx(model_dir: Path, target: Path) -> float:
+    """Export a model folder's network (:func:`build_network`) to ONNX and check it against torch;
+    returns the max difference."""
+    network = build_network(model_dir)
     worst = 0.0
 
     def export_and_check(partial: Path) -> None:

@@ -29,6 +29,7 @@ from services.detector.model_files import ModelSpec, Pooling, ProbeHead
 from services.detector.seed_features import SeedFeatures
 from services.detector.training.export import export_probe_onnx
 from services.detector.training.features import WhisperLayerFeatures
+from services.detector.training.frames import FrameHeadConfig, FrameTraining, train_whisper_frames
 from services.detector.training.manifest import ManifestError, ManifestRow, read_manifest, select
 from services.detector.training.onnx_features import OnnxLayerFeatures
 from shared.audio import load_audio
@@ -381,3 +382,29 @@ def train_whisper_probe(
     spec.training["onnx_max_abs_difference"] = export_probe_onnx(out_dir, cache_dir() / "detector" / "check.onnx")
     spec.write(out_dir)
     return TrainResult(out_dir, best["dev_eer"], best["threshold"], spec.training)
+
+
+def train_frames_model(
+    manifest: Path | Sequence[Path],
+    out_dir: Path,
+    name: str = "frames",
+    whisper_model: str = "base",
+    config: FrameHeadConfig | None = None,
+    recipe: FrameTraining | None = None,
+) -> TrainResult:
+    """A ``whisper-frames`` model (:mod:`services.detector.training.frames`) on the train split,
+    its epoch and threshold from dev; its ONNX graph exported and checked like the probe's."""
+    train, dev = split_rows(manifest)
+    spec, result = train_whisper_frames(
+        train,
+        dev,
+        out_dir,
+        _summary(manifest, train, dev),
+        name,
+        whisper_model,
+        config or FrameHeadConfig(),
+        recipe or FrameTraining(),
+    )
+    spec.training["onnx_max_abs_difference"] = export_probe_onnx(out_dir, cache_dir() / "detector" / "check.onnx")
+    spec.write(out_dir)
+    return TrainResult(Path(out_dir), result.dev_eer, result.threshold, spec.training)
