@@ -85,8 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--blocks",
         type=_block_list,
         help="whisper-probe: encoder blocks whose subsets are searched on dev, e.g. 0,1,2,3,4 "
-        "(whisper-frames: the blocks it reads, default 1,2,3) "
-        "(0 = the encoder's front end; default 1,2,3,4)",
+        "(0 = the encoder's front end; default 1,2,3,4); whisper-frames: the blocks it reads (default 1,2,3)",
     )
     train.add_argument(
         "--ensemble",

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from services.detector.model_files import ModelSpec
+from services.detector.training.feature_cache import FeatureCache
 from services.detector.training.manifest import ManifestError, read_manifest
-from services.detector.training.train import FeatureCache, fit_probe_head, labels_of, layer_extractor
+from services.detector.training.train import fit_probe_head, labels_of, layer_extractor
 from shared.metrics import equal_error_rate
 
 

@@ -25,20 +25,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from services.detector.inference import DETECTION_LOAD_POLICY
 from services.detector.model_files import ModelFileError, ModelSpec
+from services.detector.training.feature_cache import FeatureCache
 from services.detector.training.manifest import ManifestRow
-from shared.audio import Audio, load_audio
-from shared.files import write_atomic
-from shared.log_mel import WHISPER_MAX_FRAMES, whisper_log_mel
+from services.detector.training.onnx_features import open_log_mel_graph, run_on_clip
+from shared.audio import Audio
 from shared.metrics import equal_error_rate
 from shared.offline_models import cache_dir, whisper_model_dir
-from shared.onnx_export import ONNX_TOLERANCE, export_log_mel_network
 from shared.whisper_encoder import WhisperEncoder
 
 #: Bump when the exported frame-feature graph changes.
@@ -150,7 +147,7 @@ class _StackedLayers(nn.Module):
 
 
 class OnnxFrameFeatures:
-    """(frames, len(layers)·width) float16 hidden states of a 16 kHz clip, through ONNX Runtime."""
+    """(frames, len(layers)·width) hidden states of a 16 kHz clip, through ONNX Runtime."""
 
     def __init__(self, model_name: str = "base", layers: Sequence[int] = (1, 2, 3), threads: int = 2) -> None:
         self.model_name = model_name
@@ -159,53 +156,24 @@ class OnnxFrameFeatures:
         key = f"{model_name}-{self.layers}-{FRAME_GRAPH_VERSION}-{model_bin.stat().st_size}"
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         self.graph_path = cache_dir() / "features" / f"whisper-frames-{digest}.onnx"
-        if not self.graph_path.exists():
-            write_atomic(self.graph_path, self._export)
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(
-            str(self.graph_path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        self.session = open_log_mel_graph(self.graph_path, self._network, "frames", threads, "frame-feature")
 
     @property
     def cache_id(self) -> str:
         return f"whisper-{self.model_name}-frames-{'-'.join(map(str, self.layers))}-onnx{FRAME_GRAPH_VERSION}"
 
-    def _export(self, partial: Path) -> None:
+    def _network(self) -> nn.Module:
         encoder = WhisperEncoder.from_ct2(whisper_model_dir(self.model_name), num_layers=max(self.layers))
-        network = _StackedLayers(encoder, self.layers).eval()
-        export_log_mel_network(network, partial, "frames")
-        session = onnxruntime.InferenceSession(str(partial), providers=["CPUExecutionProvider"])
-        log_mel = torch.randn(2, 80, 200) * 0.5
-        with torch.inference_mode():
-            expected = network(log_mel).numpy()
-        got = session.run(None, {"log_mel": log_mel.numpy()})[0]
-        worst = float(np.max(np.abs(got - expected) / (np.abs(expected) + 1.0)))
-        if worst > ONNX_TOLERANCE:
-            raise RuntimeError(f"frame-feature graph differs from torch by {worst:.2e}")
+        return _StackedLayers(encoder, self.layers)
 
     def __call__(self, audio: Audio) -> np.ndarray:
-        if audio.sample_rate_hz != 16_000:
-            audio = audio.resample(16_000)
-        log_mel = whisper_log_mel(audio.samples)[None, :, :WHISPER_MAX_FRAMES]
-        return self.session.run(None, {"log_mel": log_mel})[0][0].astype(np.float16)
+        return run_on_clip(self.session, audio)
 
 
 def cached_frames(rows: Sequence[ManifestRow], extractor: OnnxFrameFeatures, description: str) -> list[np.ndarray]:
-    """Each row's frames, computed once and kept under the cache (keyed by the clip's bytes)."""
-    root = cache_dir() / "features" / extractor.cache_id
-    root.mkdir(parents=True, exist_ok=True)
-    frames = []
-    for row in tqdm(rows, desc=description, unit="clip", leave=False):
-        path = root / f"{hashlib.sha1(row.path.read_bytes()).hexdigest()}.npy"
-        if path.exists():
-            frames.append(np.load(path))
-            continue
-        value = extractor(load_audio(row.path, DETECTION_LOAD_POLICY))
-        write_atomic(path, lambda temp, value=value: np.save(temp, value))
-        frames.append(value)
-    return frames
+    """Each row's frames, computed once and kept in the feature cache as float16 (half the disk
+    and memory; the head standardises them in float32)."""
+    return FeatureCache(extractor.cache_id).arrays(rows, extractor, description, dtype=np.float16)
 
 
 def _frame_statistics(clips: Sequence[np.ndarray], limit_frames: int = 400_000) -> tuple[np.ndarray, np.ndarray]:

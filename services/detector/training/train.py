@@ -8,9 +8,8 @@ split is never looked at here.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -28,41 +27,16 @@ from services.detector.inference import DETECTION_LOAD_POLICY
 from services.detector.model_files import ModelSpec, Pooling, ProbeHead
 from services.detector.seed_features import SeedFeatures
 from services.detector.training.export import export_probe_onnx
+from services.detector.training.feature_cache import FeatureCache
 from services.detector.training.features import WhisperLayerFeatures
 from services.detector.training.frames import FrameHeadConfig, FrameTraining, train_whisper_frames
 from services.detector.training.manifest import ManifestError, ManifestRow, read_manifest, select
 from services.detector.training.onnx_features import OnnxLayerFeatures
 from shared.audio import load_audio
-from shared.files import write_atomic
 from shared.log_mel import whisper_log_mel
 from shared.metrics import equal_error_rate
 from shared.offline_models import cache_dir
 from shared.onnx_export import ONNX_TOLERANCE
-
-
-class FeatureCache:
-    """Per-clip feature arrays on disk, keyed by the extractor and the file's content (so moved or
-    rebuilt-but-identical clips are not recomputed)."""
-
-    def __init__(self, extractor_id: str, root: Path | None = None) -> None:
-        self.root = (root or cache_dir() / "features") / extractor_id
-        self.root.mkdir(parents=True, exist_ok=True)
-
-    def _key(self, path: Path) -> Path:
-        return self.root / f"{hashlib.sha1(path.read_bytes()).hexdigest()}.npy"
-
-    def features(self, rows: Sequence[ManifestRow], extract: Callable, description: str = "features") -> np.ndarray:
-        arrays = []
-        for row in tqdm(rows, desc=description, unit="clip", leave=False):
-            key = self._key(row.path)
-            if key.exists():
-                arrays.append(np.load(key))
-                continue
-            value = np.asarray(extract(load_audio(row.path, DETECTION_LOAD_POLICY)), dtype=np.float32)
-            # Two trainings may compute the same clip at once (builds share identical clips).
-            write_atomic(key, lambda temp, value=value: np.save(temp, value))
-            arrays.append(value)
-        return np.stack(arrays)
 
 
 def labels_of(rows: Sequence[ManifestRow]) -> np.ndarray:
