@@ -96,9 +96,9 @@ def test_bad_blocks_are_a_usage_error(tmp_path: Path, capsys, blocks: str, messa
     assert not (tmp_path / "out").exists()
 
 
-def test_blocks_is_a_whisper_probe_option(tmp_path: Path, capsys):
+def test_blocks_is_a_whisper_encoder_option(tmp_path: Path, capsys):
     argv = ["train-detector", "--kind", "seed-baseline", "--blocks", "0,1"]
     assert main([*argv, "--manifest", str(tmp_path / "m.tsv"), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
-    assert "--blocks applies to --kind whisper-probe only" in err and len(err.splitlines()) == 1
+    assert "--blocks applies to --kind whisper-probe and whisper-frames only" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "out").exists()
