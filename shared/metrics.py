@@ -148,3 +148,82 @@ def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float,
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(values, [tail, 100 - tail])
     return float(low), float(high)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How well scores read as probabilities of the positive class (a reliability table).
+
+    Scores are grouped into ``bins`` equal-width bins over [0, 1]. In each bin the mean score is
+    set beside the observed share of positives; the expected calibration error (ECE) is the mean
+    absolute gap, weighted by each bin's share of the clips.
+
+    ``balanced``: real and fake clips are weighted so each class counts half. A detector trained
+    on balanced classes states probabilities for even odds; on a set with three fakes per real
+    clip, the unweighted table also measures the set's class ratio, not only the model.
+    """
+
+    bin_edges: tuple[float, ...]
+    mean_score: tuple[float | None, ...]  # None: no clip in that bin
+    positive_share: tuple[float | None, ...]
+    weight: tuple[float, ...]  # each bin's share of the (weighted) clips, summing to 1
+    expected_calibration_error: float
+    balanced: bool
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def calibration(labels: np.ndarray, scores: np.ndarray, *, bins: int = 10, balanced: bool = False) -> Calibration:
+    """Reliability table and ECE of probability ``scores`` (in [0, 1]) against binary ``labels``.
+
+    Raises
+    ------
+    ValueError
+        If ``bins`` < 1, the arrays differ in length or are empty, a score lies outside [0, 1],
+        or ``balanced`` is asked for with only one class present.
+    """
+    labels = np.asarray(labels, dtype=int)
+    scores = np.asarray(scores, dtype=float)
+    if bins < 1:
+        raise ValueError(f"bins must be at least 1, got {bins}")
+    if labels.shape != scores.shape or labels.size == 0:
+        raise ValueError(f"need as many labels as scores, at least one: got {labels.size} and {scores.size}")
+    if scores.min() < 0.0 or scores.max() > 1.0 or np.isnan(scores).any():
+        raise ValueError("scores must be probabilities in [0, 1]")
+    positives = labels == 1
+    if balanced:
+        if positives.all() or not positives.any():
+            raise ValueError("a balanced reliability table needs both classes")
+        sample_weight = np.where(positives, 0.5 / positives.sum(), 0.5 / (~positives).sum())
+    else:
+        sample_weight = np.full(labels.size, 1.0 / labels.size)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    # Bin i holds [edge_i, edge_i+1); a score of exactly 1 goes to the last bin.
+    index = np.minimum(np.searchsorted(edges, scores, side="right") - 1, bins - 1)
+    mean_score: list[float | None] = []
+    positive_share: list[float | None] = []
+    weights: list[float] = []
+    gap = 0.0
+    for b in range(bins):
+        in_bin = index == b
+        weight = float(sample_weight[in_bin].sum())
+        weights.append(weight)
+        if not in_bin.any():
+            mean_score.append(None)
+            positive_share.append(None)
+            continue
+        bin_weights = sample_weight[in_bin]
+        mean = float(np.average(scores[in_bin], weights=bin_weights))
+        share = float(np.average(positives[in_bin], weights=bin_weights))
+        mean_score.append(mean)
+        positive_share.append(share)
+        gap += weight * abs(mean - share)
+    return Calibration(
+        bin_edges=tuple(float(edge) for edge in edges),
+        mean_score=tuple(mean_score),
+        positive_share=tuple(positive_share),
+        weight=tuple(weights),
+        expected_calibration_error=float(gap),
+        balanced=balanced,
+    )

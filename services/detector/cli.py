@@ -71,6 +71,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--out", required=True, type=Path, help="model folder to write")
     train.add_argument("--name", help="model name (default: the folder's name)")
     train.add_argument(
+        "--refit",
+        action="store_true",
+        help="learn from the train and test splits; dev stays out as the calibration share the choices and "
+        "the threshold come from (for the shipped model, after the recipe was chosen on dev: docs/detector.md)",
+    )
+    train.add_argument(
         "--channel-normalisation",
         action="store_true",
         help="whisper-probe: remove each clip's long-term spectrum before the encoder (docs/detector.md)",
@@ -281,6 +287,8 @@ def _train(args: argparse.Namespace) -> int:
     from services.detector.training.frames import FrameHeadConfig, FrameTraining
     from services.detector.training.train import (
         CANDIDATE_BLOCKS,
+        REFIT_SPLITS,
+        TRAIN_SPLITS,
         candidate_layer_sets,
         check_ensemble_size,
         train_frames_model,
@@ -289,6 +297,7 @@ def _train(args: argparse.Namespace) -> int:
     )
 
     name = args.name or args.out.name
+    train_splits = REFIT_SPLITS if args.refit else TRAIN_SPLITS
     if args.epochs and args.kind != "whisper-frames":
         raise CLIError("--epochs applies to --kind whisper-frames only")
     probe_options = {
@@ -317,17 +326,20 @@ def _train(args: argparse.Namespace) -> int:
             ensemble=args.ensemble or 1,
             onnx_features=args.onnx_features,
             exclude_families=args.exclude_family,
+            train_splits=train_splits,
         )
     elif given := [option for option, value in probe_options.items() if value and option != "--blocks"]:
         raise CLIError(f"{given[0]} applies to --kind whisper-probe only")
     elif args.kind == "whisper-frames":
         config = FrameHeadConfig(layers=tuple(args.blocks)) if args.blocks else FrameHeadConfig()
         recipe = FrameTraining(epochs=args.epochs) if args.epochs else FrameTraining()
-        result = train_frames_model(args.manifest, args.out, name=name, config=config, recipe=recipe)
+        result = train_frames_model(
+            args.manifest, args.out, name=name, config=config, recipe=recipe, train_splits=train_splits
+        )
     elif args.blocks:
         raise CLIError("--blocks applies to --kind whisper-probe and whisper-frames only")
     else:
-        result = train_seed_baseline(args.manifest, args.out, name=name)
+        result = train_seed_baseline(args.manifest, args.out, name=name, train_splits=train_splits)
     print(f"{name}: dev EER {100 * result.dev_eer:.2f} %, threshold {result.threshold:.4f} -> {result.model_dir}")
     return 0
 

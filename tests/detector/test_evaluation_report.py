@@ -164,3 +164,27 @@ def test_a_set_of_real_speech_only_reports_its_false_alarms_and_valid_json(tmp_p
     assert "| m | 4 | – | – | 50.0 % | 50.0 % | – | 0.500 |" in text and "nan" not in text
     assert "| studio (4) | false alarms 50.0 % |" in text
     assert not (tmp_path / "det.png").exists()  # no DET curve without both classes
+    assert report["models"][0]["calibration"] is None and "Calibration" not in text
+
+
+def test_two_class_report_states_calibration_and_draws_the_reliability_diagram(tmp_path: Path) -> None:
+    # Overconfident scores: a tenth of each class sits at the wrong end, scored 0.02 / 0.98.
+    labels = np.repeat([1, 0], 50)
+    scores = np.where(labels == 1, 0.98, 0.02)
+    scores[:5], scores[50:55] = 0.02, 0.98
+    rows = [
+        dataclasses.replace(_row("spoof" if label else "bonafide"), path=Path(f"c{i}.wav"))
+        for i, label in enumerate(labels)
+    ]
+    result = ModelScores(model="m", threshold=0.5, rows=rows, scores=scores, failed=[])
+    summaries = [summarise(result)]
+    write_reports([result], summaries, ["m.tsv"], None, tmp_path)
+    entry = json.loads((tmp_path / "report.json").read_text())["models"][0]["calibration"]
+    # Each end's bin states 2 % (98 %) fake and holds 10 % (90 %) fakes: ECE = 8 points.
+    assert entry["balanced"]["expected_calibration_error"] == pytest.approx(0.08)
+    assert entry["as_scored"]["expected_calibration_error"] == pytest.approx(0.08)
+    assert (
+        "Calibration: " in (tmp_path / "report.md").read_text()
+        and "m 8.0 % / 8.0 %" in (tmp_path / "report.md").read_text()
+    )
+    assert (tmp_path / "reliability.png").stat().st_size > 1000

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from services.detector.evaluation.evaluate import evaluate
 from services.detector.inference import Detector
-from services.detector.training.train import train_seed_baseline, train_whisper_probe
+from services.detector.training.manifest import read_manifest
+from services.detector.training.train import split_rows, train_seed_baseline, train_whisper_probe
+from shared.metrics import equal_error_rate
 from vcfad.cli import main as vcfad_main
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -36,6 +39,7 @@ def test_probe_trains_and_beats_chance_on_unseen_generators(tiny_manifest: Path,
     assert summary["overall"]["count"] >= 20
     assert summary["overall"]["eer"] < 0.35
     assert (tmp_path / "report" / "det.png").stat().st_size > 1000
+    assert summary["calibration"]["balanced"]["expected_calibration_error"] < 0.5
 
     # set-threshold on dev reproduces training's EER point through the served ONNX graph; a bound
     # on false alarms then holds on those real clips, and each change is recorded in model.json.
@@ -69,6 +73,29 @@ def test_seed_baseline_onnx_equals_scikit_learn(tiny_manifest: Path, tmp_path: P
     labels = [summary["model"] for summary in summaries]
     assert len(set(labels)) == 2 and str(tmp_path / "seed") in labels[1]
     assert all(label in (tmp_path / "compare" / "report.md").read_text() for label in labels)
+
+
+@pytest.mark.slow
+def test_refit_learns_from_test_too_and_keeps_dev_for_the_threshold(tiny_manifest: Path, tmp_path: Path):
+    rows = read_manifest(tiny_manifest)
+    counts = {split: sum(row.split == split for row in rows) for split in ("train", "dev", "test")}
+    assert vcfad_main(["train-detector", "--kind", "seed-baseline", "--refit", "--manifest", str(tiny_manifest),
+                       "--out", str(tmp_path / "refit")]) == 0  # fmt: skip
+    training = json.loads((tmp_path / "refit" / "model.json").read_text())["training"]
+    assert training["train_splits"] == ["train", "test"]
+    assert training["train_clips"] == counts["train"] + counts["test"] and training["dev_clips"] == counts["dev"]
+    test_systems = {row.system for row in rows if row.split == "test" and row.is_fake}
+    assert test_systems <= set(training["train_fake_systems"])
+    # The threshold is the EER point of the dev split, which the refit never learnt from.
+    detector = Detector.from_model_dir(tmp_path / "refit")
+    dev = [row for row in rows if row.split == "dev"]
+    scores = np.array([detector.detect(row.path).score for row in dev])
+    eer, threshold = equal_error_rate(np.array([row.is_fake for row in dev], dtype=int), scores)
+    assert detector.threshold == pytest.approx(threshold, abs=1e-3) and training["dev_eer"] == pytest.approx(
+        eer, abs=1e-3
+    )
+    with pytest.raises(ValueError, match="dev split"):
+        split_rows(tiny_manifest, ("train", "dev"))
 
 
 @pytest.mark.slow

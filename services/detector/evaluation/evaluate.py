@@ -1,4 +1,4 @@
-"""`vcfad eval-detector`: EER, F1, accuracy, false alarms, per-system EER, DET curve, JSON + Markdown.
+"""`vcfad eval-detector`: EER, F1, accuracy, false alarms, per-system EER, calibration, DET curve.
 
 Each model is scored through :class:`~services.detector.inference.Detector` (the ONNX graph the
 service runs) at its own shipped threshold: nothing is tuned on the evaluated manifest.
@@ -26,6 +26,7 @@ from shared.audio import AudioError
 from shared.metrics import (
     binary_report,
     bootstrap_eers,
+    calibration,
     det_curve,
     equal_error_rate,
     percentile_interval,
@@ -123,10 +124,57 @@ def summarise(result: ModelScores) -> dict:
     return {
         "model": result.model,
         "overall": report,
+        "calibration": _calibration_entry(labels, scores),
         "per_system": per_system,
         "per_real_source": per_real_source,
         "failed": [{"path": path, "error": error} for path, error in result.failed],
     }
+
+
+def _calibration_entry(labels: np.ndarray, scores: np.ndarray) -> dict | None:
+    """Reliability tables (as scored and with the classes weighted equally); None for a one-class set,
+    where the balanced table is undefined and the plain one only restates the false-alarm rate, and
+    for scores that are not probabilities (every shipped model's are)."""
+    if len(set(labels.tolist())) < 2 or not np.all((scores >= 0.0) & (scores <= 1.0)):
+        return None
+    return {
+        "as_scored": calibration(labels, scores).as_dict(),
+        "balanced": calibration(labels, scores, balanced=True).as_dict(),
+    }
+
+
+def plot_reliability(summaries: Sequence[dict], path: Path, title: str) -> None:
+    """Reliability diagram: observed share of fakes against mean score per bin, classes weighted equally."""
+    import matplotlib  # loaded only when a plot is drawn; see plot_det
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot  # after matplotlib.use("Agg"), above
+
+    figure, axes = pyplot.subplots(figsize=(5.0, 5.0))
+    axes.plot([0, 1], [0, 1], color="grey", linestyle=":", label="calibrated")
+    for summary in summaries:
+        table = summary["calibration"]["balanced"]
+        points = [
+            (mean, share)
+            for mean, share in zip(table["mean_score"], table["positive_share"], strict=True)
+            if mean is not None
+        ]
+        axes.plot(
+            [mean for mean, _ in points],
+            [share for _, share in points],
+            marker="o",
+            label=f"{summary['model']} (ECE {100 * table['expected_calibration_error']:.1f} %)",
+        )
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1)
+    axes.set_xlabel("mean score in bin (stated probability of fake)")
+    axes.set_ylabel("share of fakes in bin (classes weighted equally)")
+    axes.set_title(title)
+    axes.grid(True, alpha=0.3)
+    axes.legend(loc="upper left", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    pyplot.close(figure)
 
 
 def plot_det(results: Sequence[ModelScores], path: Path, title: str) -> None:
@@ -174,6 +222,20 @@ def markdown(summaries: Sequence[dict], manifests: Sequence[str]) -> str:
             f"{_percent(o['accuracy'])} | {_percent(o['false_alarm_rate'])} | {_percent(o['miss_rate'])} | "
             f"{o['threshold']:.3f} |"
         )
+    calibrated = [summary for summary in summaries if summary.get("calibration")]
+    if calibrated:
+        lines += [
+            "",
+            "Calibration: expected calibration error of the score as a probability of fake (10 equal-width "
+            "bins; as scored, and with real and fake clips weighted equally, the odds a balanced-class "
+            "detector states): "
+            + "; ".join(
+                f"{summary['model']} {_percent(summary['calibration']['as_scored']['expected_calibration_error'])}"
+                f" / {_percent(summary['calibration']['balanced']['expected_calibration_error'])}"
+                for summary in calibrated
+            )
+            + " (reliability diagram: reliability.png).",
+        ]
     intervals = [summary for summary in summaries if "eer_interval" in summary["overall"]]
     if intervals:
         first = intervals[0]["overall"]["eer_interval"]
@@ -310,7 +372,8 @@ def write_reports(
     split: str | None,
     out_dir: Path,
 ) -> None:
-    """report.json, report.md, scores.tsv and (where both classes are present) the DET curve det.png.
+    """report.json, report.md, scores.tsv and (where both classes are present) the DET curve det.png
+    and the reliability diagram reliability.png.
 
     A set of one class (real traffic only, say) still gets its false-alarm or miss rate; the
     metrics it does not define are null in report.json and "–" in report.md.
@@ -320,9 +383,12 @@ def write_reports(
     (out_dir / "report.json").write_text(json.dumps(_json_ready(report), indent=2, allow_nan=False) + "\n")
     (out_dir / "report.md").write_text(markdown(summaries, manifests))
     write_scores(results, out_dir / "scores.tsv")
-    (out_dir / "det.png").unlink(missing_ok=True)  # an earlier run's curve must not pass for this one's
+    for plot in ("det.png", "reliability.png"):
+        (out_dir / plot).unlink(missing_ok=True)  # an earlier run's curve must not pass for this one's
     if all(len(set(result.labels.tolist())) == 2 for result in results):
-        plot_det(results, out_dir / "det.png", title=f"DET: {' + '.join(Path(m).parent.name for m in manifests)}")
+        sets = " + ".join(Path(m).parent.name for m in manifests)
+        plot_det(results, out_dir / "det.png", title=f"DET: {sets}")
+        plot_reliability(summaries, out_dir / "reliability.png", title=f"Reliability: {sets}")
 
 
 def _undefined(value: float | None) -> bool:

@@ -2,7 +2,9 @@
 
 Model choices (layers, regularisation) are made on the ``dev`` split, whose fake systems are
 kept out of training, and the decision threshold is the EER point on ``dev``. The ``test``
-split is never looked at here.
+split is never looked at here, except by a refit (``train_splits=REFIT_SPLITS``): once a recipe
+has been chosen on dev and scored on test, the shipped model learns from the test sources too,
+and dev stays out as the calibration share that its choices and threshold come from.
 """
 
 from __future__ import annotations
@@ -44,11 +46,21 @@ def labels_of(rows: Sequence[ManifestRow]) -> np.ndarray:
     return np.array([row.is_fake for row in rows], dtype=int)
 
 
-def split_rows(manifests: Path | Sequence[Path]) -> tuple[list[ManifestRow], list[ManifestRow]]:
-    """The train and dev rows of one manifest or of several pooled (e.g. two builds)."""
+#: The splits a model learns from: the usual run, and a refit after the recipe was chosen.
+TRAIN_SPLITS: tuple[str, ...] = ("train",)
+REFIT_SPLITS: tuple[str, ...] = ("train", "test")
+
+
+def split_rows(
+    manifests: Path | Sequence[Path], train_splits: Sequence[str] = TRAIN_SPLITS
+) -> tuple[list[ManifestRow], list[ManifestRow]]:
+    """The training rows (of ``train_splits``) and the dev rows of one manifest or of several pooled."""
+    if "dev" in train_splits:
+        raise ValueError("the dev split holds the choices and the threshold: it cannot be trained on")
     paths = [manifests] if isinstance(manifests, str | Path) else list(manifests)
     rows = [row for path in paths for row in read_manifest(path)]
-    train, dev = select(rows, "train"), select(rows, "dev")
+    train = [row for split in train_splits for row in select(rows, split)]
+    dev = select(rows, "dev")
     for name, part in (("train", train), ("dev", dev)):
         if len(set(labels_of(part))) < 2:
             names = ", ".join(map(str, paths))
@@ -56,12 +68,18 @@ def split_rows(manifests: Path | Sequence[Path]) -> tuple[list[ManifestRow], lis
     return train, dev
 
 
-def _summary(manifest: Path | Sequence[Path], train: Sequence[ManifestRow], dev: Sequence[ManifestRow]) -> dict:
+def _summary(
+    manifest: Path | Sequence[Path],
+    train: Sequence[ManifestRow],
+    dev: Sequence[ManifestRow],
+    train_splits: Sequence[str] = TRAIN_SPLITS,
+) -> dict:
     def systems(rows: Sequence[ManifestRow]) -> list[str]:
         return sorted({row.system for row in rows if row.is_fake})
 
     return {
         "manifest": str(manifest) if isinstance(manifest, str | Path) else [str(path) for path in manifest],
+        "train_splits": list(train_splits),
         "train_clips": len(train),
         "dev_clips": len(dev),
         "train_fake_systems": systems(train),
@@ -77,10 +95,15 @@ class TrainResult:
     details: dict
 
 
-def train_seed_baseline(manifest: Path | Sequence[Path], out_dir: Path, name: str = "seed-baseline") -> TrainResult:
+def train_seed_baseline(
+    manifest: Path | Sequence[Path],
+    out_dir: Path,
+    name: str = "seed-baseline",
+    train_splits: Sequence[str] = TRAIN_SPLITS,
+) -> TrainResult:
     """The reference recipe: 193 time-averaged features → StandardScaler → SVM (RBF, Platt probabilities)."""
 
-    train, dev = split_rows(manifest)
+    train, dev = split_rows(manifest, train_splits)
     extractor = SeedFeatures()
     cache = FeatureCache("seed-193")
     x_train = cache.features(train, extractor, "seed features (train)")
@@ -100,7 +123,7 @@ def train_seed_baseline(manifest: Path | Sequence[Path], out_dir: Path, name: st
     difference = float(np.max(np.abs(onnx_scores - dev_scores)))
     if difference > ONNX_TOLERANCE:
         raise RuntimeError(f"seed-baseline ONNX differs from scikit-learn by {difference:.2e}")
-    details = _summary(manifest, train, dev) | {"onnx_max_abs_difference": difference, "dev_eer": dev_eer}
+    details = _summary(manifest, train, dev, train_splits) | {"onnx_max_abs_difference": difference, "dev_eer": dev_eer}
     ModelSpec(
         name=name,
         kind="seed-baseline",
@@ -279,6 +302,7 @@ def train_whisper_probe(
     ensemble: int = 1,
     onnx_features: bool = False,
     exclude_families: Sequence[str] = (),
+    train_splits: Sequence[str] = TRAIN_SPLITS,
 ) -> TrainResult:
     """Logistic regression over pooled Whisper encoder layers; layers and C chosen on dev EER.
 
@@ -290,7 +314,7 @@ def train_whisper_probe(
     each at its best C (:func:`average_heads`); dev EER and threshold are the average's.
     """
     check_ensemble_size(ensemble, layer_sets)
-    train, dev = split_rows(manifest)
+    train, dev = split_rows(manifest, train_splits)
     if exclude_families:  # a leave-one-family-out model: that family is in neither train nor dev
         train = [row for row in train if row.family not in exclude_families]
         dev = [row for row in dev if row.family not in exclude_families]
@@ -341,7 +365,7 @@ def train_whisper_probe(
         created=dt.date.today().isoformat(),
         whisper_model=whisper_model,
         layers=best["layers"],
-        training=_summary(manifest, train, dev)
+        training=_summary(manifest, train, dev, train_splits)
         | {
             "channel_normalisation": channel_normalisation,
             "pooling": pooling,
@@ -365,15 +389,16 @@ def train_frames_model(
     whisper_model: str = "base",
     config: FrameHeadConfig | None = None,
     recipe: FrameTraining | None = None,
+    train_splits: Sequence[str] = TRAIN_SPLITS,
 ) -> TrainResult:
-    """A ``whisper-frames`` model (:mod:`services.detector.training.frames`) on the train split,
+    """A ``whisper-frames`` model (:mod:`services.detector.training.frames`) on ``train_splits``,
     its epoch and threshold from dev; its ONNX graph exported and checked like the probe's."""
-    train, dev = split_rows(manifest)
+    train, dev = split_rows(manifest, train_splits)
     spec, result = train_whisper_frames(
         train,
         dev,
         out_dir,
-        _summary(manifest, train, dev),
+        _summary(manifest, train, dev, train_splits),
         name,
         whisper_model,
         config or FrameHeadConfig(),
