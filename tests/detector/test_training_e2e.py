@@ -281,3 +281,9 @@ def test_frame_option_errors_name_the_option(tmp_path: Path, capsys: pytest.Capt
     args = ["train-detector", "--kind", "whisper-frames", "--manifest", str(manifest), "--out", str(tmp_path / "m")]
     assert vcfad_main([*args, "--pooling", "mean-std-delta"]) != 0
     assert "--pooling applies to --kind whisper-probe only" in capsys.readouterr().err
+    # A refit learns from the test split too: manifests without one are refused, not trained as usual.
+    manifest.write_text("path\tlabel\tsplit\na.wav\tbonafide\ttrain\nb.wav\tspoof\ttrain\n")
+    assert vcfad_main(["train-detector", "--kind", "seed-baseline", "--refit", *probe_args[1:]]) == 2
+    err = capsys.readouterr().err
+    assert "no rows of the test split" in err and "Traceback" not in err
+    assert not (tmp_path / "m").exists()

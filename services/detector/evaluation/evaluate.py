@@ -11,9 +11,11 @@ import json
 import math
 import os
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 from scipy.stats import norm
@@ -143,69 +145,67 @@ def _calibration_entry(labels: np.ndarray, scores: np.ndarray) -> dict | None:
     }
 
 
-def plot_reliability(summaries: Sequence[dict], path: Path, title: str) -> None:
-    """Reliability diagram: observed share of fakes against mean score per bin, classes weighted equally."""
-    import matplotlib  # loaded only when a plot is drawn; see plot_det
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot  # after matplotlib.use("Agg"), above
-
-    figure, axes = pyplot.subplots(figsize=(5.0, 5.0))
-    axes.plot([0, 1], [0, 1], color="grey", linestyle=":", label="calibrated")
-    for summary in summaries:
-        table = summary["calibration"]["balanced"]
-        points = [
-            (mean, share)
-            for mean, share in zip(table["mean_score"], table["positive_share"], strict=True)
-            if mean is not None
-        ]
-        axes.plot(
-            [mean for mean, _ in points],
-            [share for _, share in points],
-            marker="o",
-            label=f"{summary['model']} (ECE {100 * table['expected_calibration_error']:.1f} %)",
-        )
-    axes.set_xlim(0, 1)
-    axes.set_ylim(0, 1)
-    axes.set_xlabel("mean score in bin (stated probability of fake)")
-    axes.set_ylabel("share of fakes in bin (classes weighted equally)")
-    axes.set_title(title)
-    axes.grid(True, alpha=0.3)
-    axes.legend(loc="upper left", fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    pyplot.close(figure)
-
-
-def plot_det(results: Sequence[ModelScores], path: Path, title: str) -> None:
+@contextmanager
+def _figure(path: Path, title: str, width_in: float, legend_loc: str) -> Iterator[Any]:
+    """Axes of a new figure, titled, gridded and saved to ``path`` once the caller has drawn on them."""
     # matplotlib loads only when a plot is drawn, and its backend must be set before pyplot loads.
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot  # after matplotlib.use("Agg"), above
 
-    figure, axes = pyplot.subplots(figsize=(5.5, 5.0))
+    figure, axes = pyplot.subplots(figsize=(width_in, 5.0))
+    try:
+        yield axes
+        axes.set_title(title)
+        axes.grid(True, alpha=0.3)
+        axes.legend(loc=legend_loc, fontsize=8)
+        figure.tight_layout()
+        figure.savefig(path, dpi=110)
+    finally:
+        pyplot.close(figure)
+
+
+def plot_reliability(summaries: Sequence[dict], path: Path, title: str) -> None:
+    """Reliability diagram: observed share of fakes against mean score per bin, classes weighted equally."""
+    with _figure(path, title, width_in=5.0, legend_loc="upper left") as axes:
+        axes.plot([0, 1], [0, 1], color="grey", linestyle=":", label="calibrated")
+        for summary in summaries:
+            table = summary["calibration"]["balanced"]
+            points = [
+                (mean, share)
+                for mean, share in zip(table["mean_score"], table["positive_share"], strict=True)
+                if mean is not None
+            ]
+            axes.plot(
+                [mean for mean, _ in points],
+                [share for _, share in points],
+                marker="o",
+                label=f"{summary['model']} (ECE {100 * table['expected_calibration_error']:.1f} %)",
+            )
+        axes.set_xlim(0, 1)
+        axes.set_ylim(0, 1)
+        axes.set_xlabel("mean score in bin (stated probability of fake)")
+        axes.set_ylabel("share of fakes in bin (classes weighted equally)")
+
+
+def plot_det(results: Sequence[ModelScores], path: Path, title: str) -> None:
     ticks = np.array([0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6])
-    for result in results:
-        false_alarm, miss = det_curve(result.labels, result.scores)
-        eer = equal_error_rate(result.labels, result.scores)[0]
-        axes.plot(
-            norm.ppf(np.clip(false_alarm, 1e-3, 1 - 1e-3)),
-            norm.ppf(np.clip(miss, 1e-3, 1 - 1e-3)),
-            label=f"{result.model} (EER {100 * eer:.1f} %)",
-        )
-    axes.set_xticks(norm.ppf(ticks), [f"{100 * t:g}" for t in ticks])
-    axes.set_yticks(norm.ppf(ticks), [f"{100 * t:g}" for t in ticks])
-    axes.set_xlim(norm.ppf(0.005), norm.ppf(0.7))
-    axes.set_ylim(norm.ppf(0.005), norm.ppf(0.7))
-    axes.set_xlabel("false-alarm rate (real called fake), %")
-    axes.set_ylabel("miss rate (fake called real), %")
-    axes.set_title(title)
-    axes.grid(True, alpha=0.3)
-    axes.legend(loc="upper right", fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    pyplot.close(figure)
+    with _figure(path, title, width_in=5.5, legend_loc="upper right") as axes:
+        for result in results:
+            false_alarm, miss = det_curve(result.labels, result.scores)
+            eer = equal_error_rate(result.labels, result.scores)[0]
+            axes.plot(
+                norm.ppf(np.clip(false_alarm, 1e-3, 1 - 1e-3)),
+                norm.ppf(np.clip(miss, 1e-3, 1 - 1e-3)),
+                label=f"{result.model} (EER {100 * eer:.1f} %)",
+            )
+        axes.set_xticks(norm.ppf(ticks), [f"{100 * t:g}" for t in ticks])
+        axes.set_yticks(norm.ppf(ticks), [f"{100 * t:g}" for t in ticks])
+        axes.set_xlim(norm.ppf(0.005), norm.ppf(0.7))
+        axes.set_ylim(norm.ppf(0.005), norm.ppf(0.7))
+        axes.set_xlabel("false-alarm rate (real called fake), %")
+        axes.set_ylabel("miss rate (fake called real), %")
 
 
 def markdown(summaries: Sequence[dict], manifests: Sequence[str]) -> str:

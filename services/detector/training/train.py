@@ -59,11 +59,13 @@ def split_rows(
         raise ValueError("the dev split holds the choices and the threshold: it cannot be trained on")
     paths = [manifests] if isinstance(manifests, str | Path) else list(manifests)
     rows = [row for path in paths for row in read_manifest(path)]
+    names = ", ".join(map(str, paths))
+    if empty := [split for split in train_splits if not select(rows, split)]:
+        raise ManifestError(f"{names}: no rows of the {empty[0]} split, which this training learns from")
     train = [row for split in train_splits for row in select(rows, split)]
     dev = select(rows, "dev")
     for name, part in (("train", train), ("dev", dev)):
         if len(set(labels_of(part))) < 2:
-            names = ", ".join(map(str, paths))
             raise ManifestError(f"{names}: the {name} split needs both bonafide and spoof rows")
     return train, dev
 
