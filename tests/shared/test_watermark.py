@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from shared.audio import Audio, LoadPolicy, load_audio
 from shared.tts.debian import EspeakNgTTS
@@ -21,6 +23,7 @@ from shared.watermark import (
     WatermarkSettings,
     crc8,
     make_payload,
+    rademacher_tail_bound,
 )
 
 KEY = WatermarkKey(hashlib.sha256(b"vcfad test watermark key").digest())
@@ -202,3 +205,28 @@ def test_payload_and_key_checks(tmp_path: Path) -> None:
     with pytest.raises(WatermarkKeyError, match="neither hex nor base64"):
         WatermarkKey.from_text("not a key!")
     assert WatermarkParams().threshold_z() > 5.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    weights=st.lists(st.floats(min_value=0.01, max_value=10.0), min_size=1, max_size=14),
+    z=st.floats(min_value=-1.0, max_value=4.0),
+)
+@example(weights=[1.0, 1.0], z=float(np.sqrt(2.0)))  # where the constant is attained: P = 1/4
+def test_tail_bound_holds_for_every_weighted_sign_sum(weights: list[float], z: float) -> None:
+    """The presence threshold rests on this bound: it must dominate the exact tail of a normalised
+    weighted sum of random signs (all 2^n sign patterns enumerated), whatever the weights."""
+    a = np.asarray(weights) / np.sqrt(np.sum(np.square(weights)))
+    signs = 1.0 - 2.0 * ((np.arange(2 ** len(a))[:, None] >> np.arange(len(a))) & 1)
+    exact = float(np.mean(signs @ a >= z - 1e-12))
+    assert rademacher_tail_bound(z) >= exact - 1e-12  # equality where the constant is attained
+
+
+def test_threshold_is_the_bound_at_the_false_positive_rate() -> None:
+    """Tests × bound at the threshold equals the configured rate; the Gaussian bound sits below
+    Hoeffding's there, so the threshold is lower than Hoeffding's sqrt(2 ln(tests / rate))."""
+    params = WatermarkParams()
+    threshold = params.threshold_z()
+    assert params.tests_per_window() * rademacher_tail_bound(threshold) == pytest.approx(params.false_positive_rate)
+    hoeffding = np.sqrt(2.0 * np.log(params.tests_per_window() / params.false_positive_rate))
+    assert 5.0 < threshold < hoeffding - 0.2
