@@ -148,6 +148,23 @@ def _create_key_file(path: Path) -> None:
         os.unlink(temporary)
 
 
+#: The optimal constant c in P(Σ aᵢεᵢ ≥ x) ≤ c·P(η ≥ x) for random signs εᵢ, Σ aᵢ² ≤ 1 and a
+#: standard normal η: c = 1 / (4·P(η ≥ √2)) ≈ 3.178 (Bentkus & Dzindzalieta, "A tight Gaussian
+#: bound for weighted sums of Rademacher random variables", Bernoulli 21(2), 2015, 1231–1237).
+BENTKUS_DZINDZALIETA_C = 1.0 / (4.0 * float(ndtr(-math.sqrt(2.0))))
+
+
+def rademacher_tail_bound(z: float) -> float:
+    """Upper bound on P(Σ aᵢεᵢ ≥ z) for independent random signs εᵢ and Σ aᵢ² ≤ 1.
+
+    The smaller of Hoeffding's exp(−z²/2) and Bentkus–Dzindzalieta's c·P(η ≥ z) (η standard
+    normal; c ≈ 3.178), both theorems; the second is the tighter one in the tail the detector's
+    threshold lives in (z ≈ 5.6: by a factor of about 5), so the same proven false-positive rate
+    comes at a lower threshold.
+    """
+    return min(1.0, math.exp(-(max(z, 0.0) ** 2) / 2.0), BENTKUS_DZINDZALIETA_C * float(ndtr(-z)))
+
+
 @dataclass(frozen=True)
 class WatermarkParams:
     """The watermark's design: band, cell grid, strength and detection search (docs/watermark.md)."""
@@ -230,23 +247,6 @@ class WatermarkParams:
         hoeffding = math.sqrt(-2.0 * math.log(per_test))
         gaussian = float(-ndtri(per_test / BENTKUS_DZINDZALIETA_C))
         return min(hoeffding, gaussian)
-
-
-#: The optimal constant c in P(Σ aᵢεᵢ ≥ x) ≤ c·P(η ≥ x) for random signs εᵢ, Σ aᵢ² ≤ 1 and a
-#: standard normal η: c = 1 / (4·P(η ≥ √2)) ≈ 3.178 (Bentkus & Dzindzalieta, "A tight Gaussian
-#: bound for weighted sums of Rademacher random variables", Bernoulli 21(2), 2015, 1231–1237).
-BENTKUS_DZINDZALIETA_C = 1.0 / (4.0 * float(ndtr(-math.sqrt(2.0))))
-
-
-def rademacher_tail_bound(z: float) -> float:
-    """Upper bound on P(Σ aᵢεᵢ ≥ z) for independent random signs εᵢ and Σ aᵢ² ≤ 1.
-
-    The smaller of Hoeffding's exp(−z²/2) and Bentkus–Dzindzalieta's c·P(η ≥ z) (η standard
-    normal; c ≈ 3.178), both theorems; the second is the tighter one in the tail the detector's
-    threshold lives in (z ≈ 5.6: by a factor of about 5), so the same proven false-positive rate
-    comes at a lower threshold.
-    """
-    return min(1.0, math.exp(-(max(z, 0.0) ** 2) / 2.0), BENTKUS_DZINDZALIETA_C * float(ndtr(-z)))
 
 
 @dataclass(frozen=True)
