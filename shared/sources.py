@@ -632,6 +632,9 @@ class CatalogueClips:
     duplicates: int
     #: Clips left out by the per-set cap.
     capped: int
+    #: Clips per source under the fake sets' cap alone (``max_clips_per_set`` for every set):
+    #: splits are assigned from these, so raising the real sets' cap moves no source.
+    split_counts: dict[str, int]
 
 
 def collect_clips(
@@ -640,18 +643,23 @@ def collect_clips(
     *,
     seed: int,
     max_clips_per_set: int | None = None,
+    max_real_clips_per_set: int | None = None,
     excluded_blobs: frozenset[str] = frozenset(),
 ) -> CatalogueClips:
     """Every usable clip of the catalogue, each file once.
 
     A clip whose bytes (git blob id) are in ``excluded_blobs`` is dropped, and so is a clip whose
     bytes an earlier source already gave (demo pages copy each other's samples: a copy must not
-    land in two splits). ``max_clips_per_set`` keeps a seeded choice of that many files of a set.
+    land in two splits). ``max_clips_per_set`` keeps a seeded choice of that many files of a set;
+    ``max_real_clips_per_set`` (default: the same) replaces it for bonafide sets. Both take the
+    head of one seeded order, so a larger cap keeps every file of a smaller one.
     """
     seen: set[str] = set()
     clips: list[SourceClip] = []
     unavailable: list[str] = []
+    split_counts: dict[str, int] = defaultdict(int)
     excluded = duplicates = capped = 0
+    real_cap = max_clips_per_set if max_real_clips_per_set is None else max_real_clips_per_set
     for source in sources:
         if not store.available(source):
             unavailable.append(source.name)
@@ -667,9 +675,11 @@ def collect_clips(
                 by_set[clip.set_index].append(clip)
         for index in sorted(by_set):
             members = by_set[index]
-            if max_clips_per_set is not None and len(members) > max_clips_per_set:
+            cap = real_cap if members[0].label == "bonafide" else max_clips_per_set
+            split_counts[source.name] += min(len(members), max_clips_per_set or len(members))
+            if cap is not None and len(members) > cap:
                 order = sorted(members, key=lambda clip: stable_int(seed, "source-clip", clip.blob))
-                capped += len(members) - max_clips_per_set
-                members = sorted(order[:max_clips_per_set], key=lambda clip: clip.repo_path)
+                capped += len(members) - cap
+                members = sorted(order[:cap], key=lambda clip: clip.repo_path)
             clips += members
-    return CatalogueClips(clips, unavailable, excluded, duplicates, capped)
+    return CatalogueClips(clips, unavailable, excluded, duplicates, capped, dict(split_counts))

@@ -279,6 +279,22 @@ def test_collect_drops_copies_of_excluded_files_and_of_earlier_sources(
     assert collect_clips([later], store, seed=0, max_clips_per_set=1).clips == capped.clips
 
 
+def test_a_larger_real_cap_adds_real_files_and_keeps_the_split_counts(
+    snapshot: tuple[Path, str, str], tmp_path: Path
+) -> None:
+    root, _, second = snapshot
+    store = SnapshotStore([root], tmp_path / "cache")
+    sources = parse_sources(_catalogue(second))
+    narrow = collect_clips(sources, store, seed=3, max_clips_per_set=1)
+    wide = collect_clips(sources, store, seed=3, max_clips_per_set=1, max_real_clips_per_set=2)
+    assert sorted(c.label for c in narrow.clips) == ["bonafide", "spoof"]
+    assert sorted(c.label for c in wide.clips) == ["bonafide", "bonafide", "spoof"]
+    assert wide.capped == 1 and narrow.capped == 2
+    # The smaller cap's files are the head of the same seeded order, and the splits see one count.
+    assert {c.blob for c in narrow.clips} <= {c.blob for c in wide.clips}
+    assert wide.split_counts == narrow.split_counts == {"demo-page": 2}
+
+
 def test_the_shipped_catalogue_is_valid_and_broad() -> None:
     catalogue = Path(__file__).resolve().parents[2] / "configs" / "detector" / "sources.toml"
     sources = load_sources(catalogue)

@@ -160,6 +160,10 @@ class External(_Strict):
     test_fraction: float = Field(default=0.15, ge=0.0, le=1.0)
     #: A seeded choice of at most this many files per set (a big corpus must not drown the rest).
     max_clips_per_set: int | None = Field(default=80, ge=1)
+    #: The same for bonafide sets (None: ``max_clips_per_set``). The splits are still assigned
+    #: from the counts under ``max_clips_per_set``, so raising it adds real files without moving
+    #: a source to another split.
+    max_real_clips_per_set: int | None = Field(default=None, ge=1)
     #: Windows cut from one file at most (demo pages hold a few seconds a file; each file gives
     #: at least one window).
     max_windows_per_file: int = Field(default=2, ge=1)

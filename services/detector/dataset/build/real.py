@@ -99,6 +99,7 @@ class RealSpeech:
             store,
             seed=self.config.seed,
             max_clips_per_set=external.max_clips_per_set,
+            max_real_clips_per_set=external.max_real_clips_per_set,
             excluded_blobs=excluded,
         )
         if collected.unavailable:
@@ -118,9 +119,12 @@ class RealSpeech:
                 f"{searched} (set VCFAD_SNAPSHOTS; docs/dataset.md, 'External sources')"
             )
         clips = [clip for clip in collected.clips if clip.family not in external.exclude_families]
-        counts: dict[str, int] = defaultdict(int)
-        for clip in clips:
-            counts[clip.source] += 1
+        # Counted under the fake sets' cap alone: a larger real cap must not move a source to
+        # another split. Excluded families are fake sets, whose cap is that cap.
+        counts = dict(collected.split_counts)
+        for clip in collected.clips:
+            if clip.family in external.exclude_families:
+                counts[clip.source] -= 1
         # Only sources with clips here take part, so a missing snapshot does not skew the shares.
         present = [source for source in sources if counts.get(source.name)]
         splits = assign_splits(present, counts, self.config.seed, external.dev_fraction, external.test_fraction)
