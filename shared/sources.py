@@ -408,7 +408,9 @@ class SnapshotStore:
                 raise SourceError(f"{repository}: list its clips (SnapshotStore.clips) before extracting them")
             for path, data in self._read_blobs(git_dir, todo):
                 path.parent.mkdir(parents=True, exist_ok=True)
-                partial = path.with_name(path.name + ".part")
+                # One partial file per process: the build's shards extract shared sources at once,
+                # and a shared name let one shard rename away the file the other was about to move.
+                partial = path.with_name(f"{path.name}.{os.getpid()}.part")
                 partial.write_bytes(data)
                 partial.replace(path)
         return paths
