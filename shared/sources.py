@@ -26,11 +26,13 @@ import tomllib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Literal, get_args
 
 import soundfile
 
+from shared.files import write_atomic
 from shared.seeds import stable_int
 
 Label = Literal["bonafide", "spoof"]
@@ -407,12 +409,8 @@ class SnapshotStore:
             if git_dir is None:
                 raise SourceError(f"{repository}: list its clips (SnapshotStore.clips) before extracting them")
             for path, data in self._read_blobs(git_dir, todo):
-                path.parent.mkdir(parents=True, exist_ok=True)
-                # One partial file per process: the build's shards extract shared sources at once,
-                # and a shared name let one shard rename away the file the other was about to move.
-                partial = path.with_name(f"{path.name}.{os.getpid()}.part")
-                partial.write_bytes(data)
-                partial.replace(path)
+                # The build's shards extract shared sources at once: each writes its own temporary file.
+                write_atomic(path, partial(Path.write_bytes, data=data))
         return paths
 
     @staticmethod
