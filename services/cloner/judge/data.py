@@ -12,6 +12,7 @@ import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from tqdm import tqdm
 
 from services.cloner.judge.front_end import FrontEnd
 from shared.audio import AudioError, decode_audio
+from shared.files import write_atomic
 from shared.seeds import stable_int
 from shared.sources import SnapshotStore, Source, SourceError
 
@@ -63,11 +65,11 @@ def source_utterances(source: Source, store: SnapshotStore, front_end: FrontEnd,
             frames.append(front_end.frames(audio))
             speakers.append(f"{source.name}/{clip.speaker}")
             names.append(clip.repo_path)
-        cache.parent.mkdir(parents=True, exist_ok=True)
         lengths = np.array([len(f) for f in frames])
-        partial = cache.with_suffix(".part.npz")
-        np.savez(partial, frames=np.concatenate(frames), lengths=lengths, speakers=speakers, paths=names)
-        partial.replace(cache)
+        write_atomic(
+            cache,
+            partial(np.savez, frames=np.concatenate(frames), lengths=lengths, speakers=speakers, paths=names),
+        )
     with np.load(cache) as saved:
         # Each access to an npz member reads it again: read the frames once, then slice views.
         frames, lengths = saved["frames"], saved["lengths"]
