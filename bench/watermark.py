@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import hashlib
 import os
 import platform
@@ -101,6 +102,9 @@ ATTACKS: dict[str, Callable[[Audio, int], Audio]] = {
     "gain -6 dB": lambda a, s: gain(a, -6.0),
     "speed +10 %": lambda a, s: speed(a, 1.10),
     "speed -10 %": lambda a, s: speed(a, 0.90),
+    # Pitch-preserving tempo changes (ffmpeg's atempo, WSOLA): time scales, frequency does not.
+    "tempo +10 % (pitch kept)": lambda a, s: ffmpeg_codec(a, ["-filter:a", "atempo=1.1", "-c:a", "pcm_s16le"], "wav"),
+    "tempo -10 % (pitch kept)": lambda a, s: ffmpeg_codec(a, ["-filter:a", "atempo=0.9", "-c:a", "pcm_s16le"], "wav"),
 }
 
 
@@ -161,13 +165,15 @@ def load_real_speech(paths: list[Path]) -> list[Audio]:
 
 def window_stats(
     watermarker: Watermarker, audio: Audio, payload: int, coded: np.ndarray
-) -> tuple[int, int, float, bool, bool]:
-    """(windows, detected windows, mean bit accuracy over windows, clip payload right, clip found)."""
+) -> tuple[int, int, float, bool, bool, bool]:
+    """(windows, detected windows, mean coded-bit accuracy of single windows, clip payload right,
+    clip payload wrong (reported, not the embedded one), clip found)."""
     report = watermarker.detect(audio)
     found = sum(w.z >= report.threshold_z for w in report.windows)
-    accuracy = float(np.mean([np.mean(report.bits_of(w) == coded) for w in report.windows]))
+    accuracy = float(np.mean([np.mean(watermarker.window_bits(w) == coded) for w in report.windows]))
     right = report.payload == payload
-    return len(report.windows), found, accuracy, right, report.present
+    wrong = report.payload is not None and not right
+    return len(report.windows), found, accuracy, right, wrong, report.present
 
 
 def main() -> None:
@@ -212,18 +218,19 @@ def main() -> None:
     robustness = {}
     detect_s = detect_audio_s = 0.0
     for name, attack in ATTACKS.items():
-        windows = found = right = clips_found = 0
+        windows = found = right = wrong = clips_found = 0
         accuracies = []
         for index, clip in enumerate(marked):
             attacked = load_audio(attack(clip, index).to_wav_bytes(), DETECTION_POLICY)
             started = time.process_time()
-            count, hits, accuracy, ok, present = window_stats(watermarker, attacked, payloads[index], coded[index])
+            count, hits, accuracy, ok, bad, present = window_stats(watermarker, attacked, payloads[index], coded[index])
             if name == "none":
                 detect_s += time.process_time() - started
                 detect_audio_s += attacked.duration_s
             windows += count
             found += hits
             right += ok
+            wrong += bad
             clips_found += present
             accuracies.append(accuracy)
         robustness[name] = {
@@ -231,11 +238,12 @@ def main() -> None:
             "detection_rate": found / windows,
             "bit_accuracy": float(np.mean(accuracies)),
             "clip_payload_correct": right / len(marked),
+            "clip_payload_wrong": wrong / len(marked),
             "clips_found": clips_found / len(marked),
         }
         print(
             f"{name:26s} windows {windows:4d} detected {found / windows:.4f} bits {np.mean(accuracies):.4f} "
-            f"payload {right}/{len(marked)} clips found {clips_found}/{len(marked)}",
+            f"payload {right}/{len(marked)} (wrong {wrong}) clips found {clips_found}/{len(marked)}",
             file=sys.stderr,
             flush=True,
         )
@@ -286,7 +294,7 @@ def main() -> None:
     quality = quality_table(clips, marked, skip_models=args.skip_quality)
     summary = {
         "machine": f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-        "params": {k: getattr(params, k) for k in params.__dataclass_fields__},
+        "params": dataclasses.asdict(params),
         "threshold_z": params.threshold_z(),
         "tests_per_window": params.tests_per_window(),
         "clips": len(clips),

@@ -46,7 +46,7 @@ class WatermarkResult(BaseModel):
         ge=0.0, le=1.0, description="1 − the bound on the chance of a false find in this recording"
     )
     payload: str | None = Field(
-        default=None, description="The 24-bit payload (hex: key id, then job hash) when its CRC holds"
+        default=None, description="The 24-bit payload (hex: key id, then job hash) when it was read clearly enough"
     )
     windows: list[WatermarkWindow] = Field(default_factory=list, description="Windows where it was found")
 
@@ -84,7 +84,7 @@ class DetectResponse(BaseModel):
     watermark: WatermarkResult | None = Field(
         default=None, description="The vcfad watermark; None when the detector reads no watermark"
     )
-    reason: str | None = Field(default=None, description="Why the label is what it is, when not the score alone")
+    reason: str | None = Field(default=None, description="What the vcfad watermark, when found, says about the label")
 
 
 class JobStatus(enum.StrEnum):

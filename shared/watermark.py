@@ -3,15 +3,16 @@
 A keyed spread-spectrum pattern in the STFT magnitude: the telephone band (300–3400 Hz) is cut
 into cells (:class:`WatermarkParams`: 20 ms × ~65 Hz) tiled with a 1 s period, and each cell's
 magnitude is raised or lowered by a few dB, the sign drawn from the key. 70 % of the cells carry a
-known *sync* pattern (presence and alignment); the rest spread the 24 coded payload bits (the
-16-bit job hash and a CRC-8 of the 24-bit payload: key id + job hash; the key id itself is implied
-by the key that finds the mark). A gain on the speech's own spectrum adds nothing where there is
-no sound and is masked by the speech where there is.
+known *sync* pattern (presence and alignment); the rest spread the 64 bits of the 16-bit job
+hash's codeword in an extended BCH code ([64, 16, 24], :mod:`shared.bch`; the 24-bit payload is
+the key's id, implied by the key that finds the mark, then the job hash). A gain on the speech's
+own spectrum adds nothing where there is no sound and is masked by the speech where there is.
 
 Detection works on any 1 s window: log-magnitude STFT at 8 kHz, cell means, each cell minus its
 neighbours (removes the speech's own slowly varying envelope), then the normalised correlation
 with the sync pattern, searched over all offsets within the period and a grid of speed factors
-(a ±10 % speed change scales time and frequency). Under no watermark (or another key) the key's
+(a ±10 % speed change scales time and frequency) and of tempo factors (a pitch-preserving tempo
+change scales time only). Under no watermark (or another key) the key's
 signs are independent of the audio, so each correlation is a weighted sum of random signs, whose
 tail is bounded (Hoeffding; Bentkus–Dzindzalieta) and the threshold follows from the number of
 tests, not from tuning data (docs/watermark.md).
@@ -44,6 +45,7 @@ from scipy import signal
 from scipy.special import ndtr, ndtri
 
 from shared.audio import Audio, Hertz, Seconds
+from shared.bch import ExtendedBCHCode
 from shared.schemas import WatermarkResult, WatermarkWindow
 
 logger = logging.getLogger(__name__)
@@ -165,6 +167,14 @@ def rademacher_tail_bound(z: float) -> float:
     return min(1.0, math.exp(-(max(z, 0.0) ** 2) / 2.0), BENTKUS_DZINDZALIETA_C * float(ndtr(-z)))
 
 
+def union_threshold_z(false_rate: float, tests: int) -> float:
+    """The smallest u at which ``tests`` × :func:`rademacher_tail_bound` (u) is ``false_rate``."""
+    per_test = false_rate / tests
+    hoeffding = math.sqrt(-2.0 * math.log(per_test))
+    gaussian = float(-ndtri(per_test / BENTKUS_DZINDZALIETA_C))
+    return min(hoeffding, gaussian)
+
+
 @dataclass(frozen=True)
 class WatermarkParams:
     """The watermark's design: band, cell grid, strength and detection search (docs/watermark.md)."""
@@ -193,13 +203,19 @@ class WatermarkParams:
     #: The payload a reader reports: the key's 8-bit id, then a 16-bit job hash.
     payload_bits: int = 24
     #: The key id is not embedded: only this key's detector can find the mark, so a find already
-    #: says which key made it, and its cells go to the job hash instead (1/3 more cells per bit).
+    #: says which key made it, and its cells go to the job hash instead.
     key_id_bits: int = 8
-    #: CRC-8 over the whole payload (key id included), embedded after the job hash.
-    crc_bits: int = 8
+    #: The code the job hash is embedded in: its message bits must equal the embedded payload bits.
+    payload_code: ExtendedBCHCode = field(default_factory=ExtendedBCHCode)
+    #: Bound on the chance that a reading which holds nothing of a payload reports one (the
+    #: payload threshold's union bound over every codeword; it replaced a CRC-8's 1/256).
+    payload_false_rate: float = 1e-4
     #: Speed factors searched at detection (a speed change scales time and frequency alike).
     max_speed_change: float = 0.12
     speed_step: float = 0.01
+    #: Tempo factors searched too, in the same steps: a pitch-preserving tempo change (WSOLA,
+    #: ffmpeg's ``atempo``) scales time only. 0 searches none.
+    max_tempo_change: float = 0.12
     #: Windows the detector reports on (the localisation of a spliced clip).
     window_s: Seconds = 1.0
     window_hop_s: Seconds = 0.5
@@ -217,22 +233,29 @@ class WatermarkParams:
 
     @property
     def coded_bits(self) -> int:
-        """Embedded payload bits plus CRC bits: what the payload cells carry."""
-        return self.embedded_payload_bits + self.crc_bits
+        """The job hash's codeword length: what the payload cells carry."""
+        return self.payload_code.length
 
     @property
     def phase_bins(self) -> int:
         """Time resolution of the folded pattern: one bin per analysis hop."""
         return round(self.period_s * self.analysis_rate_hz / self.hop)
 
-    def speed_factors(self) -> np.ndarray:
-        """The speed factors searched at detection: geometric steps of ``speed_step`` within ±``max_speed_change``."""
-        steps = math.floor(math.log1p(self.max_speed_change) / math.log1p(self.speed_step))
+    def _factors(self, max_change: float) -> np.ndarray:
+        """Geometric steps of ``speed_step`` within ±``max_change``, 1 included."""
+        steps = math.floor(math.log1p(max_change) / math.log1p(self.speed_step))
         return np.exp(np.arange(-steps, steps + 1) * math.log1p(self.speed_step))
 
+    def search_scales(self) -> list[tuple[float, float]]:
+        """The (time scale, frequency scale) pairs searched at detection: every speed factor (both
+        alike), then every tempo factor but 1 (time only)."""
+        speeds = [(float(s), float(s)) for s in self._factors(self.max_speed_change)]
+        tempos = [(float(t), 1.0) for t in self._factors(self.max_tempo_change) if not math.isclose(t, 1.0)]
+        return speeds + tempos
+
     def tests_per_window(self) -> int:
-        """Correlations tried per window (offsets × speeds): the union bound's count."""
-        return self.phase_bins * len(self.speed_factors())
+        """Correlations tried per window (offsets × scales): the union bound's count."""
+        return self.phase_bins * len(self.search_scales())
 
     def threshold_z(self) -> float:
         """Presence threshold on the sync correlation's z-score.
@@ -243,10 +266,18 @@ class WatermarkParams:
         the window's false-positive rate by ``false_positive_rate``: the smallest u where
         ``tests_per_window`` × the bound reaches it.
         """
-        per_test = self.false_positive_rate / self.tests_per_window()
-        hoeffding = math.sqrt(-2.0 * math.log(per_test))
-        gaussian = float(-ndtri(per_test / BENTKUS_DZINDZALIETA_C))
-        return min(hoeffding, gaussian)
+        return union_threshold_z(self.false_positive_rate, self.tests_per_window())
+
+    def payload_threshold_z(self) -> float:
+        """Threshold on the decoded codeword's z-score for the payload to be reported.
+
+        Where the payload cells hold nothing of a payload of this key (a false find, a mark whose
+        payload cells were destroyed), the chips there are independent of the audio, so every
+        codeword's correlation is a weighted sum of random signs: the union over all
+        2**``embedded_payload_bits`` codewords bounds the chance of a reported payload by
+        ``payload_false_rate``.
+        """
+        return union_threshold_z(self.payload_false_rate, 1 << self.embedded_payload_bits)
 
 
 @dataclass(frozen=True)
@@ -301,41 +332,35 @@ class _CellGrid:
         return per_cell[self.index].reshape(len(self.cell_t), len(self.cell_f))
 
 
-def crc8(bits: np.ndarray) -> np.ndarray:
-    """CRC-8 (polynomial 0x07) of a bit array, as 8 bits."""
-    register = 0
-    for bit in bits.astype(int):
-        register ^= int(bit) << 7
-        register = ((register << 1) ^ 0x07) & 0xFF if register & 0x80 else (register << 1) & 0xFF
-    return np.array([(register >> (7 - i)) & 1 for i in range(8)], dtype=np.int64)
-
-
 def make_payload(key: WatermarkKey, job: str) -> int:
     """The 24-bit payload of a clone: the key's 8-bit id, then a 16-bit hash of ``job``."""
     job_hash = int.from_bytes(hashlib.sha256(job.encode("utf-8")).digest()[:2], "big")
     return (key.key_id << 16) | job_hash
 
 
-def _bits(value: int, count: int) -> np.ndarray:
-    return np.array([(value >> (count - 1 - i)) & 1 for i in range(count)], dtype=np.int64)
-
-
 @dataclass(frozen=True)
 class WindowReading:
-    """What one detection window holds: its best sync z-score, where, and the bits' soft values."""
+    """What one detection window holds: its best sync z-score, at which time and frequency scale
+    (``speed``, ``frequency_scale``: both alike for a speed change, 1 for a tempo change), and its
+    payload cells there.
+
+    ``payload_products``: each payload cell's residual times its chip, in the order of
+    ``Pattern.role >= 0``; summed over windows and per coded bit they give the bits' correlations.
+    """
 
     start_s: Seconds
     end_s: Seconds
     z: float
     speed: float
-    soft_bits: np.ndarray
+    frequency_scale: float
+    payload_products: np.ndarray
 
 
 @dataclass(frozen=True)
 class WindowResiduals:
-    """A window's cell residuals, (speeds, phase bins, freq cells), and their FFTs along phase."""
+    """A window's cell residuals, (scales, phase bins, freq cells), and their FFTs along phase."""
 
-    speeds: list[float]
+    scales: list[tuple[float, float]]
     residuals: np.ndarray
     spectrum: np.ndarray
     energy_spectrum: np.ndarray
@@ -350,10 +375,10 @@ class WatermarkReport:
     payload: int | None
     windows: list[WindowReading]
     threshold_z: float
-
-    def bits_of(self, window: WindowReading) -> np.ndarray:
-        """The hard coded bits (0/1) one window reads."""
-        return (window.soft_bits > 0).astype(np.int64)
+    #: z-score of the best codeword over the found windows (0 when none was found); the payload
+    #: is reported when it reaches ``payload_threshold_z``.
+    payload_z: float = 0.0
+    payload_threshold_z: float = math.inf
 
     def to_result(self) -> WatermarkResult:
         found = [w for w in self.windows if w.z >= self.threshold_z]
@@ -371,12 +396,18 @@ class Watermarker:
     def __init__(self, key: WatermarkKey, params: WatermarkParams | None = None) -> None:
         self.key = key
         self.params = params or WatermarkParams()
+        if self.params.payload_code.message_bits != self.params.embedded_payload_bits:
+            raise ValueError(
+                f"the payload code carries {self.params.payload_code.message_bits} bits; "
+                f"the payload embeds {self.params.embedded_payload_bits}"
+            )
         self.pattern = Pattern.from_key(key, self.params)
         self._threshold_z = self.params.threshold_z()
+        self._payload_threshold_z = self.params.payload_threshold_z()
 
     # -- embedding ------------------------------------------------------------------------------
     def coded_bits(self, payload: int) -> np.ndarray:
-        """The bits the payload cells carry for ``payload``: its job hash, then the CRC-8 of all of it.
+        """The bits the payload cells carry for ``payload``: the codeword of its job hash.
 
         Raises
         ------
@@ -392,8 +423,7 @@ class Watermarker:
                 f"payload carries key id {self.payload_key_id(payload):02x}, but this key's id is "
                 f"{self.key.key_id:02x} (build payloads with make_payload)"
             )
-        bits = _bits(payload, params.payload_bits)
-        return np.concatenate([bits[params.key_id_bits :], crc8(bits)])
+        return params.payload_code.encode(payload & ((1 << params.embedded_payload_bits) - 1))
 
     def embed(self, audio: Audio, payload: int) -> Audio:
         """``audio`` with the watermark carrying ``payload`` (same rate and length).
@@ -497,8 +527,10 @@ class Watermarker:
             raise ValueError("phase_bins must be a multiple of time_cells")
         return params.phase_bins // params.time_cells
 
-    def _phase_residual(self, frames_db: np.ndarray, first_frame: int, speed: float) -> np.ndarray:
-        """Cell residuals of a window at one speed factor, for every pattern offset at once.
+    def _phase_residual(
+        self, frames_db: np.ndarray, first_frame: int, time_scale: float, frequency_scale: float
+    ) -> np.ndarray:
+        """Cell residuals of a window at one time and frequency scale, for every pattern offset at once.
 
         Returns (phase_bins, freq_cells): row ``φ`` is the residual of the cell that spans phase
         bins ``[φ, φ + w)`` (``w`` bins per time cell), so the pattern's time cell ``c`` at offset
@@ -508,10 +540,10 @@ class Watermarker:
         phases, width = params.phase_bins, self._cell_width()
         frame_s = params.hop / params.analysis_rate_hz
         freqs = np.fft.rfftfreq(params.n_fft, 1.0 / params.analysis_rate_hz)[self._analysis_bins()]
-        original_f = freqs / speed
+        original_f = freqs / frequency_scale
         keep = (original_f >= params.band_low_hz) & (original_f < params.band_high_hz)
         cell_f = self._freq_cell(original_f[keep])
-        frame_times = (first_frame + np.arange(frames_db.shape[0])) * frame_s * speed
+        frame_times = (first_frame + np.arange(frames_db.shape[0])) * frame_s * time_scale
         phase = np.mod(np.round(frame_times / frame_s).astype(int), phases)
         # Fold: (phase bin, freq cell) sums of dB and counts over the window's frames and bins. A
         # cell's level is the mean of its bins' dB, not the dB of their mean power: one loud bin
@@ -553,26 +585,27 @@ class Watermarker:
         return residual / np.sqrt(np.maximum(expected, 1e-6 * mean_power))
 
     def window_residuals(self, frames_db: np.ndarray, first_frame: int) -> WindowResiduals:
-        """The phase residuals of one window at every searched speed, and their FFTs along phase:
+        """The phase residuals of one window at every searched scale, and their FFTs along phase:
         all that depends on the audio alone, so several keys can be tried on it cheaply."""
-        speeds = [float(speed) for speed in self.params.speed_factors()]
-        stacked = np.stack([self._phase_residual(frames_db, first_frame, speed) for speed in speeds])
+        scales = self.params.search_scales()
+        stacked = np.stack([self._phase_residual(frames_db, first_frame, *scale) for scale in scales])
         return WindowResiduals(
-            speeds=speeds,
+            scales=scales,
             residuals=stacked,
             spectrum=np.fft.rfft(stacked, axis=1),
             energy_spectrum=np.fft.rfft(stacked**2, axis=1),
         )
 
-    def read_window(self, frames_db: np.ndarray, first_frame: int) -> tuple[float, float, np.ndarray]:
-        """Best sync z-score of one window over offsets and speeds, that speed, and the soft bits there."""
+    def read_window(self, frames_db: np.ndarray, first_frame: int) -> tuple[float, tuple[float, float], np.ndarray]:
+        """Best sync z-score of one window over offsets and scales, that (time, frequency) scale,
+        and the payload cells' residual × chip there (:attr:`WindowReading.payload_products`)."""
         return self.read_residuals(self.window_residuals(frames_db, first_frame))
 
-    def read_residuals(self, window: WindowResiduals) -> tuple[float, float, np.ndarray]:
+    def read_residuals(self, window: WindowResiduals) -> tuple[float, tuple[float, float], np.ndarray]:
         """:meth:`read_window` on residuals from :meth:`window_residuals` (of any key's watermarker).
 
         Every offset's correlation at once: a circular cross-correlation along the phase axis
-        with the sync chips placed every ``w`` phase bins (FFT over the phase bins), all speeds
+        with the sync chips placed every ``w`` phase bins (FFT over the phase bins), all scales
         in one array.
         """
         params = self.params
@@ -583,10 +616,11 @@ class Watermarker:
         energy = np.fft.irfft((window.energy_spectrum * mask_f).sum(axis=2), n=phases, axis=1)
         denominator = np.sqrt(np.maximum(energy, 0.0))
         z = np.where(denominator > 1e-9, numerator / np.maximum(denominator, 1e-9), 0.0)
-        speed_index, offset = np.unravel_index(int(np.argmax(z)), z.shape)
+        scale_index, offset = np.unravel_index(int(np.argmax(z)), z.shape)
         rows = (offset + width * np.arange(params.time_cells)) % phases
-        soft = self._soft_bits(window.residuals[speed_index][rows])
-        return float(z[speed_index, offset]), window.speeds[speed_index], soft
+        payload = self.pattern.role >= 0
+        products = (window.residuals[scale_index][rows] * self.pattern.chips)[payload]
+        return float(z[scale_index, offset]), window.scales[scale_index], products
 
     @cached_property
     def _sync_spectra(self) -> tuple[np.ndarray, np.ndarray]:
@@ -600,31 +634,50 @@ class Watermarker:
         mask[::width] = sync
         return np.conj(np.fft.rfft(chips, axis=0)), np.conj(np.fft.rfft(mask, axis=0))
 
-    def _soft_bits(self, residual: np.ndarray) -> np.ndarray:
-        """Per coded bit: the normalised correlation of its cells with their chips (sign = bit)."""
-        pattern = self.pattern
-        bits = self.params.coded_bits
-        payload = pattern.role >= 0
-        roles = pattern.role[payload]
-        products = (residual * pattern.chips)[payload]
-        sums = np.bincount(roles, weights=products, minlength=bits)
-        norms = np.sqrt(np.bincount(roles, weights=residual[payload] ** 2, minlength=bits))
-        return np.where(norms > 0, sums / np.maximum(norms, 1e-12), 0.0)
+    def bit_correlations(self, payload_products: np.ndarray) -> np.ndarray:
+        """Per coded bit: the sum of its cells' residual × chip (the sign is the bit's estimate)."""
+        roles = self.pattern.role[self.pattern.role >= 0]
+        return np.bincount(roles, weights=payload_products, minlength=self.params.coded_bits)
+
+    def window_bits(self, window: WindowReading) -> np.ndarray:
+        """The hard coded bits (0/1) one window reads on its own."""
+        return (self.bit_correlations(window.payload_products) > 0).astype(np.int64)
+
+    def decode_payload(self, windows: list[WindowReading]) -> tuple[int | None, float]:
+        """The payload the ``windows`` carry together, or None when it is not clear enough, and its z.
+
+        The windows' cell products are summed (each cell's chip is the same in every period), the
+        code's maximum-likelihood codeword is taken, and its correlation, normalised by the
+        summed products' norm, is the z-score: a weighted sum of random signs when the cells hold
+        nothing of a payload, so :meth:`WatermarkParams.payload_threshold_z` bounds false reports.
+        """
+        params = self.params
+        if not windows:
+            return None, 0.0
+        products = np.sum([w.payload_products for w in windows], axis=0)
+        norm = float(np.sqrt(np.sum(products**2)))
+        if norm <= 1e-12:
+            return None, 0.0
+        job_hash, score = params.payload_code.decode(self.bit_correlations(products))
+        z = score / norm
+        if z < self._payload_threshold_z:
+            return None, z
+        return (self.key.key_id << params.embedded_payload_bits) | job_hash, z
 
     def detect(self, audio: Audio) -> WatermarkReport:
         """Read the watermark of ``audio`` in windows of ``window_s`` every ``window_hop_s``.
 
         Present when a window's sync z-score passes :meth:`WatermarkParams.threshold_z`; the
-        payload is the majority of the present windows' soft bits, reported only when its CRC holds.
+        payload is decoded from the present windows together (:meth:`decode_payload`).
         """
         params = self.params
         frames_db = self.log_spectrogram(audio)
         frame_s = params.hop / params.analysis_rate_hz
         windows = []
         for first, count in self.window_frames(frames_db.shape[0]):
-            z, speed, soft = self.read_window(frames_db[first : first + count], first)
+            z, (speed, frequency_scale), products = self.read_window(frames_db[first : first + count], first)
             end_s = min(audio.duration_s, first * frame_s + params.window_s)
-            windows.append(WindowReading(first * frame_s, end_s, z, speed, soft))
+            windows.append(WindowReading(first * frame_s, end_s, z, speed, frequency_scale, products))
         return self._verdict(windows)
 
     def window_frames(self, total: int) -> list[tuple[int, int]]:
@@ -646,16 +699,15 @@ class Watermarker:
         best_z = max((w.z for w in windows), default=0.0)
         # 1 − the family-wise p-value bound of the best window (tests × the per-test tail bound).
         p_bound = min(1.0, params.tests_per_window() * len(windows) * rademacher_tail_bound(best_z))
-        payload = None
-        if found:
-            soft = np.sum([w.soft_bits for w in found], axis=0)
-            bits = (soft > 0).astype(np.int64)
-            job, check = bits[: params.embedded_payload_bits], bits[params.embedded_payload_bits :]
-            data = np.concatenate([_bits(self.key.key_id, params.key_id_bits), job])
-            if np.array_equal(crc8(data), check):
-                payload = int("".join(map(str, data)), 2)
+        payload, payload_z = self.decode_payload(found)
         return WatermarkReport(
-            present=bool(found), confidence=1.0 - p_bound, payload=payload, windows=windows, threshold_z=threshold
+            present=bool(found),
+            confidence=1.0 - p_bound,
+            payload=payload,
+            windows=windows,
+            threshold_z=threshold,
+            payload_z=payload_z,
+            payload_threshold_z=self._payload_threshold_z,
         )
 
     def payload_key_id(self, payload: int) -> int:

@@ -183,13 +183,22 @@ class Detector:
         if self.watermarker is not None:
             with self._blas.limit(limits=1, user_api="blas"):
                 watermark = self.watermarker.detect(audio).to_result()
-            if watermark.present:
-                # The mark is proof of origin: a vcfad clone is fake whatever the classifier says.
+            if watermark.present and watermark.payload is not None:
+                # The mark with its payload is proof of origin: a vcfad clone is fake whatever the
+                # classifier says.
                 label = "fake"
-                payload = f", payload {watermark.payload}" if watermark.payload else ""
                 reason = (
                     f"vcfad watermark found in {len(watermark.windows)} window(s) "
-                    f"(confidence {watermark.confidence:.6f}{payload})"
+                    f"(confidence {watermark.confidence:.6f}, payload {watermark.payload})"
+                )
+            elif watermark.present:
+                # The sync pattern alone can be copied onto any recording by someone who averages a
+                # few clones (bench/watermark_averaging.py: 4 clones sufficed, and such copies
+                # never carried a readable payload), so it does not override the classifier.
+                reason = (
+                    f"vcfad watermark pattern found in {len(watermark.windows)} window(s) "
+                    f"(confidence {watermark.confidence:.6f}) but its payload could not be read: a damaged "
+                    "vcfad clone, or a mark copied onto this recording; the label is the classifier's"
                 )
         return DetectResponse(
             score=score,

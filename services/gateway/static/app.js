@@ -165,10 +165,12 @@ function showWatermark(result) {
     $("watermark").textContent = "Watermark: none found (no vcfad watermark with this deployment's key).";
     return;
   }
-  const payload = mark.payload ? `, payload ${mark.payload}` : ", payload unreadable";
-  $("watermark").textContent =
-    `Watermark: vcfad watermark FOUND (confidence ${mark.confidence.toFixed(6)}${payload}) — ` +
-    `${mark.windows.length} window(s). ${result.reason || ""}`;
+  // Without its payload the pattern may have been copied from other clones: the page says so,
+  // and the label is the classifier's (the detector's reason explains it).
+  const what = mark.payload
+    ? `vcfad watermark FOUND (confidence ${mark.confidence.toFixed(6)}, payload ${mark.payload})`
+    : `vcfad watermark pattern FOUND, payload unreadable (confidence ${mark.confidence.toFixed(6)})`;
+  $("watermark").textContent = `Watermark: ${what} — ${mark.windows.length} window(s). ${result.reason || ""}`;
   const total = Math.max(result.duration_s, 0.001);
   for (const window of mark.windows) {
     const cell = document.createElement("div");
