@@ -23,7 +23,6 @@ import asyncio
 import csv
 import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -37,6 +36,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 import soundfile as sf
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.report import run_context  # the repo root is on the path only from here
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("VCFAD_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -101,23 +104,28 @@ class Stack:
         subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=self.env, check=False)
 
 
-def start_stack(state_dir: Path, workers: int, cloner_threads: int) -> Stack:
+def start_stack(state_dir: Path, workers: int, cloner_threads: int, extra_env: dict[str, str] | None = None) -> Stack:
+    """``scripts/up.sh`` in ``state_dir`` with free ports and a private Redis, ``extra_env`` on top."""
     redis_port, gateway_port, detector_port = free_port(), free_port(), free_port()
-    env = dict(os.environ) | {
-        "VCFAD_STATE_DIR": str(state_dir),
-        "VCFAD_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-        "VCFAD_GATEWAY_PORT": str(gateway_port),
-        "VCFAD_DETECTOR_PORT": str(detector_port),
-        "VCFAD_DETECTOR_URL": f"http://127.0.0.1:{detector_port}",
-        "VCFAD_CLONER_THREADS": str(cloner_threads),
-        "VCFAD_API_KEYS": "load-bench-key",
-        # One key sends all the load: per-key rate limits (docs/security.md) would answer 429 and
-        # measure the limiter, not the service.
-        "VCFAD_RATE_LIMIT_DETECT_PER_MIN": "0",
-        "VCFAD_RATE_LIMIT_CLONE_PER_MIN": "0",
-        "VCFAD_RATE_LIMIT_READ_PER_MIN": "0",
-        "VCFAD_UP_TIMEOUT_S": "600",
-    }
+    env = (
+        dict(os.environ)
+        | (extra_env or {})
+        | {
+            "VCFAD_STATE_DIR": str(state_dir),
+            "VCFAD_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+            "VCFAD_GATEWAY_PORT": str(gateway_port),
+            "VCFAD_DETECTOR_PORT": str(detector_port),
+            "VCFAD_DETECTOR_URL": f"http://127.0.0.1:{detector_port}",
+            "VCFAD_CLONER_THREADS": str(cloner_threads),
+            "VCFAD_API_KEYS": "load-bench-key",
+            # One key sends all the load: per-key rate limits (docs/security.md) would answer 429 and
+            # measure the limiter, not the service.
+            "VCFAD_RATE_LIMIT_DETECT_PER_MIN": "0",
+            "VCFAD_RATE_LIMIT_CLONE_PER_MIN": "0",
+            "VCFAD_RATE_LIMIT_READ_PER_MIN": "0",
+            "VCFAD_UP_TIMEOUT_S": "600",
+        }
+    )
     stack = Stack(REPO_ROOT / state_dir, f"http://127.0.0.1:{gateway_port}", "load-bench-key", env)
     started = subprocess.run(["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, check=False)
     if started.returncode != 0:
@@ -307,14 +315,7 @@ def main() -> int:
             f" max {clone['job_latency_max_s']} s)"
         )
     result = {
-        "command": " ".join(sys.argv),
-        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "load_avg_start": load_avg_start,
-            "load_avg_end": os.getloadavg(),
-        },
+        **run_context(load_avg_start),
         "files": [str(path.relative_to(SHARED_DATA)) for path in files],
         "file_duration_s": {
             "min": round(min(durations_s), 2),
