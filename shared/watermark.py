@@ -527,68 +527,79 @@ class Watermarker:
             raise ValueError("phase_bins must be a multiple of time_cells")
         return params.phase_bins // params.time_cells
 
-    def _phase_residual(
-        self, frames_db: np.ndarray, first_frame: int, time_scale: float, frequency_scale: float
+    def _phase_residuals(
+        self, frames_db: np.ndarray, first_frame: int, scales: list[tuple[float, float]]
     ) -> np.ndarray:
-        """Cell residuals of a window at one time and frequency scale, for every pattern offset at once.
+        """Cell residuals of a window at each (time, frequency) scale, for every pattern offset at once.
 
-        Returns (phase_bins, freq_cells): row ``φ`` is the residual of the cell that spans phase
-        bins ``[φ, φ + w)`` (``w`` bins per time cell), so the pattern's time cell ``c`` at offset
-        ``o`` is row ``(o + c·w) mod phase_bins``.
+        Returns (scales, phase_bins, freq_cells): row ``φ`` of a scale is the residual of the cell
+        that spans phase bins ``[φ, φ + w)`` (``w`` bins per time cell), so the pattern's time cell
+        ``c`` at offset ``o`` is row ``(o + c·w) mod phase_bins``. All scales are computed in one
+        pass of array operations (the search has 45 of them).
         """
         params = self.params
-        phases, width = params.phase_bins, self._cell_width()
+        phases, width, cells = params.phase_bins, self._cell_width(), params.freq_cells
         frame_s = params.hop / params.analysis_rate_hz
+        time_scale = np.array([t for t, _ in scales])[:, None]
+        frequency_scale = np.array([f for _, f in scales])[:, None]
         freqs = np.fft.rfftfreq(params.n_fft, 1.0 / params.analysis_rate_hz)[self._analysis_bins()]
-        original_f = freqs / frequency_scale
+        original_f = freqs[None, :] / frequency_scale  # (scales, bins)
         keep = (original_f >= params.band_low_hz) & (original_f < params.band_high_hz)
-        cell_f = self._freq_cell(original_f[keep])
-        frame_times = (first_frame + np.arange(frames_db.shape[0])) * frame_s * time_scale
-        phase = np.mod(np.round(frame_times / frame_s).astype(int), phases)
-        # Fold: (phase bin, freq cell) sums of dB and counts over the window's frames and bins. A
-        # cell's level is the mean of its bins' dB, not the dB of their mean power: one loud bin
-        # (a harmonic, an onset) then weighs less, and on the tuning clips the Opus 24 kbps z rose
-        # by ~7 % (5th percentile 6.9 → 7.6; docs/watermark.md "How the parameters were chosen").
-        index = (phase[:, None] * params.freq_cells + cell_f[None, :]).ravel()
-        size = phases * params.freq_cells
-        sums = np.bincount(index, weights=frames_db[:, keep].ravel(), minlength=size).reshape(phases, -1)
-        counts = np.bincount(index, minlength=size).reshape(phases, -1).astype(float)
+        cell_f = self._freq_cell(original_f)
+        frame_times = (first_frame + np.arange(frames_db.shape[0]))[None, :] * frame_s * time_scale
+        phase = np.mod(np.round(frame_times / frame_s).astype(int), phases)  # (scales, frames)
+        # Fold: (phase bin, freq cell) sums of dB and counts over the window's frames and bins, each
+        # scale in its own block of the bincount. A cell's level is the mean of its bins' dB, not
+        # the dB of their mean power: one loud bin (a harmonic, an onset) then weighs less, and on
+        # the tuning clips the Opus 24 kbps z rose by ~7 % (5th percentile 6.9 → 7.6;
+        # docs/watermark.md "How the parameters were chosen").
+        size = phases * cells
+        block = (np.arange(len(scales)) * size)[:, None, None]
+        index = block + phase[:, :, None] * cells + cell_f[:, None, :]  # (scales, frames, bins)
+        taken = np.broadcast_to(keep[:, None, :], index.shape)
+        values = np.broadcast_to(frames_db[None, :, :], index.shape)[taken]
+        shape = (len(scales), phases, cells)
+        sums = np.bincount(index[taken], weights=values, minlength=len(scales) * size).reshape(shape)
+        # A (phase bin, cell) count is the frames in that phase bin times the kept bins in that cell.
+        frames_per_phase = np.stack([np.bincount(row, minlength=phases) for row in phase])
+        bins_per_cell = np.stack([np.bincount(c[k], minlength=cells) for c, k in zip(cell_f, keep, strict=True)])
+        counts = (frames_per_phase[:, :, None] * bins_per_cell[:, None, :]).astype(float)
         # Box sums over the w phase bins of a cell, starting at every phase bin.
-        box_sums = np.sum([np.roll(sums, -step, axis=0) for step in range(width)], axis=0)
-        box_counts = np.sum([np.roll(counts, -step, axis=0) for step in range(width)], axis=0)
+        box_sums = np.sum([np.roll(sums, -step, axis=1) for step in range(width)], axis=0)
+        box_counts = np.sum([np.roll(counts, -step, axis=1) for step in range(width)], axis=0)
         present = box_counts > 0
         means = np.where(present, box_sums / np.maximum(box_counts, 1), 0.0)
         # Each cell minus the mean of its present neighbours (time: ±w bins, wrapping with the
         # period; frequency: ±1 cell): the watermark's ±gain plus the speech's fine detail.
         weight = present.astype(float)
-        total = np.zeros_like(means)
-        number = np.zeros_like(means)
-        for shift in (width, -width):
-            total += np.roll(means * weight, shift, axis=0)
-            number += np.roll(weight, shift, axis=0)
-        total[:, 1:] += (means * weight)[:, :-1]
-        number[:, 1:] += weight[:, :-1]
-        total[:, :-1] += (means * weight)[:, 1:]
-        number[:, :-1] += weight[:, 1:]
+        weighted = means * weight
+        total = np.roll(weighted, width, axis=1) + np.roll(weighted, -width, axis=1)
+        number = np.roll(weight, width, axis=1) + np.roll(weight, -width, axis=1)
+        total[:, :, 1:] += weighted[:, :, :-1]
+        number[:, :, 1:] += weight[:, :, :-1]
+        total[:, :, :-1] += weighted[:, :, 1:]
+        number[:, :, :-1] += weight[:, :, 1:]
         residual = np.where(present & (number > 0), means - total / np.maximum(number, 1), 0.0)
         # Onsets and pauses leave residuals of tens of dB that would drown the few-dB watermark
         # in the correlation's norm: clip at a multiple of the window's median magnitude.
-        limit = params.residual_clip * max(float(np.median(np.abs(residual[present]))) if present.any() else 0.0, 1e-6)
+        magnitudes = np.abs(residual)
+        medians = np.array([np.median(a[m]) if m.any() else 0.0 for a, m in zip(magnitudes, present, strict=True)])
+        limit = params.residual_clip * np.maximum(medians, 1e-6)[:, None, None]
         residual = np.clip(residual, -limit, limit)
         # The speech's own residuals are far larger in some bands and moments (harmonics, onsets)
         # than in others: divide each cell by the spread expected at its frequency and moment, so
         # the correlation weighs cells by how much they can be trusted. The weights come from the
         # audio alone, so the tail bound (rademacher_tail_bound) under no watermark still holds.
         power = residual**2
-        mean_power = max(float(power.mean()), 1e-12)
-        expected = power.mean(axis=1, keepdims=True) * power.mean(axis=0, keepdims=True) / mean_power
+        mean_power = np.maximum(power.mean(axis=(1, 2), keepdims=True), 1e-12)
+        expected = power.mean(axis=2, keepdims=True) * power.mean(axis=1, keepdims=True) / mean_power
         return residual / np.sqrt(np.maximum(expected, 1e-6 * mean_power))
 
     def window_residuals(self, frames_db: np.ndarray, first_frame: int) -> WindowResiduals:
         """The phase residuals of one window at every searched scale, and their FFTs along phase:
         all that depends on the audio alone, so several keys can be tried on it cheaply."""
         scales = self.params.search_scales()
-        stacked = np.stack([self._phase_residual(frames_db, first_frame, *scale) for scale in scales])
+        stacked = self._phase_residuals(frames_db, first_frame, scales)
         return WindowResiduals(
             scales=scales,
             residuals=stacked,

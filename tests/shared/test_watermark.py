@@ -161,6 +161,18 @@ def test_survives_attacks(watermarker: Watermarker, speech: Audio, attack: str) 
     assert read == payload, f"payload {read} read after {attack}, {payload} embedded"
 
 
+def test_scales_are_read_independently_of_each_other(watermarker: Watermarker, speech: Audio) -> None:
+    """All searched scales are folded in one pass; each must come out as if read alone."""
+    marked = watermarker.embed(speech.resample(16_000), make_payload(KEY, "scales"))
+    frames_db = watermarker.log_spectrogram(marked)
+    first, count = watermarker.window_frames(frames_db.shape[0])[1]
+    window = frames_db[first : first + count]
+    scales = [(1.0, 1.0), (1.05, 1.05), (0.93, 1.0)]
+    together = watermarker._phase_residuals(window, first, scales)
+    for index, scale in enumerate(scales):
+        np.testing.assert_array_equal(together[index], watermarker._phase_residuals(window, first, [scale])[0])
+
+
 def test_informed_embedding_delivers_the_contrast_a_plain_pass_loses(speech: Audio) -> None:
     # One STFT pass smears cells near the transform's resolution into their neighbours; the
     # correction rounds must give the detector a clearly stronger watermark at the same design gain.
