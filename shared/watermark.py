@@ -39,7 +39,7 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from scipy import signal
 from scipy.special import ndtr, ndtri
@@ -68,6 +68,11 @@ class WatermarkSettings(BaseSettings):
     key: SecretStr | None = None
     key_file: Path = Path("var/watermark.key")
     create_key: bool = True
+    #: Detection's search: speed changes (time and pitch) and pitch-preserving tempo changes up to
+    #: these fractions are searched; 0 turns one off. Together they are most of a reading's cost
+    #: (docs/watermark.md, "Cost"); fewer tests also lower the threshold by the same bound.
+    max_speed_change: float = Field(default=0.12, ge=0.0, le=0.3)
+    max_tempo_change: float = Field(default=0.12, ge=0.0, le=0.3)
 
 
 def _decode_key(text: str, origin: str) -> bytes:
@@ -392,6 +397,19 @@ class WatermarkReport:
 
 class Watermarker:
     """Embeds and reads one key's watermark. Holds only the key's pattern; thread-safe."""
+
+    @classmethod
+    def from_settings(cls, settings: WatermarkSettings | None = None) -> Watermarker:
+        """The configured watermarker: the key and the detection search of ``WatermarkSettings``.
+
+        Raises
+        ------
+        WatermarkKeyError
+            As :meth:`WatermarkKey.from_settings`.
+        """
+        settings = settings or WatermarkSettings()
+        params = WatermarkParams(max_speed_change=settings.max_speed_change, max_tempo_change=settings.max_tempo_change)
+        return cls(WatermarkKey.from_settings(settings), params)
 
     def __init__(self, key: WatermarkKey, params: WatermarkParams | None = None) -> None:
         self.key = key

@@ -33,7 +33,7 @@ from shared.progress import ProgressCallback
 from shared.seeds import stable_int
 from shared.text import CloneTextError, clone_text
 from shared.tts import TextToSpeechError
-from shared.watermark import Watermarker, WatermarkKey, make_payload
+from shared.watermark import Watermarker, make_payload
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class Cloner:
         #: Marks every clone; None only when ``settings.watermark`` is off (research).
         self.watermarker: Watermarker | None = None
         if settings.watermark:
-            self.watermarker = watermarker or Watermarker(WatermarkKey.from_settings())
+            self.watermarker = watermarker or Watermarker.from_settings()
         else:
             logger.warning("clones are NOT watermarked (VCFAD_CLONER_WATERMARK=false): for research only")
         self.channel_matcher = ChannelMatcher(max_gain_db=settings.channel_max_gain_db)

@@ -23,7 +23,7 @@ from services.detector.config import Settings
 from services.detector.exceptions import register_exception_handlers
 from services.detector.inference import Detector
 from services.detector.router import router
-from shared.watermark import Watermarker, WatermarkKey
+from shared.watermark import Watermarker
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         started = time.perf_counter()
-        watermarker = Watermarker(WatermarkKey.from_settings()) if settings.watermark else None
+        watermarker = Watermarker.from_settings() if settings.watermark else None
         app.state.detector = Detector.from_model_dir(
             settings.model_dir, threads=settings.threads, watermarker=watermarker
         )

@@ -11,7 +11,7 @@ from pathlib import Path
 from services.detector.model_files import GRAPH_KINDS, POOLINGS, ModelSpec, check_input_floor, default_model_dir
 from services.detector.training.manifest import ManifestError
 from shared.audio import AudioError
-from shared.watermark import Watermarker, WatermarkKey, WatermarkKeyError
+from shared.watermark import Watermarker, WatermarkKeyError
 from vcfad.cli_common import CLIError, positive_int
 
 
@@ -206,7 +206,7 @@ def _detect(args: argparse.Namespace) -> int:
     watermarker = None
     if not args.no_watermark:
         try:
-            watermarker = Watermarker(WatermarkKey.from_settings())
+            watermarker = Watermarker.from_settings()
         except WatermarkKeyError as error:
             raise CLIError(str(error)) from None
     detector = Detector.from_model_dir(resolve_model(args.model), threads=args.threads, watermarker=watermarker)

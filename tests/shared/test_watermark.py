@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from shared.audio import Audio, LoadPolicy, load_audio
 from shared.bch import ExtendedBCHCode
@@ -253,6 +254,24 @@ def test_payload_threshold_is_the_bound_over_every_codeword(watermarker: Waterma
     assert not report.present
     payload, z = watermarker.decode_payload(report.windows)  # every window, as if all were found
     assert payload is None and 0.0 < z < threshold, z
+
+
+def test_the_search_is_configured_from_the_environment(monkeypatch: pytest.MonkeyPatch, speech: Audio) -> None:
+    """``VCFAD_WATERMARK_MAX_SPEED_CHANGE`` / ``..._TEMPO_CHANGE`` set the detection search: with
+    both 0 one scale is searched (100 tests a window, a lower threshold) and an unchanged clone is
+    still read; a value out of range is refused by name."""
+    monkeypatch.setenv("VCFAD_WATERMARK_KEY", KEY.secret.hex())
+    monkeypatch.setenv("VCFAD_WATERMARK_MAX_SPEED_CHANGE", "0")
+    monkeypatch.setenv("VCFAD_WATERMARK_MAX_TEMPO_CHANGE", "0")
+    narrow = Watermarker.from_settings()
+    assert narrow.key == KEY and narrow.params.tests_per_window() == 100
+    assert narrow.params.threshold_z() < WatermarkParams().threshold_z() - 0.5
+    payload = make_payload(KEY, "narrow")
+    share, read, _ = detected(narrow, Watermarker(KEY).embed(speech, payload))
+    assert share == 1.0 and read == payload
+    monkeypatch.setenv("VCFAD_WATERMARK_MAX_TEMPO_CHANGE", "0.5")
+    with pytest.raises(ValidationError, match="max_tempo_change"):
+        Watermarker.from_settings()
 
 
 def test_threshold_is_the_bound_at_the_false_positive_rate() -> None:
