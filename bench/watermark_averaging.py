@@ -20,6 +20,9 @@ at each clone's first sample, so the attacker can line the clones up without the
 4. **Forge with a payload.** As 3, but the cells outside the estimate's sync share take the signs
    of one clone's own residuals: a forger who knows that payloads differ between clones copies
    one clone's payload beside the averaged sync pattern. A payload read is then that clone's.
+5. **Forge from one long clone.** As 4, with one clone of the longest text the service accepts
+   (400 characters, about 23 s: 23 periods of the same payload) added to the average and giving
+   the payload cells.
 
 Material: the project's own TTS (Piper joe, espeak-ng voices) reading VCTK sentences, transcript rows
 other than the watermark bench's (305) and its tuning clips (0, 100, 200, 400, 500): the pool from
@@ -42,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.report import emit_json  # the repo root is on the path only from here
 from bench.watermark import DETECTION_POLICY, real_speech, tts_clips
 from shared.audio import Audio, load_audio
+from shared.tts.piper import PiperTTS
 from shared.watermark import Pattern, Watermarker, WatermarkKey, make_payload
 
 CLONE_COUNTS = (1, 2, 4, 8, 16, 32, 64)
@@ -76,11 +80,12 @@ def imitator(chips: np.ndarray, params_source: Watermarker) -> Watermarker:
     return forger
 
 
-def found(watermarker: Watermarker, audio: Audio) -> tuple[int, int, bool, bool]:
-    """(windows found, windows, clip found, a payload read) as the detector loads and reads ``audio``."""
+def found(watermarker: Watermarker, audio: Audio) -> tuple[int, int, bool, int | None]:
+    """(windows found, windows, clip found, the payload read or None) as the detector loads and
+    reads ``audio``."""
     report = watermarker.detect(load_audio(audio.to_wav_bytes(), DETECTION_POLICY))
     hits = sum(w.z >= report.threshold_z for w in report.windows)
-    return hits, len(report.windows), report.present, report.payload is not None
+    return hits, len(report.windows), report.present, report.payload
 
 
 def main() -> None:
@@ -103,6 +108,12 @@ def main() -> None:
     ]
     real = real_speech()[: args.forged]
     sums = [cell_sums(watermarker, clone) for clone in pool]
+    long_text = " ".join(text for text, _ in tts_clips(8, 450))[:400]
+    long_payload = make_payload(key, f"long-{long_text}")
+    long_clone = watermarker.embed(
+        PiperTTS().synthesize(long_text).resample(22_050).trim_silence().normalize_loudness(-23.0), long_payload
+    )
+    long_sums = cell_sums(watermarker, long_clone)
     sync = watermarker.pattern.role < 0
 
     baseline = [found(watermarker, marked) for marked, _ in targets]
@@ -123,6 +134,11 @@ def main() -> None:
         forged = [found(watermarker, forge.embed(audio, make_payload(forge.key, "forge"))) for audio in real]
         copier = imitator(estimated_chips(total, params.sync_fraction, one_clone=sums[0]), watermarker)
         copied = [found(watermarker, copier.embed(audio, make_payload(copier.key, "copy"))) for audio in real]
+        long_chips = estimated_chips(total + long_sums, params.sync_fraction, one_clone=long_sums)
+        long_copier = imitator(long_chips, watermarker)
+        long_copies = [
+            found(watermarker, long_copier.embed(audio, make_payload(long_copier.key, "long"))) for audio in real
+        ]
         row = {
             "clones": count,
             "sync_sign_agreement": agreement,
@@ -131,10 +147,17 @@ def main() -> None:
             "strip_change_db_mean": float(np.mean(change_db)),
             "forged_windows_found": sum(h for h, _, _, _ in forged) / sum(n for _, n, _, _ in forged),
             "forged_clips_found": sum(p for _, _, p, _ in forged) / len(forged),
-            "forged_clips_with_payload": sum(r for _, _, _, r in forged) / len(forged),
+            "forged_clips_with_payload": sum(r is not None for _, _, _, r in forged) / len(forged),
             "payload_copy_clips_found": sum(p for _, _, p, _ in copied) / len(copied),
-            "payload_copy_clips_with_payload": sum(r for _, _, _, r in copied) / len(copied),
-            "stripped_clips_with_payload": sum(r for _, _, _, r in strip_hits) / len(strip_hits),
+            "payload_copy_clips_with_payload": sum(r is not None for _, _, _, r in copied) / len(copied),
+            "long_clone_copy_clips_found": sum(p for _, _, p, _ in long_copies) / len(long_copies),
+            "long_clone_copy_clips_with_its_payload": sum(r == long_payload for _, _, _, r in long_copies)
+            / len(long_copies),
+            "long_clone_copy_clips_with_another_payload": sum(
+                r is not None and r != long_payload for _, _, _, r in long_copies
+            )
+            / len(long_copies),
+            "stripped_clips_with_payload": sum(r is not None for _, _, _, r in strip_hits) / len(strip_hits),
         }
         rows.append(row)
         print(" ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
@@ -143,8 +166,9 @@ def main() -> None:
         "pool_clips": len(pool),
         "targets": len(targets),
         "forged_recordings": len(real),
+        "long_clone_s": round(long_clone.duration_s, 1),
         "targets_unattacked_windows_found": sum(h for h, _, _, _ in baseline) / sum(n for _, n, _, _ in baseline),
-        "targets_unattacked_payload_read": sum(r for _, _, _, r in baseline) / len(baseline),
+        "targets_unattacked_payload_read": sum(r is not None for _, _, _, r in baseline) / len(baseline),
         "rows": rows,
     }
     emit_json(summary, args.output)

@@ -184,8 +184,9 @@ class Detector:
             with self._blas.limit(limits=1, user_api="blas"):
                 watermark = self.watermarker.detect(audio).to_result()
             if watermark.present and watermark.payload is not None:
-                # The mark with its payload is proof of origin: a vcfad clone is fake whatever the
-                # classifier says.
+                # The mark with its payload says "made by this deployment": fake whatever the
+                # classifier says. (One long clone can carry its payload over onto another recording:
+                # docs/watermark.md, "Copying the mark onto other recordings".)
                 label = "fake"
                 reason = (
                     f"vcfad watermark found in {len(watermark.windows)} window(s) "
@@ -193,8 +194,8 @@ class Detector:
                 )
             elif watermark.present:
                 # The sync pattern alone can be copied onto any recording by someone who averages a
-                # few clones (bench/watermark_averaging.py: 4 clones sufficed, and such copies
-                # never carried a readable payload), so it does not override the classifier.
+                # few clones (bench/watermark_averaging.py: 4 short clones sufficed, and such copies
+                # rarely carried a readable payload), so it does not override the classifier.
                 reason = (
                     f"vcfad watermark pattern found in {len(watermark.windows)} window(s) "
                     f"(confidence {watermark.confidence:.6f}) but its payload could not be read: a damaged "
