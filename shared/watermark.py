@@ -601,7 +601,10 @@ class Watermarker:
         # Onsets and pauses leave residuals of tens of dB that would drown the few-dB watermark
         # in the correlation's norm: clip at a multiple of the window's median magnitude.
         magnitudes = np.abs(residual)
-        medians = np.array([np.median(a[m]) if m.any() else 0.0 for a, m in zip(magnitudes, present, strict=True)])
+        if present.all():  # speech in every cell, the usual case: one call for all scales
+            medians = np.median(magnitudes.reshape(len(scales), -1), axis=1)
+        else:
+            medians = np.array([np.median(a[m]) if m.any() else 0.0 for a, m in zip(magnitudes, present, strict=True)])
         limit = params.residual_clip * np.maximum(medians, 1e-6)[:, None, None]
         residual = np.clip(residual, -limit, limit)
         # The speech's own residuals are far larger in some bands and moments (harmonics, onsets)
