@@ -29,7 +29,7 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_ready
 
-from shared.audio import AudioError
+from shared.audio import Audio, AudioError
 from shared.jobs import (
     CLONE_TASK_NAME,
     JobNotFoundError,
@@ -98,6 +98,16 @@ class CloneTask(Task):
         if self._store is None:
             self._store = JobStore.from_settings(settings)
         return self._store
+
+
+def _watermark_payload(cloner: Any, audio: Audio) -> str:
+    """How the clone's own watermark reads: its payload in hex (as `POST /detect` reports it),
+    "unreadable", or that marking is off. Logged with each job, so that a payload the detector
+    reports can be traced to its job in the workers' logs (docs/watermark.md, "Provenance")."""
+    if cloner.watermarker is None:
+        return "none (watermarking is off)"
+    payload = cloner.watermarker.detect(audio).payload
+    return "unreadable" if payload is None else f"{payload:06x}"
 
 
 def _why_lost(store: JobStore, job_id: str) -> str:
@@ -177,7 +187,13 @@ def clone_job(self: CloneTask, job_id: str, attempt: int = 1) -> dict[str, Any]:
                     "job %s %s (attempt %d); its result is discarded", job_id, _why_lost(store, job_id), attempt
                 )
                 return {"job_id": job_id, "status": "discarded"}
-            logger.info("job %s attempt %d succeeded: %.2f s of audio", job_id, attempt, audio.duration_s)
+            logger.info(
+                "job %s attempt %d succeeded: %.2f s of audio, watermark payload %s",
+                job_id,
+                attempt,
+                audio.duration_s,
+                _watermark_payload(cloner, audio),
+            )
             return {"job_id": job_id, "status": "succeeded", "duration_s": audio.duration_s}
         except JobLostError:
             logger.info("job %s %s (attempt %d); stopped", job_id, _why_lost(store, job_id), attempt)

@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
-from service_stack import API_KEY_A, API_KEY_B, AUTH_A, Service, post_clone
+from service_stack import API_KEY_A, API_KEY_B, AUTH_A, Service, post_clone, wait_until
 
 A = AUTH_A
 B = {"Authorization": f"Bearer {API_KEY_B}"}
@@ -76,7 +76,9 @@ def test_bad_audio_through_the_stack(gateway_service: Service, detector_service:
 
 @pytest.mark.slow
 @pytest.mark.needs_data
-def test_clone_job_runs_to_audio(gateway_service: Service, real_clip: Path) -> None:
+def test_clone_job_runs_to_audio(
+    gateway_service: Service, worker_service: Service, detector_service: Service, real_clip: Path
+) -> None:
     url = gateway_service.url
     response = post_clone(url, CLONE_TEXT, real_clip.name, real_clip.read_bytes())
     assert response.status_code == 202, response.text
@@ -106,6 +108,14 @@ def test_clone_job_runs_to_audio(gateway_service: Service, real_clip: Path) -> N
     assert sample_rate_hz >= 16_000
     assert len(samples) / sample_rate_hz == pytest.approx(job["duration_s"], abs=0.01)
     assert len(samples) / sample_rate_hz > 1.0 and np.sqrt(np.mean(samples**2)) > 1e-3
+    # The clone carries the deployment's watermark; the worker logs its payload with the job, so a
+    # payload the detector reports can be traced back to the job.
+    verdict = httpx.post(f"{url}/detect", headers=A, files={"file": ("clone.wav", audio.content)}, timeout=60).json()
+    assert verdict["label"] == "fake" and verdict["watermark"]["payload"], verdict
+    line = f"job {job_id} attempt 1 succeeded"
+    wait_until(worker_service, lambda: line in worker_service.log_path.read_text(errors="replace"), 30, line)
+    logged = next(row for row in worker_service.log_path.read_text(errors="replace").splitlines() if line in row)
+    assert logged.endswith(f"watermark payload {verdict['watermark']['payload']}"), logged
     # Private to the key that created it.
     assert httpx.get(status_url, headers=B, timeout=10).status_code == 404
     assert httpx.get(f"{url}{job['audio_url']}", headers=B, timeout=10).status_code == 404
