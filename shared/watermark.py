@@ -381,9 +381,8 @@ class WatermarkReport:
     windows: list[WindowReading]
     threshold_z: float
     #: z-score of the best codeword over the found windows (0 when none was found); the payload
-    #: is reported when it reaches ``payload_threshold_z``.
+    #: is reported when it reaches :meth:`WatermarkParams.payload_threshold_z`.
     payload_z: float = 0.0
-    payload_threshold_z: float = math.inf
 
     def to_result(self) -> WatermarkResult:
         found = [w for w in self.windows if w.z >= self.threshold_z]
@@ -739,7 +738,6 @@ class Watermarker:
             windows=windows,
             threshold_z=threshold,
             payload_z=payload_z,
-            payload_threshold_z=self._payload_threshold_z,
         )
 
     def payload_key_id(self, payload: int) -> int:
