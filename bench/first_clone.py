@@ -98,8 +98,10 @@ def main() -> int:
     parser.add_argument("--timeout-s", type=float, default=600.0, help="per job")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
-    if args.voices < 1 or args.repeats < 1:
-        parser.error("--voices and --repeats must be ≥ 1")
+    if args.voices < 1 or args.repeats < 1 or args.cloner_threads < 1:
+        parser.error("--voices, --repeats and --cloner-threads must be ≥ 1")
+    if args.timeout_s <= 0:
+        parser.error("--timeout-s must be > 0")
     references = speech_files(args.voices + 1)  # one per speaker first
     texts = clone_sentences(1 + args.voices * (1 + args.repeats))
     state_dir = Path("var") / "first-clone" / f"run-{os.getpid()}"

@@ -94,6 +94,8 @@ def main() -> None:
     parser.add_argument("--forged", type=int, default=24, help="real recordings to forge the mark onto")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
+    if args.targets < 1 or args.forged < 1:
+        parser.error("--targets and --forged must be ≥ 1")
 
     key = WatermarkKey(hashlib.sha256(b"vcfad averaging bench key").digest())
     watermarker = Watermarker(key)

@@ -23,7 +23,7 @@ from services.detector.config import Settings
 from services.detector.exceptions import register_exception_handlers
 from services.detector.inference import Detector
 from services.detector.router import router
-from shared.watermark import Watermarker
+from shared.watermark import Watermarker, WatermarkSettings
 
 logger = logging.getLogger(__name__)
 
@@ -58,5 +58,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def main() -> None:
     settings = Settings()
+    if settings.watermark:
+        # Checked before the server starts (the service reads them at start-up), so a bad
+        # VCFAD_WATERMARK_* value ends `vcfad serve detector` with its message, not a traceback.
+        WatermarkSettings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", access_log=False)
