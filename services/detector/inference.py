@@ -122,7 +122,7 @@ class Detector:
     def score_clips(self, clips: list[Audio]) -> np.ndarray:
         """P(fake) for each prepared (16 kHz, trimmed, normalised) clip, each scored whole."""
         if self.spec.input_floor_dbfs is not None:
-            clips = [self._with_floor(clip, self.spec.input_floor_dbfs) for clip in clips]
+            clips = [self.with_input_floor(clip, self.spec.input_floor_dbfs) for clip in clips]
         if self.spec.kind == "seed-baseline":
             with self._blas.limit(limits=1, user_api="blas"):
                 features = np.stack([self._seed_features(clip) for clip in clips])
@@ -142,7 +142,7 @@ class Detector:
         return scores
 
     @staticmethod
-    def _with_floor(clip: Audio, floor_dbfs: float) -> Audio:
+    def with_input_floor(clip: Audio, floor_dbfs: float) -> Audio:
         """The clip with its noise floor raised to ``floor_dbfs`` by the training augmentation's
         own step, with a fixed seed: a clip's score does not change from call to call.
 
@@ -185,8 +185,8 @@ class Detector:
                 watermark = self.watermarker.detect(audio).to_result()
             if watermark.present and watermark.payload is not None:
                 # The mark with its payload says "made by this deployment": fake whatever the
-                # classifier says. (One long clone can carry its payload over onto another recording:
-                # docs/watermark.md, "Copying the mark onto other recordings".)
+                # classifier says. (The payload is bound to the speech it was embedded in, so no copy
+                # the bench tried carried it onto another recording: docs/watermark.md, "Copying".)
                 label = "fake"
                 reason = (
                     f"vcfad watermark found in {len(watermark.windows)} window(s) "
@@ -194,8 +194,8 @@ class Detector:
                 )
             elif watermark.present:
                 # The sync pattern alone can be copied onto any recording by someone who averages a
-                # few clones (bench/watermark_averaging.py: 4 short clones sufficed, and such copies
-                # rarely carried a readable payload), so it does not override the classifier.
+                # few clones (bench/watermark_averaging.py: 4 short clones sufficed; no copy carried
+                # a readable payload), so it does not override the classifier.
                 reason = (
                     f"vcfad watermark pattern found in {len(watermark.windows)} window(s) "
                     f"(confidence {watermark.confidence:.6f}) but its payload could not be read: a damaged "

@@ -114,6 +114,35 @@ def distortion(samples: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarra
     return y.astype(np.float32), name
 
 
+#: The gate's analysis frame: 5 ms at 16 kHz.
+_GATE_FRAME = 80
+
+
+def noise_gate(samples: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """A noise gate, as edited prompts, podcasts and broadcast speech get: wherever the level stays
+    under a threshold 25–45 dB below the speech's active level for longer than a hold of
+    20–120 ms, the signal is muted to digital silence (one 5 ms frame of fade at each edge).
+
+    Real speech that went through one is taken for synthesis by a model that never saw it
+    (docs/detector.md, "What production processing does to real speech"); drawn for both classes
+    alike, it stops being a cue.
+    """
+    threshold_db = float(rng.uniform(25.0, 45.0))
+    hold_frames = round(float(rng.uniform(0.02, 0.12)) * _RATE_HZ / _GATE_FRAME)
+    count = -(-len(samples) // _GATE_FRAME)
+    if count == 0:
+        return samples, f"gate({threshold_db:.0f}dB)"
+    padded = np.pad(samples.astype(np.float64), (0, count * _GATE_FRAME - len(samples)))
+    level_db = 10 * np.log10(np.mean(padded.reshape(count, _GATE_FRAME) ** 2, axis=1) + 1e-20)
+    loud = level_db > 20 * np.log10(_active_rms(samples)) - threshold_db
+    # Open from one frame before the sound (a gate's look-ahead) to the hold after it.
+    is_open = np.convolve(loud, np.ones(hold_frames + 1), mode="full")[:count] > 0
+    is_open[:-1] |= loud[1:]
+    centres = (np.arange(count) + 0.5) * _GATE_FRAME
+    gain = np.interp(np.arange(len(samples)), centres, is_open.astype(np.float64))
+    return (samples * gain).astype(np.float32), f"gate({threshold_db:.0f}dB)"
+
+
 def _resample(samples: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
     return Audio(samples, from_hz).resample(to_hz).samples
 
@@ -184,16 +213,19 @@ def augment(
     config: Augment,
     *,
     distortion_rng: np.random.Generator | None = None,
+    gate_rng: np.random.Generator | None = None,
 ) -> tuple[Audio, str]:
     """Apply a random channel to 16 kHz ``audio``; returns the result and its description.
 
-    ``distortion_rng`` (default: ``rng``) draws the distortion step alone, so a caller can turn
-    distortion on without changing any other step of any clip.
+    ``distortion_rng`` and ``gate_rng`` (default: ``rng``) draw the distortion step and the noise
+    gate alone, so a caller can turn either on without changing any other step of any clip.
 
-    The order is physical: room and microphone (reverb, EQ, distortion), background noise, then the
-    transmission (resampling, band limit or telephone, codec). The noise floor is raised to a
-    random target level (:func:`raise_floor`; unless ``config.floor_dbfs`` is None) so that
-    neither digital silence (common in synthetic speech) nor a recording's room tone is a label cue.
+    The order is physical: room and microphone (reverb, EQ, distortion), background noise, the
+    production's noise gate, then the transmission (resampling, band limit or telephone, codec).
+    The noise floor is raised to a random target level (:func:`raise_floor`; unless
+    ``config.floor_dbfs`` is None) so that neither digital silence (common in synthetic speech) nor
+    a recording's room tone is a label cue; the gate, when drawn, brings digital silence back in
+    the pauses of both classes alike.
     """
     if audio.sample_rate_hz != _RATE_HZ:
         audio = audio.resample(_RATE_HZ)
@@ -215,6 +247,10 @@ def augment(
         snr_db = float(rng.uniform(*config.noise_snr_db))
         x = add_noise(x, rng, snr_db, float(rng.uniform(0.0, 2.0)))
         steps.append(f"noise({snr_db:.0f}dB)")
+    gate_rng = rng if gate_rng is None else gate_rng
+    if config.gate_p and gate_rng.random() < config.gate_p:
+        x, name = noise_gate(x, gate_rng)
+        steps.append(name)
     if config.resample_p and rng.random() < config.resample_p:
         x, name = resample_round_trip(x, rng)
         steps.append(name)

@@ -131,6 +131,10 @@ class Augment(_Strict):
     #: soft clipping, then signal-dependent clicks), the kind of channel real speech from
     #: consumer devices has and LibriSpeech rarely does (RawBoost, Tak et al., ICASSP 2022).
     distortion_p: float = Field(default=0.0, ge=0.0, le=1.0)
+    #: A noise gate after the background noise (pauses muted to digital silence, word edges cut:
+    #: edited prompts, podcasts, broadcast), which real speech gets in production and the model
+    #: otherwise never sees (:func:`~services.detector.dataset.augment.noise_gate`).
+    gate_p: float = Field(default=0.0, ge=0.0, le=1.0)
     #: Share of text-to-speech fakes that get the recording channel (long-term spectrum and room
     #: tone, :mod:`shared.channel`) of a random real recording of their split, before the rest of
     #: the augmentation: otherwise the real class alone carries its corpus's microphones and rooms,

@@ -206,19 +206,20 @@ def test_rebuild_resumes_and_remakes_changed_clips(tiny_build: Path) -> None:
     assert not (tiny_build / "audio" / "test" / "festival-kal").exists() or not list(
         (tiny_build / "audio" / "test" / "festival-kal").glob("*.wav")
     )
-    # Distortion draws from its own random stream: turning it on remakes the clips it hits and
-    # leaves every other clip byte for byte as it was.
-    before = {row["path"]: (row["augment"], (tiny_build / row["path"]).read_bytes()) for row in _rows(tiny_build)}
-    distorted = changed.model_copy(update={"augment": changed.augment.model_copy(update={"distortion_p": 0.5})})
-    build_dataset(distorted, output_dir=tiny_build, probe=False)
-    after = _rows(tiny_build)
-    assert {row["path"] for row in after} == set(before)
-    hit = [row["path"] for row in after if "distort(" in row["augment"]]
-    assert 0 < len(hit) < len(after)
-    for row in after:
-        augment_before, audio_before = before[row["path"]]
-        same = (row["augment"], (tiny_build / row["path"]).read_bytes()) == (augment_before, audio_before)
-        assert same == (row["path"] not in hit), row
+    # Distortion and the gate draw from their own random streams: turning one on remakes the clips
+    # it hits and leaves every other clip byte for byte as it was.
+    for setting, mark in (({"distortion_p": 0.5}, "distort("), ({"gate_p": 0.5}, "gate(")):
+        before = {row["path"]: (row["augment"], (tiny_build / row["path"]).read_bytes()) for row in _rows(tiny_build)}
+        changed = changed.model_copy(update={"augment": changed.augment.model_copy(update=setting)})
+        build_dataset(changed, output_dir=tiny_build, probe=False)
+        after = _rows(tiny_build)
+        assert {row["path"] for row in after} == set(before)
+        hit = [row["path"] for row in after if mark in row["augment"]]
+        assert 0 < len(hit) < len(after)
+        for row in after:
+            augment_before, audio_before = before[row["path"]]
+            same = (row["augment"], (tiny_build / row["path"]).read_bytes()) == (augment_before, audio_before)
+            assert same == (row["path"] not in hit), row
 
 
 def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.detector.dataset.augment import augment, codec, distortion
+from services.detector.dataset.augment import augment, codec, distortion, noise_gate
 from services.detector.dataset.build.items import apportion, draw_duration
 from services.detector.dataset.config import REPO_ROOT, Augment, ConfigError, Windows, load_config, parse_config
 from services.detector.dataset.probe import FEATURES, clip_features, probe_rows
@@ -132,6 +132,34 @@ def test_augment_applies_distortion_when_asked(speech: Audio) -> None:
     descriptions = [augment(speech, np.random.default_rng(seed), Augment(distortion_p=1.0))[1] for seed in range(5)]
     assert all("distort(" in d for d in descriptions)
     assert not any("distort(" in augment(speech, np.random.default_rng(s), Augment())[1] for s in range(20))
+
+
+def test_noise_gate_mutes_the_pauses_and_keeps_the_speech() -> None:
+    # Bursts of a tone (the "speech") 0.3 s long, with pauses of faint noise 60 dB under them:
+    # every gate the draw can make mutes the pauses to digital silence, once its hold has passed,
+    # and leaves the bursts as they were, away from their edges.
+    rate, burst = 16_000, 4_800
+    tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(burst) / rate)).astype(np.float32)
+    faint = (0.3e-3 * np.random.default_rng(0).standard_normal(burst)).astype(np.float32)
+    signal_ = np.concatenate([faint, tone, faint, tone, faint])
+    for seed in range(20):
+        out, name = noise_gate(signal_, np.random.default_rng(seed))
+        again, _ = noise_gate(signal_, np.random.default_rng(seed))
+        assert np.array_equal(out, again) and len(out) == len(signal_) and name.startswith("gate(")
+        # A pause's second half is past any hold (at most 120 ms): digital silence, up to the
+        # gate's look-ahead (one 5 ms frame and its fade) before the next burst.
+        for start in (0, 2 * burst, 4 * burst):
+            assert not np.any(out[start + burst // 2 : start + burst - 160]), (seed, start)
+        # A burst's middle is untouched.
+        for start in (burst, 3 * burst):
+            middle = slice(start + 400, start + burst - 400)
+            assert np.array_equal(out[middle], signal_[middle]), (seed, start)
+
+
+def test_augment_gates_only_when_asked(speech: Audio) -> None:
+    descriptions = [augment(speech, np.random.default_rng(seed), Augment(gate_p=1.0))[1] for seed in range(5)]
+    assert all("gate(" in d for d in descriptions)
+    assert not any("gate(" in augment(speech, np.random.default_rng(s), Augment())[1] for s in range(20))
 
 
 def test_coloured_noise_slopes() -> None:

@@ -142,9 +142,15 @@ class ClipMaker:
             window = self.channel_matcher.apply(window, self._channel_profiles[index], seed=stable_int(item.item_id))
             steps.append(f"channel({sources.recordings[index].recording.speaker})")
         rng = item_rng(self.config.seed, "augment", item.item_id)
-        # Distortion draws from its own stream too: turning it on changes only the clips it hits.
-        distortion_rng = item_rng(self.config.seed, "distortion", item.item_id)
-        augmented, description = augment(window, rng, self.config.augment, distortion_rng=distortion_rng)
+        # Distortion and the gate draw from their own streams: turning one on changes only the
+        # clips it hits.
+        augmented, description = augment(
+            window,
+            rng,
+            self.config.augment,
+            distortion_rng=item_rng(self.config.seed, "distortion", item.item_id),
+            gate_rng=item_rng(self.config.seed, "gate", item.item_id),
+        )
         if description != "none" or not steps:
             steps.append(description)
         return self._prepare(augmented), "+".join(steps)

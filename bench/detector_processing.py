@@ -1,0 +1,139 @@
+"""How production processing of *real* speech moves the detector's verdict (false alarms).
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/detector_processing.py \
+        --real-source ravdess-speech-zenvilleerasmus --real-source speech-accent-archive-andrewwang247 \
+        --output docs/detector-processing.json
+
+Professionally produced speech (prompts, broadcast, podcasts) is called fake far more often than
+other real speech (docs/detector.md, "False alarms on one professional studio voice"). This bench
+asks which step of such production does it: a seeded sample of real recordings from catalogue
+sources (``configs/detector/sources.toml``; their snapshots under ``../.mirror`` or
+``VCFAD_SNAPSHOTS``) goes through each processing chain below (ffmpeg filters, fixed settings),
+then the detector's own loading, and the model scores it: the share called fake at the model's
+own threshold, and the median score, per chain. The same recordings go through every chain, so
+the rows differ by the processing alone. ``--input-floor`` also scores each chain with the serving
+input floor raised to that level (``input_floor_dbfs``, docs/detector.md).
+
+Nothing is tuned on it: it is a measurement of the shipped model. (The catalogue's real sets are
+in the detector corpus: at most 160 files of each, drawn in a seeded order, reached training;
+the "none" row is therefore close to a training-set figure, and the other rows show what the
+processing alone changes.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.report import emit_json, run_context  # the repo root is on the path only from here
+from bench.watermark import catalogue_real_files, ffmpeg_codec
+from services.detector.cli import resolve_model
+from services.detector.inference import DETECTION_LOAD_POLICY, Detector
+from shared.audio import Audio, AudioError, LoadPolicy, load_audio
+
+#: Each chain's ffmpeg filter graph (None: the recording as it is). Settings are fixed, typical of
+#: voice production: broadcast loudness, a compressor and limiter, dynamic normalisation, and two
+#: noise gates (the pauses of edited speech are digital silence).
+CHAINS: dict[str, str | None] = {
+    "none": None,
+    "loudness normalisation (EBU R128, -16 LUFS)": "loudnorm=I=-16:TP=-1.5:LRA=11",
+    "compressor 6:1 + limiter": "acompressor=threshold=-30dB:ratio=6:attack=5:release=80:makeup=8,alimiter=limit=0.9",
+    "dynamic normalisation (dynaudnorm)": "dynaudnorm=f=150:g=15",
+    "noise gate, gentle (-46 dBFS)": "agate=threshold=0.005:ratio=9000:attack=1:release=50",
+    "noise gate, hard (-34 dBFS)": "agate=threshold=0.02:ratio=9000:attack=1:release=50",
+}
+#: Recordings are read as they are (no trimming or levelling) before the chain; the detector's own
+#: loading follows it.
+RAW_POLICY = LoadPolicy(trim_silence=False, normalize_loudness=False, min_duration_s=0.3)
+
+
+def processed(audio: Audio, chain: str | None) -> Audio:
+    """``audio`` through the ffmpeg filter graph ``chain`` (16-bit PCM out), as the detector loads it."""
+    if chain is not None:
+        audio = ffmpeg_codec(audio, ["-filter:a", chain, "-c:a", "pcm_s16le"], "wav")
+    return load_audio(audio.to_wav_bytes(), DETECTION_LOAD_POLICY)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--real-source", action="append", default=[], metavar="NAME", help="catalogue source of real speech"
+    )
+    parser.add_argument("--per-source", type=int, default=100, help="recordings drawn from each source")
+    parser.add_argument("--model", default="default", help="model name or folder (as `vcfad detect --model`)")
+    parser.add_argument(
+        "--input-floor", type=float, action="append", default=[], metavar="DBFS", help="also score with this floor"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", type=Path)
+    args = parser.parse_args()
+    if not args.real_source:
+        parser.error("name at least one --real-source (configs/detector/sources.toml)")
+    if args.per_source < 1:
+        parser.error("--per-source must be ≥ 1")
+    if any(not -90.0 <= floor <= -20.0 for floor in args.input_floor):
+        parser.error("--input-floor must be between -90 and -20 dBFS")
+    load_start = os.getloadavg()
+    detector = Detector.from_model_dir(resolve_model(args.model))
+    rng = random.Random(args.seed)
+    recordings: list[tuple[str, Audio]] = []
+    for name in args.real_source:
+        files = catalogue_real_files(name)
+        for path in rng.sample(files, min(args.per_source, len(files))):
+            try:
+                recordings.append((name, load_audio(path, RAW_POLICY)))
+            except AudioError as error:  # what the detector itself would refuse
+                print(f"skipped: {error}", file=sys.stderr)
+    rows = []
+    for chain_name, chain in CHAINS.items():
+        scores: dict[float | None, list[float]] = {None: [], **{floor: [] for floor in args.input_floor}}
+        refused = 0
+        for _, audio in recordings:
+            try:
+                clip = processed(audio, chain)
+            except AudioError:  # e.g. a gate that left too little sound: the detector refuses it too
+                refused += 1
+                continue
+            for floor in scores:
+                prepared = clip if floor is None else Detector.with_input_floor(clip, floor)
+                scores[floor].append(detector.score_audio(prepared))
+        for floor, values in scores.items():
+            array = np.array(values)
+            row = {
+                "chain": chain_name,
+                "filter": chain,
+                "input_floor_dbfs": floor,
+                "scored": len(values),
+                "refused": refused,
+                "called_fake": float(np.mean(array >= detector.threshold)) if len(values) else None,
+                "median_score": float(np.median(array)) if len(values) else None,
+            }
+            rows.append(row)
+            print(
+                f"{chain_name:45s} floor {floor if floor is not None else '-':>6} scored {len(values):4d} "
+                f"refused {refused:3d} called fake {row['called_fake']:.3f} median {row['median_score']:.3f}",
+                flush=True,
+            )
+    emit_json(
+        {
+            **run_context(load_start),
+            "model": args.model,
+            "threshold": detector.threshold,
+            "sources": args.real_source,
+            "per_source": args.per_source,
+            "recordings": len(recordings),
+            "rows": rows,
+        },
+        args.output,
+    )
+
+
+if __name__ == "__main__":
+    main()
