@@ -275,7 +275,7 @@ def main() -> None:
                 # The audio's residuals once; each key's pattern is then a cheap correlation.
                 residuals = watermarker.window_residuals(frames_db[first : first + count], first)
                 for reader in (watermarker, *others):
-                    z = reader.read_residuals(residuals)[0]
+                    z = reader.read_residuals(residuals).z
                     trials += 1
                     hits += z >= threshold
                     own_hits += reader is watermarker and z >= threshold

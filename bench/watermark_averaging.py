@@ -23,6 +23,12 @@ at each clone's first sample, so the attacker can line the clones up without the
 5. **Forge from one long clone.** As 4, with one clone of the longest text the service accepts
    (400 characters, about 23 s: 23 periods of the same payload) added to the average and giving
    the payload cells.
+6. **Copy the long clone period by period.** As 5, but each period of the recording takes the
+   signs of the same period of the long clone (read in the window that starts there): what
+   changes from period to period (the payload cells' content bits) is copied as it was.
+
+Since 2026-12-07 the payload cells are bound to the speech they sit in (docs/watermark.md,
+"Design"), so 4–6 copy signs that the detector, reading the recording's own content, scrambles.
 
 Material: the project's own TTS (Piper joe, espeak-ng voices) reading VCTK sentences, transcript rows
 other than the watermark bench's (305) and its tuning clips (0, 100, 200, 400, 500): the pool from
@@ -46,7 +52,7 @@ from bench.report import emit_json  # the repo root is on the path only from her
 from bench.watermark import DETECTION_POLICY, real_speech, tts_clips
 from shared.audio import Audio, load_audio
 from shared.tts.piper import PiperTTS
-from shared.watermark import Pattern, Watermarker, WatermarkKey, make_payload
+from shared.watermark import Watermarker, WatermarkKey, make_payload
 
 CLONE_COUNTS = (1, 2, 4, 8, 16, 32, 64)
 
@@ -73,11 +79,26 @@ def estimated_chips(sums: np.ndarray, sync_fraction: float, one_clone: np.ndarra
     return np.where(keep, np.sign(sums), rest)
 
 
-def imitator(chips: np.ndarray, params_source: Watermarker) -> Watermarker:
-    """A watermarker that embeds ``chips`` (every cell a sync cell) with the design's own embedder."""
-    forger = Watermarker(WatermarkKey(hashlib.sha256(b"attacker").digest()), params_source.params)
-    forger.pattern = Pattern(chips=chips, role=np.full(chips.shape, -1))
-    return forger
+def imprint(watermarker: Watermarker, audio: Audio, signs: np.ndarray) -> Audio:
+    """``audio`` with ``signs`` ((time cells, freq cells), or one such per period) embedded by the
+    design's own informed embedder (:meth:`Watermarker.embed_pattern`): what an attacker with this
+    code does with an estimate."""
+    return watermarker.embed_pattern(audio, signs if signs.ndim == 3 else signs[None])
+
+
+def period_signs(watermarker: Watermarker, audio: Audio) -> np.ndarray:
+    """(periods, time cells, freq cells): the signs of each period's own cell residuals, read in
+    the window that starts with the period (speed 1, offset 0): a period-by-period copy."""
+    params = watermarker.params
+    frames_db = watermarker.log_spectrogram(audio)
+    unit = params.search_scales().index((1.0, 1.0))
+    width = params.phase_bins // params.time_cells
+    count = watermarker.window_frames(frames_db.shape[0])[0][1]
+    periods = []
+    for first in range(0, max(frames_db.shape[0] - count, 0) + 1, params.phase_bins):
+        residuals = watermarker.window_residuals(frames_db[first : first + count], first).residuals[unit]
+        periods.append(np.sign(residuals[::width]))
+    return np.stack(periods)
 
 
 def found(watermarker: Watermarker, audio: Audio) -> tuple[int, int, bool, int | None]:
@@ -86,6 +107,17 @@ def found(watermarker: Watermarker, audio: Audio) -> tuple[int, int, bool, int |
     report = watermarker.detect(load_audio(audio.to_wav_bytes(), DETECTION_POLICY))
     hits = sum(w.z >= report.threshold_z for w in report.windows)
     return hits, len(report.windows), report.present, report.payload
+
+
+def copy_shares(prefix: str, results: list[tuple[int, int, bool, int | None]], own: int) -> dict[str, float]:
+    """Shares of the recordings (:func:`found` results) where the copy was found, read with the
+    payload ``own`` it was copied from, and read with another payload."""
+    count = len(results)
+    return {
+        f"{prefix}_clips_found": sum(present for _, _, present, _ in results) / count,
+        f"{prefix}_clips_with_its_payload": sum(read == own for *_, read in results) / count,
+        f"{prefix}_clips_with_another_payload": sum(read is not None and read != own for *_, read in results) / count,
+    }
 
 
 def main() -> None:
@@ -116,6 +148,7 @@ def main() -> None:
         PiperTTS().synthesize(long_text).resample(22_050).trim_silence().normalize_loudness(-23.0), long_payload
     )
     long_sums = cell_sums(watermarker, long_clone)
+    long_periods = period_signs(watermarker, long_clone)
     sync = watermarker.pattern.role < 0
 
     baseline = [found(watermarker, marked) for marked, _ in targets]
@@ -124,23 +157,24 @@ def main() -> None:
         total = np.sum(sums[:count], axis=0)
         chips = estimated_chips(total, params.sync_fraction)
         agreement = float(np.mean(np.sign(total[sync]) == watermarker.pattern.chips[sync]))
-        strip = imitator(-chips, watermarker)
-        stripped = [(strip.embed(marked, make_payload(strip.key, "strip")), clip) for marked, clip in targets]
+        stripped = [(imprint(watermarker, marked, -chips), clip) for marked, clip in targets]
         strip_hits = [found(watermarker, audio) for audio, _ in stripped]
         # The attack's own cost: what it changed, relative to the speech (dB).
         change_db = [
             10 * np.log10(np.sum((a.samples - m.samples) ** 2) / np.sum(c.samples.astype(np.float64) ** 2))
             for (a, c), (m, _) in zip(stripped, targets, strict=True)
         ]
-        forge = imitator(chips, watermarker)
-        forged = [found(watermarker, forge.embed(audio, make_payload(forge.key, "forge"))) for audio in real]
-        copier = imitator(estimated_chips(total, params.sync_fraction, one_clone=sums[0]), watermarker)
-        copied = [found(watermarker, copier.embed(audio, make_payload(copier.key, "copy"))) for audio in real]
+        forged = [found(watermarker, imprint(watermarker, audio, chips)) for audio in real]
+        copy_chips = estimated_chips(total, params.sync_fraction, one_clone=sums[0])
+        copied = [found(watermarker, imprint(watermarker, audio, copy_chips)) for audio in real]
         long_chips = estimated_chips(total + long_sums, params.sync_fraction, one_clone=long_sums)
-        long_copier = imitator(long_chips, watermarker)
-        long_copies = [
-            found(watermarker, long_copier.embed(audio, make_payload(long_copier.key, "long"))) for audio in real
-        ]
+        long_copies = [found(watermarker, imprint(watermarker, audio, long_chips)) for audio in real]
+        # The same, period by period: each period of the long clone copied onto the same period of
+        # the recording (its sync cells from the average), so the payload cells keep, in every
+        # period, the signs the clone had there.
+        keep = np.abs(total + long_sums) >= np.quantile(np.abs(total + long_sums), 1.0 - params.sync_fraction)
+        per_period = np.where(keep[None], np.sign(total + long_sums)[None], long_periods)
+        period_copies = [found(watermarker, imprint(watermarker, audio, per_period)) for audio in real]
         row = {
             "clones": count,
             "sync_sign_agreement": agreement,
@@ -152,13 +186,8 @@ def main() -> None:
             "forged_clips_with_payload": sum(r is not None for _, _, _, r in forged) / len(forged),
             "payload_copy_clips_found": sum(p for _, _, p, _ in copied) / len(copied),
             "payload_copy_clips_with_payload": sum(r is not None for _, _, _, r in copied) / len(copied),
-            "long_clone_copy_clips_found": sum(p for _, _, p, _ in long_copies) / len(long_copies),
-            "long_clone_copy_clips_with_its_payload": sum(r == long_payload for _, _, _, r in long_copies)
-            / len(long_copies),
-            "long_clone_copy_clips_with_another_payload": sum(
-                r is not None and r != long_payload for _, _, _, r in long_copies
-            )
-            / len(long_copies),
+            **copy_shares("long_clone_copy", long_copies, long_payload),
+            **copy_shares("long_clone_period_copy", period_copies, long_payload),
             "stripped_clips_with_payload": sum(r is not None for _, _, _, r in strip_hits) / len(strip_hits),
         }
         rows.append(row)

@@ -2,11 +2,14 @@
 
 A keyed spread-spectrum pattern in the STFT magnitude: the telephone band (300–3400 Hz) is cut
 into cells (:class:`WatermarkParams`: 20 ms × ~65 Hz) tiled with a 1 s period, and each cell's
-magnitude is raised or lowered by a few dB, the sign drawn from the key. 70 % of the cells carry a
+magnitude is raised or lowered by a few dB, the sign drawn from the key. 60 % of the cells carry a
 known *sync* pattern (presence and alignment); the rest spread the 64 bits of the 16-bit job
 hash's codeword in an extended BCH code ([64, 16, 24], :mod:`shared.bch`; the 24-bit payload is
-the key's id, implied by the key that finds the mark, then the job hash). A gain on the speech's
-own spectrum adds nothing where there is no sound and is masked by the speech where there is.
+the key's id, implied by the key that finds the mark, then the job hash). A payload cell's sign is
+also bound to the audio it sits in (the sign of a keyed projection of how the spectrum around it
+moves in time), so a payload copied from a clone onto other speech does not read there. A gain on
+the speech's own spectrum adds nothing where there is no sound and is masked by the speech where
+there is.
 
 Detection works on any 1 s window: log-magnitude STFT at 8 kHz, cell means, each cell minus its
 neighbours (removes the speech's own slowly varying envelope), then the normalised correlation
@@ -204,7 +207,7 @@ class WatermarkParams:
     #: Bound on any cell's corrected gain, ± dB (the audibility budget of the corrections).
     max_gain_db: float = 7.0
     #: Share of the cells that carry the sync (presence) pattern; the rest carry payload bits.
-    sync_fraction: float = 0.7
+    sync_fraction: float = 0.6
     #: The payload a reader reports: the key's 8-bit id, then a 16-bit job hash.
     payload_bits: int = 24
     #: The key id is not embedded: only this key's detector can find the mark, so a find already
@@ -230,6 +233,26 @@ class WatermarkParams:
     false_positive_rate: float = 1e-4
     #: Embedding STFT: window length (s) and overlap (hop = window / 4).
     embed_window_s: Seconds = 0.032
+    #: Content binding of the payload (docs/watermark.md, "Copying"): each payload cell's sign is
+    #: also multiplied by a bit of the audio it sits in, the sign of a keyed projection of the
+    #: levels of its *block* (this many time × frequency cells) and the blocks around it
+    #: (``content_span_blocks`` in time, every block of the band), so a payload copied onto other
+    #: audio no longer reads. The projection's weights sum to 0 along time in every band, so a
+    #: gain or a fixed filter (telephone band, a codec's tilt) leaves it unchanged.
+    content_block_time_cells: int = 10
+    content_block_freq_cells: int = 8
+    content_span_blocks: int = 3
+    #: Block levels are floored this far under the period's loudest block: pauses (which noise
+    #: fills) weigh no more than a quiet block.
+    content_floor_db: float = 30.0
+    #: Rounds of the embedder's fixed point: after the first, the content bits are read again
+    #: from the marked audio (the mark moves block levels a little) and it is embedded again
+    #: where one changed. 1: the host's bits only; 3 rounds read no better on the tuning clips
+    #: (payload z within ±0.2, paired) at three times the cost (docs/watermark.md).
+    content_rounds: int = 1
+    #: The detector weighs each cell by its projection over this multiple of the period's median
+    #: absolute projection, clipped to ±1, instead of by its sign alone (the embedder uses signs).
+    content_softness: float = 0.5
 
     @property
     def embedded_payload_bits(self) -> int:
@@ -257,6 +280,13 @@ class WatermarkParams:
         speeds = [(float(s), float(s)) for s in self._factors(self.max_speed_change)]
         tempos = [(float(t), 1.0) for t in self._factors(self.max_tempo_change) if not math.isclose(t, 1.0)]
         return speeds + tempos
+
+    @property
+    def content_blocks(self) -> tuple[int, int]:
+        """(time, frequency) blocks of the content binding in one period."""
+        if self.time_cells % self.content_block_time_cells or self.freq_cells % self.content_block_freq_cells:
+            raise ValueError("the content blocks must tile the cell grid")
+        return self.time_cells // self.content_block_time_cells, self.freq_cells // self.content_block_freq_cells
 
     def tests_per_window(self) -> int:
         """Correlations tried per window (offsets × scales): the union bound's count."""
@@ -287,10 +317,16 @@ class WatermarkParams:
 
 @dataclass(frozen=True)
 class Pattern:
-    """A key's cell pattern: ``chips`` (±1) and ``role`` (−1 sync, else the coded bit index)."""
+    """A key's cell pattern: ``chips`` (±1), ``role`` (−1 sync, else the coded bit index) and
+    the secret ``content_weights`` that bind the payload cells to the audio they sit in."""
 
     chips: np.ndarray  # (time_cells, freq_cells) of ±1.0
     role: np.ndarray  # (time_cells, freq_cells) of int
+    #: (time_cells, freq_cells, span, freq blocks): each cell's own projection of the block levels
+    #: around its block (``content_span_blocks`` time blocks, every frequency block); each
+    #: (cell, frequency block) row sums to 0 along the span. One per cell, not per block: under a
+    #: copy, the cells' content signs then disagree independently, not a block at a time.
+    content_weights: np.ndarray
 
     @classmethod
     def from_key(cls, key: WatermarkKey, params: WatermarkParams) -> Pattern:
@@ -302,30 +338,70 @@ class Pattern:
         # Payload cells dealt to the bits in turn, then shuffled: every bit gets the same share,
         # spread over the whole period and band.
         roles = np.concatenate([np.full(sync_cells, -1), np.arange(cells - sync_cells) % params.coded_bits])
-        return cls(chips=chips, role=rng.permutation(roles).reshape(shape))
+        # A stream of its own, so the chips and roles of a key stay what they were before.
+        _, freq_blocks = params.content_blocks
+        weights = np.random.default_rng(key.seed("content")).standard_normal(
+            (params.time_cells, params.freq_cells, params.content_span_blocks, freq_blocks)
+        )
+        # Zero sums along time (every band) and along frequency (every time block): a gain, a
+        # fixed filter and the broadband loudness envelope, which any two utterances share in
+        # rough shape, all project to 0; what is left is how the spectrum moves in time.
+        weights -= weights.mean(axis=2, keepdims=True)
+        weights -= weights.mean(axis=3, keepdims=True)
+        return cls(chips=chips, role=rng.permutation(roles).reshape(shape), content_weights=weights)
 
-    def signs(self, coded: np.ndarray) -> np.ndarray:
-        """The ±1 gain sign of every cell for the coded bits ``coded`` (0/1)."""
+    def signs(self, coded: np.ndarray, content: np.ndarray | None = None) -> np.ndarray:
+        """The ±1 gain sign of every cell for the coded bits ``coded`` (0/1) and, on the payload
+        cells, the ``content`` bits of one period (:meth:`content_signs`; None: all +1)."""
         bit_signs = np.where(self.role >= 0, 2.0 * coded[np.maximum(self.role, 0)] - 1.0, 1.0)
+        if content is not None:
+            bit_signs = bit_signs * np.where(self.role >= 0, np.where(content < 0, -1.0, 1.0), 1.0)
         return self.chips * bit_signs
+
+    def content_signs(self, levels_db: np.ndarray, params: WatermarkParams) -> np.ndarray:
+        """Per cell: its content bit, the sign of its keyed projection of the block levels around it.
+
+        ``levels_db``: (time_cells, freq_cells) mean dB of each cell over its frames and bins
+        (NaN where the period holds none), as the detector measures them. 0 where the
+        projection is exactly 0 (a period of silence): such cells carry no content bit.
+        """
+        time_blocks, freq_blocks = params.content_blocks
+        blocks = levels_db.reshape(
+            time_blocks, params.content_block_time_cells, freq_blocks, params.content_block_freq_cells
+        )
+        finite = np.isfinite(blocks)
+        cells = finite.sum(axis=(1, 3))
+        block_db = np.where(cells > 0, np.where(finite, blocks, 0.0).sum(axis=(1, 3)) / np.maximum(cells, 1), np.nan)
+        loudest = np.nanmax(block_db) if np.isfinite(block_db).any() else 0.0
+        floor = loudest - params.content_floor_db
+        block_db = np.where(np.isfinite(block_db), np.maximum(block_db, floor), floor)
+        span = params.content_span_blocks
+        starts = np.clip(np.arange(time_blocks) - span // 2, 0, time_blocks - span)
+        neighbourhoods = block_db[starts[:, None] + np.arange(span)[None, :]]  # (time blocks, span, freq blocks)
+        per_cell = np.repeat(neighbourhoods, params.content_block_time_cells, axis=0)  # (time_cells, span, …)
+        projection = np.einsum("tfsg,tsg->tf", self.content_weights, per_cell)
+        if params.content_softness <= 0:
+            return np.sign(projection)
+        # Soft: a projection near 0 is the one an attack flips most often, so it weighs less.
+        scale = params.content_softness * max(float(np.median(np.abs(projection))), 1e-9)
+        return np.clip(projection / scale, -1.0, 1.0)
 
 
 @dataclass(frozen=True)
 class _CellGrid:
-    """Which watermark cell each (frame, bin) of an embedding STFT belongs to."""
+    """Which pooled cell each (frame, bin) of an embedding STFT belongs to.
 
-    cell_t: np.ndarray  # (frames,) time cell of each frame
-    cell_f: np.ndarray  # (bins,) frequency cell of each in-band bin
-    freq_cells: int
+    A pooled cell is one pattern cell with one gain sign: its corrections are measured over every
+    period of the clip where the cell has that sign (the content binding flips payload cells'
+    signs from period to period).
+    """
+
+    index: np.ndarray  # (frames · bins,) pooled cell of every (frame, bin), frames first
+    shape: tuple[int, int]  # (frames, bins)
     cells: int
 
-    @cached_property
-    def index(self) -> np.ndarray:
-        """Flat cell number of every (frame, bin), frames first."""
-        return (self.cell_t[:, None] * self.freq_cells + self.cell_f[None, :]).ravel()
-
     def level_db(self, power: np.ndarray, reference_power: np.ndarray) -> np.ndarray:
-        """Per cell: 10·log10 of ``power`` summed over the cell over ``reference_power`` summed so.
+        """Per pooled cell: 10·log10 of ``power`` summed over it over ``reference_power`` summed so.
         (The detector averages dB within a cell instead; for the gain, uniform over a cell, the two
         agree, and the embedder stays as it was, so marks made before the change read as before.)"""
         summed = np.bincount(self.index, weights=power.ravel(), minlength=self.cells)
@@ -333,8 +409,8 @@ class _CellGrid:
         return 10.0 * np.log10(np.maximum(summed, 1e-30) / np.maximum(reference, 1e-30))
 
     def spread(self, per_cell: np.ndarray) -> np.ndarray:
-        """A per-cell value on every (frame, bin) of the grid."""
-        return per_cell[self.index].reshape(len(self.cell_t), len(self.cell_f))
+        """A per-pooled-cell value on every (frame, bin) of the grid."""
+        return per_cell[self.index].reshape(self.shape)
 
 
 def make_payload(key: WatermarkKey, job: str) -> int:
@@ -344,13 +420,25 @@ def make_payload(key: WatermarkKey, job: str) -> int:
 
 
 @dataclass(frozen=True)
+class SyncReading:
+    """Where one window's sync correlates best: its z-score, (time, frequency) ``scale``, pattern
+    ``offset`` (phase bins), and every cell's residual × chip there, (time_cells, freq_cells)."""
+
+    z: float
+    scale: tuple[float, float]
+    offset: int
+    cell_products: np.ndarray
+
+
+@dataclass(frozen=True)
 class WindowReading:
     """What one detection window holds: its best sync z-score, at which time and frequency scale
     (``speed``, ``frequency_scale``: both alike for a speed change, 1 for a tempo change), and its
     payload cells there.
 
-    ``payload_products``: each payload cell's residual times its chip, in the order of
-    ``Pattern.role >= 0``; summed over windows and per coded bit they give the bits' correlations.
+    ``payload_products``: each payload cell's residual times its chip and its content bit, in
+    the order of ``Pattern.role >= 0``; summed over windows and per coded bit they give the bits'
+    correlations.
     """
 
     start_s: Seconds
@@ -453,12 +541,79 @@ class Watermarker:
             ``band_high_hz``, 6.8 kHz).
         """
         params = self.params
+        coded = self.coded_bits(payload)
+        if audio.num_samples == 0:
+            return audio
+        # The content bits are read from the host as the detector reads them. The mark moves
+        # block levels a little, so a bit may read flipped from the marked audio: further rounds
+        # read them again there and embed again until they agree (a fixed point).
+        content = self.period_content(audio)
+        marked = self.embed_pattern(audio, np.stack([self.pattern.signs(coded, period) for period in content]))
+        for _ in range(params.content_rounds - 1):
+            again = self.period_content(marked)
+            if np.array_equal(np.sign(again), np.sign(content)):
+                break
+            content = again
+            marked = self.embed_pattern(audio, np.stack([self.pattern.signs(coded, period) for period in content]))
+        return marked
+
+    def period_content(self, audio: Audio) -> np.ndarray:
+        """(periods, time_cells, freq_cells): each period's content bits, as the detector reads
+        them from ``audio`` at speed 1 (:meth:`Pattern.content_signs`)."""
+        _, levels = self.period_levels(self.log_spectrogram(audio))
+        return np.stack([self.pattern.content_signs(period, self.params) for period in levels])
+
+    def period_levels(
+        self,
+        frames_db: np.ndarray,
+        scale: tuple[float, float] = (1.0, 1.0),
+        offset: int = 0,
+        first_frame: int = 0,
+    ) -> tuple[int, np.ndarray]:
+        """Mean dB of each cell of each period of a detection spectrogram (:meth:`log_spectrogram`).
+
+        ``frames_db`` starts at frame ``first_frame`` of the clip; the periods are those of a
+        pattern at ``offset`` (phase bins) read at ``scale`` (time, frequency), as the detector's
+        fold sees them. Returns the index of the first period (period 0 starts where the pattern's
+        time cell 0 first falls at or after the clip's start) and (periods, time_cells, freq_cells)
+        of mean dB over each cell's frames and bins; NaN where a cell has no frame.
+        """
+        params = self.params
+        phases, width = params.phase_bins, self._cell_width()
+        time_scale, frequency_scale = scale
+        freqs = np.fft.rfftfreq(params.n_fft, 1.0 / params.analysis_rate_hz)[self._analysis_bins()]
+        original_f = freqs / frequency_scale
+        keep = (original_f >= params.band_low_hz) & (original_f < params.band_high_hz)
+        bin_cell = np.zeros((int(keep.sum()), params.freq_cells))
+        bin_cell[np.arange(bin_cell.shape[0]), self._freq_cell(original_f[keep])] = 1.0
+        position = np.round((first_frame + np.arange(frames_db.shape[0])) * time_scale).astype(int) - offset
+        period = position // phases
+        first_period = int(period.min()) if len(period) else 0
+        periods = int(period.max()) - first_period + 1 if len(period) else 1
+        row = (period - first_period) * params.time_cells + (position % phases) // width
+        sums = np.zeros((periods * params.time_cells, params.freq_cells))
+        np.add.at(sums, row, frames_db[:, keep] @ bin_cell)
+        counts = np.bincount(row, minlength=sums.shape[0])[:, None] * bin_cell.sum(axis=0)[None, :]
+        levels = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        return first_period, levels.reshape(periods, params.time_cells, params.freq_cells)
+
+    def embed_pattern(self, audio: Audio, signs: np.ndarray) -> Audio:
+        """``audio`` with each period's cells raised or lowered by ``strength_db`` × ``signs``
+        ((periods, time_cells, freq_cells) of −1, 0 or +1; a period past the last takes the
+        last's signs): the embedder's core, which :meth:`embed` gives the key's signs. Public
+        because the copy-attack bench imprints what a forger estimated with it.
+
+        Raises
+        ------
+        ValueError
+            A rate below twice ``band_high_hz`` (6.8 kHz).
+        """
+        params = self.params
         rate = audio.sample_rate_hz
         if rate < 2 * params.band_high_hz:
             raise ValueError(f"watermarking needs ≥ {2 * params.band_high_hz:g} Hz audio; got {rate} Hz")
         if audio.num_samples == 0:
             return audio
-        signs = self.pattern.signs(self.coded_bits(payload))
         nperseg = 2 * round(params.embed_window_s * rate / 2)
         hop = nperseg // 4
         # A clip shorter than one window is padded (and cropped back), so the STFT keeps its size.
@@ -467,11 +622,18 @@ class Watermarker:
         in_band = (freqs >= params.band_low_hz) & (freqs < params.band_high_hz)
         cell_f = self._freq_cell(freqs[in_band])
         cell_t = self._time_cell(times)
-        target_db = params.strength_db * signs[cell_t[:, None], cell_f[None, :]]  # (frames, bins)
-        # The corrections are measured per pattern cell, pooled over the clip's periods: measured
-        # per period instead (each detection window sees one), the estimates are noisier and the
-        # detector's z came out ~4 % lower on the tuning clips (docs/watermark.md).
-        cells = _CellGrid(cell_t, cell_f, params.freq_cells, params.time_cells * params.freq_cells)
+        period = np.minimum((times // params.period_s).astype(int), signs.shape[0] - 1)
+        frame_signs = signs[period[:, None], cell_t[:, None], cell_f[None, :]]  # (frames, bins)
+        target_db = params.strength_db * frame_signs
+        # The corrections are measured per pattern cell and sign, pooled over the clip's periods:
+        # measured per period instead (each detection window sees one), the estimates are noisier
+        # and the detector's z came out ~4 % lower on the tuning clips (docs/watermark.md).
+        cell = cell_t[:, None] * params.freq_cells + cell_f[None, :]
+        cells = _CellGrid(
+            index=(3 * cell + np.sign(frame_signs).astype(int) + 1).ravel(),
+            shape=frame_signs.shape,
+            cells=3 * params.time_cells * params.freq_cells,
+        )
         host_power = np.abs(spectrum[in_band, :].T) ** 2
         wanted_db = cells.level_db(host_power * 10.0 ** (target_db / 10.0), host_power)
 
@@ -627,12 +789,11 @@ class Watermarker:
             energy_spectrum=np.fft.rfft(stacked**2, axis=1),
         )
 
-    def read_window(self, frames_db: np.ndarray, first_frame: int) -> tuple[float, tuple[float, float], np.ndarray]:
-        """Best sync z-score of one window over offsets and scales, that (time, frequency) scale,
-        and the payload cells' residual × chip there (:attr:`WindowReading.payload_products`)."""
+    def read_window(self, frames_db: np.ndarray, first_frame: int) -> SyncReading:
+        """Best sync z-score of one window over offsets and scales, where, and the cells there."""
         return self.read_residuals(self.window_residuals(frames_db, first_frame))
 
-    def read_residuals(self, window: WindowResiduals) -> tuple[float, tuple[float, float], np.ndarray]:
+    def read_residuals(self, window: WindowResiduals) -> SyncReading:
         """:meth:`read_window` on residuals from :meth:`window_residuals` (of any key's watermarker).
 
         Every offset's correlation at once: a circular cross-correlation along the phase axis
@@ -649,9 +810,38 @@ class Watermarker:
         z = np.where(denominator > 1e-9, numerator / np.maximum(denominator, 1e-9), 0.0)
         scale_index, offset = np.unravel_index(int(np.argmax(z)), z.shape)
         rows = (offset + width * np.arange(params.time_cells)) % phases
-        payload = self.pattern.role >= 0
-        products = (window.residuals[scale_index][rows] * self.pattern.chips)[payload]
-        return float(z[scale_index, offset]), window.scales[scale_index], products
+        return SyncReading(
+            z=float(z[scale_index, offset]),
+            scale=window.scales[scale_index],
+            offset=int(offset),
+            cell_products=window.residuals[scale_index][rows] * self.pattern.chips,
+        )
+
+    def payload_products(self, frames_db: np.ndarray, first_frame: int, frames: int, sync: SyncReading) -> np.ndarray:
+        """The payload cells' residual × chip × content bit in the window of ``frames`` frames from
+        ``first_frame`` (:attr:`WindowReading.payload_products`), at the scale and offset ``sync``
+        found there.
+
+        The content bits are those of each cell's own period of the audio, as the embedder read
+        them: a window that straddles two periods holds the end of one and the start of the
+        next, and a block's neighbourhood may lie outside the window, so the periods are folded
+        from the spectrogram around the window (one period either side), not from the window.
+        """
+        params = self.params
+        phases, width = params.phase_bins, self._cell_width()
+        time_scale = sync.scale[0]
+        margin = math.ceil(phases / time_scale) + 1
+        low = max(0, first_frame - margin)
+        around = frames_db[low : first_frame + frames + margin]
+        first_period, levels = self.period_levels(around, sync.scale, sync.offset, low)
+        contents = np.stack([self.pattern.content_signs(period, params) for period in levels])
+        # Each cell's first occurrence at or after the window's start, in scaled phase bins.
+        start = round(first_frame * time_scale)
+        cell_start = sync.offset + width * np.arange(params.time_cells)
+        period = -((cell_start - start) // phases)  # ceil((start − cell_start) / phases)
+        period = np.clip(period - first_period, 0, len(contents) - 1)
+        content = contents[period, np.arange(params.time_cells)]  # (time_cells, freq_cells)
+        return (sync.cell_products * content)[self.pattern.role >= 0]
 
     @cached_property
     def _sync_spectra(self) -> tuple[np.ndarray, np.ndarray]:
@@ -677,7 +867,7 @@ class Watermarker:
     def decode_payload(self, windows: list[WindowReading]) -> tuple[int | None, float]:
         """The payload the ``windows`` carry together, or None when it is not clear enough, and its z.
 
-        The windows' cell products are summed (each cell's chip is the same in every period), the
+        The windows' cell products are summed (each already carries its period's content bit), the
         code's maximum-likelihood codeword is taken, and its correlation, normalised by the
         summed products' norm, is the z-score: a weighted sum of random signs when the cells hold
         nothing of a payload, so :meth:`WatermarkParams.payload_threshold_z` bounds false reports.
@@ -706,9 +896,10 @@ class Watermarker:
         frame_s = params.hop / params.analysis_rate_hz
         windows = []
         for first, count in self.window_frames(frames_db.shape[0]):
-            z, (speed, frequency_scale), products = self.read_window(frames_db[first : first + count], first)
+            sync = self.read_window(frames_db[first : first + count], first)
+            products = self.payload_products(frames_db, first, count, sync)
             end_s = min(audio.duration_s, first * frame_s + params.window_s)
-            windows.append(WindowReading(first * frame_s, end_s, z, speed, frequency_scale, products))
+            windows.append(WindowReading(first * frame_s, end_s, sync.z, sync.scale[0], sync.scale[1], products))
         return self._verdict(windows)
 
     def window_frames(self, total: int) -> list[tuple[int, int]]:

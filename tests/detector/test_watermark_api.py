@@ -15,7 +15,7 @@ from service_stack import DETECTOR_MODEL_DIR
 from services.detector.app import create_app
 from services.detector.config import Settings
 from shared.tts.debian import EspeakNgTTS
-from shared.watermark import Pattern, Watermarker, WatermarkKey, make_payload
+from shared.watermark import Watermarker, WatermarkKey, make_payload
 from vcfad.cli import main
 
 KEY = WatermarkKey(hashlib.sha256(b"vcfad detector watermark test key").digest())
@@ -67,9 +67,7 @@ async def test_a_copied_pattern_without_its_payload_leaves_the_label_to_the_clas
     speech = speech.resample(16_000).trim_silence().normalize_loudness(-23.0)
     genuine = Watermarker(KEY)
     sync = genuine.pattern.role < 0
-    copier = Watermarker(WatermarkKey(hashlib.sha256(b"a forger").digest()))
-    copier.pattern = Pattern(chips=np.where(sync, genuine.pattern.chips, 0.0), role=np.full(sync.shape, -1))
-    copied = copier.embed(speech, make_payload(copier.key, "anything"))
+    copied = genuine.embed_pattern(speech, np.where(sync, genuine.pattern.chips, 0.0)[None])
     app = create_app(Settings(threads=1))
     transport = httpx.ASGITransport(app=app)
     async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://d") as client:

@@ -158,8 +158,50 @@ def test_survives_attacks(watermarker: Watermarker, speech: Audio, attack: str) 
         attacked = Audio(marked.samples * np.float32(10 ** (-6 / 20)), 24_000)
     share, read, _ = detected(watermarker, attacked)
     assert share >= 0.8, f"found in {share:.0%} of the windows after {attack}"
-    # The coded payload reads right after each of these (its z is 11–17 here against 6.12).
+    # The coded payload reads right after each of these (its z is 11–19 here against 6.12,
+    # with the payload bound to the speech).
     assert read == payload, f"payload {read} read after {attack}, {payload} embedded"
+
+
+def test_a_payload_copied_onto_other_speech_does_not_read(watermarker: Watermarker, speech: Audio) -> None:
+    """The strongest copy without the key: a forger who knew the exact signs the embedder gave
+    every cell of every period of a clone imprints them on another recording with the design's
+    own embedder. The sync pattern is found (it is the same in every clip), but the payload cells
+    were bound to the clone's content, so the payload must not read; embedded properly, it does."""
+    payload = make_payload(KEY, "copied")
+    clone = watermarker.embed(speech, payload)
+    coded = watermarker.coded_bits(payload)
+    exact = np.stack([watermarker.pattern.signs(coded, period) for period in watermarker.period_content(clone)])
+    other = EspeakNgTTS(voice="en-gb", variant="f3").synthesize(
+        "Before the storm arrived, the fishermen pulled their boats high onto the pebbles of the beach."
+    )
+    other = other.resample(speech.sample_rate_hz).trim_silence().normalize_loudness(-23.0)
+    share, read, _ = detected(watermarker, watermarker.embed_pattern(other, exact))
+    assert share >= 0.8, "the copied sync pattern should still be found"
+    assert read is None, f"payload {read:06x} read from a copy"
+    assert detected(watermarker, watermarker.embed(other, payload))[1] == payload
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    gain_db=st.floats(-40.0, 40.0),
+    band_db=st.lists(st.floats(-5.0, 5.0), min_size=48, max_size=48),
+    moment_db=st.lists(st.floats(-5.0, 5.0), min_size=50, max_size=50),
+)
+def test_content_bits_ignore_gain_filters_and_the_loudness_envelope(
+    watermarker: Watermarker, seed: int, gain_db: float, band_db: list[float], moment_db: list[float]
+) -> None:
+    """A cell's content bit depends on how the spectrum moves in time, not on a gain, a fixed
+    filter (a level per band) or the broadband loudness envelope (a level per moment): these
+    survive every channel a clip goes through and are what two utterances share, so they must
+    project to nothing (within the floor's reach: here every level is within 25 dB)."""
+    levels = np.random.default_rng(seed).uniform(-15.0, 0.0, size=(50, 48))
+    changed = levels + gain_db + np.array(band_db)[None, :] + np.array(moment_db)[:, None]
+    params = watermarker.params
+    np.testing.assert_allclose(
+        watermarker.pattern.content_signs(changed, params), watermarker.pattern.content_signs(levels, params), atol=1e-9
+    )
 
 
 def test_scales_are_read_independently_of_each_other(watermarker: Watermarker, speech: Audio) -> None:
