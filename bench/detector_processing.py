@@ -36,6 +36,7 @@ from bench.report import emit_json, run_context  # the repo root is on the path 
 from bench.watermark import catalogue_real_files, ffmpeg_codec
 from services.detector.cli import resolve_model
 from services.detector.inference import DETECTION_LOAD_POLICY, Detector
+from services.detector.model_files import ModelFileError
 from shared.audio import Audio, AudioError, LoadPolicy, load_audio
 
 #: Each chain's ffmpeg filter graph (None: the recording as it is). Settings are fixed, typical of
@@ -81,11 +82,15 @@ def main() -> None:
     if any(not -90.0 <= floor <= -20.0 for floor in args.input_floor):
         parser.error("--input-floor must be between -90 and -20 dBFS")
     load_start = os.getloadavg()
-    detector = Detector.from_model_dir(resolve_model(args.model))
+    # Snapshots and the model are checked before any scoring, each with its own message.
+    sources = {name: catalogue_real_files(name) for name in args.real_source}
+    try:
+        detector = Detector.from_model_dir(resolve_model(args.model))
+    except (FileNotFoundError, ModelFileError) as error:
+        parser.error(str(error))
     rng = random.Random(args.seed)
     recordings: list[tuple[str, Audio]] = []
-    for name in args.real_source:
-        files = catalogue_real_files(name)
+    for name, files in sources.items():
         for path in rng.sample(files, min(args.per_source, len(files))):
             try:
                 recordings.append((name, load_audio(path, RAW_POLICY)))

@@ -606,12 +606,16 @@ class Watermarker:
         Raises
         ------
         ValueError
-            A rate below twice ``band_high_hz`` (6.8 kHz).
+            A rate below twice ``band_high_hz`` (6.8 kHz), or ``signs`` of another shape.
         """
         params = self.params
         rate = audio.sample_rate_hz
         if rate < 2 * params.band_high_hz:
             raise ValueError(f"watermarking needs ≥ {2 * params.band_high_hz:g} Hz audio; got {rate} Hz")
+        if signs.ndim != 3 or signs.shape[0] < 1 or signs.shape[1:] != (params.time_cells, params.freq_cells):
+            raise ValueError(
+                f"signs must be (periods ≥ 1, {params.time_cells}, {params.freq_cells}); got {signs.shape}"
+            )
         if audio.num_samples == 0:
             return audio
         nperseg = 2 * round(params.embed_window_s * rate / 2)

@@ -180,6 +180,8 @@ def test_a_payload_copied_onto_other_speech_does_not_read(watermarker: Watermark
     assert share >= 0.8, "the copied sync pattern should still be found"
     assert read is None, f"payload {read:06x} read from a copy"
     assert detected(watermarker, watermarker.embed(other, payload))[1] == payload
+    with pytest.raises(ValueError, match=r"signs must be \(periods ≥ 1, 50, 48\); got \(50, 48\)"):
+        watermarker.embed_pattern(other, exact[0])
 
 
 @settings(max_examples=40, deadline=None)
