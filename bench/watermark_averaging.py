@@ -57,18 +57,20 @@ from shared.watermark import Watermarker, WatermarkKey, make_payload
 CLONE_COUNTS = (1, 2, 4, 8, 16, 32, 64)
 
 
-def cell_sums(watermarker: Watermarker, audio: Audio) -> np.ndarray:
-    """(time cells, freq cells): the clip's cell residuals at speed 1 and offset 0, summed over its
-    windows: computed from the audio and the public design alone."""
+def unit_cells(watermarker: Watermarker, frames_db: np.ndarray, first: int, count: int) -> np.ndarray:
+    """(time cells, freq cells): the cell residuals of the window of ``count`` frames from
+    ``first`` at speed 1 and offset 0, computed from the audio and the public design alone."""
     params = watermarker.params
+    residuals = watermarker.window_residuals(frames_db[first : first + count], first, [(1.0, 1.0)]).residuals[0]
+    return residuals[:: params.phase_bins // params.time_cells]  # pattern time cell c at offset 0: row c·w
+
+
+def cell_sums(watermarker: Watermarker, audio: Audio) -> np.ndarray:
+    """(time cells, freq cells): the clip's cell residuals at speed 1 and offset 0 (:func:`unit_cells`),
+    summed over its windows."""
     frames_db = watermarker.log_spectrogram(audio)
-    unit = params.search_scales().index((1.0, 1.0))
-    width = params.phase_bins // params.time_cells
-    total = np.zeros((params.time_cells, params.freq_cells))
-    for first, count in watermarker.window_frames(frames_db.shape[0]):
-        residuals = watermarker.window_residuals(frames_db[first : first + count], first).residuals[unit]
-        total += residuals[::width]  # pattern time cell c at offset 0 is phase row c·w
-    return total
+    windows = watermarker.window_frames(frames_db.shape[0])
+    return np.sum([unit_cells(watermarker, frames_db, first, count) for first, count in windows], axis=0)
 
 
 def estimated_chips(sums: np.ndarray, sync_fraction: float, one_clone: np.ndarray | None = None) -> np.ndarray:
@@ -89,16 +91,10 @@ def imprint(watermarker: Watermarker, audio: Audio, signs: np.ndarray) -> Audio:
 def period_signs(watermarker: Watermarker, audio: Audio) -> np.ndarray:
     """(periods, time cells, freq cells): the signs of each period's own cell residuals, read in
     the window that starts with the period (speed 1, offset 0): a period-by-period copy."""
-    params = watermarker.params
     frames_db = watermarker.log_spectrogram(audio)
-    unit = params.search_scales().index((1.0, 1.0))
-    width = params.phase_bins // params.time_cells
     count = watermarker.window_frames(frames_db.shape[0])[0][1]
-    periods = []
-    for first in range(0, max(frames_db.shape[0] - count, 0) + 1, params.phase_bins):
-        residuals = watermarker.window_residuals(frames_db[first : first + count], first).residuals[unit]
-        periods.append(np.sign(residuals[::width]))
-    return np.stack(periods)
+    starts = range(0, max(frames_db.shape[0] - count, 0) + 1, watermarker.params.phase_bins)
+    return np.stack([np.sign(unit_cells(watermarker, frames_db, first, count)) for first in starts])
 
 
 def found(watermarker: Watermarker, audio: Audio) -> tuple[int, int, bool, int | None]:

@@ -245,11 +245,6 @@ class WatermarkParams:
     #: Block levels are floored this far under the period's loudest block: pauses (which noise
     #: fills) weigh no more than a quiet block.
     content_floor_db: float = 30.0
-    #: Rounds of the embedder's fixed point: after the first, the content bits are read again
-    #: from the marked audio (the mark moves block levels a little) and it is embedded again
-    #: where one changed. 1: the host's bits only; 3 rounds read no better on the tuning clips
-    #: (payload z within ±0.2, paired) at three times the cost (docs/watermark.md).
-    content_rounds: int = 1
     #: The detector weighs each cell by its projection over this multiple of the period's median
     #: absolute projection, clipped to ±1, instead of by its sign alone (the embedder uses signs).
     content_softness: float = 0.5
@@ -540,22 +535,15 @@ class Watermarker:
             rate too low for the band (below twice
             ``band_high_hz``, 6.8 kHz).
         """
-        params = self.params
         coded = self.coded_bits(payload)
         if audio.num_samples == 0:
             return audio
-        # The content bits are read from the host as the detector reads them. The mark moves
-        # block levels a little, so a bit may read flipped from the marked audio: further rounds
-        # read them again there and embed again until they agree (a fixed point).
+        # The content bits are read from the host as the detector will read them from the clone.
+        # The mark moves block levels a little, so a few may read flipped there; re-reading them
+        # from the marked audio and embedding again read no better (docs/watermark.md), and the
+        # detector's soft weights discount the bits near 0, the ones that flip.
         content = self.period_content(audio)
-        marked = self.embed_pattern(audio, np.stack([self.pattern.signs(coded, period) for period in content]))
-        for _ in range(params.content_rounds - 1):
-            again = self.period_content(marked)
-            if np.array_equal(np.sign(again), np.sign(content)):
-                break
-            content = again
-            marked = self.embed_pattern(audio, np.stack([self.pattern.signs(coded, period) for period in content]))
-        return marked
+        return self.embed_pattern(audio, np.stack([self.pattern.signs(coded, period) for period in content]))
 
     def period_content(self, audio: Audio) -> np.ndarray:
         """(periods, time_cells, freq_cells): each period's content bits, as the detector reads
@@ -581,11 +569,9 @@ class Watermarker:
         params = self.params
         phases, width = params.phase_bins, self._cell_width()
         time_scale, frequency_scale = scale
-        freqs = np.fft.rfftfreq(params.n_fft, 1.0 / params.analysis_rate_hz)[self._analysis_bins()]
-        original_f = freqs / frequency_scale
-        keep = (original_f >= params.band_low_hz) & (original_f < params.band_high_hz)
+        keep, cell_f = self._band_cells(frequency_scale)
         bin_cell = np.zeros((int(keep.sum()), params.freq_cells))
-        bin_cell[np.arange(bin_cell.shape[0]), self._freq_cell(original_f[keep])] = 1.0
+        bin_cell[np.arange(bin_cell.shape[0]), cell_f[keep]] = 1.0
         position = np.round((first_frame + np.arange(frames_db.shape[0])) * time_scale).astype(int) - offset
         period = position // phases
         first_period = int(period.min()) if len(period) else 0
@@ -704,6 +690,16 @@ class Watermarker:
         high = min(params.band_high_hz * (1 + params.max_speed_change), params.analysis_rate_hz / 2)
         return np.flatnonzero((freqs >= low) & (freqs < high))
 
+    def _band_cells(self, frequency_scale: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each analysis bin read at ``frequency_scale`` (a number, or an array that
+        broadcasts against the bins: one row per scale): whether it maps back into the band, and
+        the frequency cell it maps to."""
+        params = self.params
+        freqs = np.fft.rfftfreq(params.n_fft, 1.0 / params.analysis_rate_hz)[self._analysis_bins()]
+        original_f = freqs / frequency_scale
+        keep = (original_f >= params.band_low_hz) & (original_f < params.band_high_hz)
+        return keep, self._freq_cell(original_f)
+
     def _cell_width(self) -> int:
         params = self.params
         if params.phase_bins % params.time_cells:
@@ -724,11 +720,7 @@ class Watermarker:
         phases, width, cells = params.phase_bins, self._cell_width(), params.freq_cells
         frame_s = params.hop / params.analysis_rate_hz
         time_scale = np.array([t for t, _ in scales])[:, None]
-        frequency_scale = np.array([f for _, f in scales])[:, None]
-        freqs = np.fft.rfftfreq(params.n_fft, 1.0 / params.analysis_rate_hz)[self._analysis_bins()]
-        original_f = freqs[None, :] / frequency_scale  # (scales, bins)
-        keep = (original_f >= params.band_low_hz) & (original_f < params.band_high_hz)
-        cell_f = self._freq_cell(original_f)
+        keep, cell_f = self._band_cells(np.array([f for _, f in scales])[:, None])  # (scales, bins)
         frame_times = (first_frame + np.arange(frames_db.shape[0]))[None, :] * frame_s * time_scale
         phase = np.mod(np.round(frame_times / frame_s).astype(int), phases)  # (scales, frames)
         # Fold: (phase bin, freq cell) sums of dB and counts over the window's frames and bins, each
@@ -781,10 +773,13 @@ class Watermarker:
         expected = power.mean(axis=2, keepdims=True) * power.mean(axis=1, keepdims=True) / mean_power
         return residual / np.sqrt(np.maximum(expected, 1e-6 * mean_power))
 
-    def window_residuals(self, frames_db: np.ndarray, first_frame: int) -> WindowResiduals:
-        """The phase residuals of one window at every searched scale, and their FFTs along phase:
-        all that depends on the audio alone, so several keys can be tried on it cheaply."""
-        scales = self.params.search_scales()
+    def window_residuals(
+        self, frames_db: np.ndarray, first_frame: int, scales: list[tuple[float, float]] | None = None
+    ) -> WindowResiduals:
+        """The phase residuals of one window at every searched scale (or only at ``scales``: each
+        comes out as in the full search), and their FFTs along phase: all that depends on the
+        audio alone, so several keys can be tried on it cheaply."""
+        scales = self.params.search_scales() if scales is None else scales
         stacked = self._phase_residuals(frames_db, first_frame, scales)
         return WindowResiduals(
             scales=scales,
