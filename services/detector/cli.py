@@ -125,6 +125,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--model", action="append", help="model name or folder; repeat to compare (default: seed-baseline and default)"
     )
     evaluate.add_argument("--split", help="evaluate only this split of the manifest (e.g. test)")
+    evaluate.add_argument(
+        "--without-step",
+        action="append",
+        default=[],
+        metavar="STEP",
+        help="leave out the built clips whose augment column holds this channel step (e.g. gate); repeatable",
+    )
+    evaluate.add_argument(
+        "--scores-from",
+        type=Path,
+        metavar="SCORES_TSV",
+        help="take each model's scores from an earlier report's scores.tsv instead of running it "
+        "(to slice an evaluation again; run from the folder that report was written in)",
+    )
     evaluate.add_argument("--out", type=Path, help="folder for report.json, report.md and det.png")
     evaluate.add_argument("--threads", type=int, default=2)
     evaluate.set_defaults(handler=_evaluate)
@@ -351,7 +365,16 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     names = args.model or ["seed-baseline", "default"]
     detectors = [Detector.from_model_dir(resolve_model(name), threads=args.threads) for name in names]
-    summaries = evaluate(detectors, args.manifest, args.out, split=args.split)
+    if args.scores_from is not None and not args.scores_from.is_file():
+        raise CLIError(f"--scores-from {args.scores_from}: no such file")
+    summaries = evaluate(
+        detectors,
+        args.manifest,
+        args.out,
+        split=args.split,
+        without_steps=args.without_step,
+        scores_from=args.scores_from,
+    )
     print(markdown(summaries, [str(manifest) for manifest in args.manifest]))
     if args.out:
         print(f"reports: {args.out}/report.json, report.md, det.png")

@@ -16,6 +16,7 @@ from vcfad.cli import main
         ("path\tlabel\tsplit\nx.wav\tspoof\ttrain\n", ["train-detector", "--out", "{tmp}/m"], "needs both"),
         ("path\tlabel\tsplit\nx.wav\tspoof\ttrain\n", ["eval-detector", "--split", "test"], "no rows in split"),
         ("file\tclass\n", ["eval-detector"], "missing column"),
+        ("path\tlabel\nx.wav\tspoof\n", ["eval-detector", "--scores-from", "{tmp}/none.tsv"], "no such file"),
     ],
 )
 def test_bad_manifest_is_one_line(tmp_path: Path, capsys, manifest_text: str, command: list[str], message: str):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from services.detector.evaluation.evaluate import evaluate
+from services.detector.evaluation.evaluate import augment_steps, evaluate, manifest_rows
 from services.detector.inference import Detector
 from services.detector.training.manifest import read_manifest
 from services.detector.training.train import split_rows, train_seed_baseline, train_whisper_probe
@@ -40,6 +41,19 @@ def test_probe_trains_and_beats_chance_on_unseen_generators(tiny_manifest: Path,
     assert summary["overall"]["eer"] < 0.35
     assert (tmp_path / "report" / "det.png").stat().st_size > 1000
     assert summary["calibration"]["balanced"]["expected_calibration_error"] < 0.5
+
+    # The same evaluation read back from its scores.tsv (no model run), then sliced: without the
+    # clips that went through the commonest channel step that not every clip has, from the same scores.
+    scores = tmp_path / "report" / "scores.tsv"
+    [again] = evaluate([detector], [tiny_manifest], split="test", scores_from=scores)
+    assert again["overall"]["eer"] == pytest.approx(summary["overall"]["eer"], abs=1e-6)
+    rows = manifest_rows([tiny_manifest], split="test")
+    counts = Counter(step for row in rows for step in augment_steps(row))
+    step = next(step for step, count in counts.most_common() if count < len(rows))
+    kept = [row for row in rows if step not in augment_steps(row)]
+    assert 0 < len(kept) < len(rows)
+    [sliced] = evaluate([detector], [tiny_manifest], split="test", without_steps=[step], scores_from=scores)
+    assert sliced["overall"]["count"] == len(kept)
 
     # set-threshold on dev reproduces training's EER point through the served ONNX graph; a bound
     # on false alarms then holds on those real clips, and each change is recorded in model.json.

@@ -6,6 +6,7 @@ service runs) at its own shipped threshold: nothing is tuned on the evaluated ma
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import json
 import math
@@ -325,14 +326,51 @@ def _real_source_cell(entry: dict) -> str:
     return f"EER {_percent(entry['eer_vs_all_fakes'])} / false alarms {_percent(entry['false_alarm_rate'])}"
 
 
-def manifest_rows(manifests: Sequence[Path], split: str | None = None) -> list[ManifestRow]:
-    """The rows of ``manifests`` pooled, optionally of one split only (an error if none are left)."""
+def augment_steps(row: ManifestRow) -> set[str]:
+    """The names of the channel steps a built clip went through (its ``augment`` column, e.g.
+    ``noise(12dB)+gate(-35dB)`` → {"noise", "gate"}); empty for other manifests."""
+    description = row.extra.get("augment") or ""
+    return {step.split("(")[0] for step in description.split("+") if step and step != "none"}
+
+
+def manifest_rows(
+    manifests: Sequence[Path], split: str | None = None, without_steps: Sequence[str] = ()
+) -> list[ManifestRow]:
+    """The rows of ``manifests`` pooled, optionally of one split only and without the clips that
+    went through any of ``without_steps`` (:func:`augment_steps`); an error if none are left."""
     rows = [row for manifest in manifests for row in read_manifest(manifest)]
     if split:
         rows = [row for row in rows if row.split == split]
         if not rows:
             raise ManifestError(f"{', '.join(map(str, manifests))}: no rows in split {split!r}")
+    if without_steps:
+        rows = [row for row in rows if not augment_steps(row) & set(without_steps)]
+        if not rows:
+            raise ManifestError(f"{', '.join(map(str, manifests))}: no rows left without {', '.join(without_steps)}")
     return rows
+
+
+def read_scores(path: Path, label: str, rows: Sequence[ManifestRow], threshold: float) -> ModelScores:
+    """A model's scores of ``rows`` from an earlier report's ``scores.tsv`` (its column ``label``)
+    instead of running the model: to slice an evaluation again without scoring it again. Paths are
+    matched as :func:`write_scores` wrote them, relative to the working folder, so run it from the
+    same folder; a row the earlier report lacks counts as failed."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        if label not in (reader.fieldnames or ()):
+            raise ManifestError(f"{path}: no scores of model {label!r} (columns: {reader.fieldnames})")
+        earlier = {entry["path"]: float(entry[label]) for entry in reader}
+    kept, scores, failed = [], [], []
+    for row in rows:
+        shown = os.path.relpath(row.path)
+        if shown in earlier:
+            kept.append(row)
+            scores.append(earlier[shown])
+        else:
+            failed.append((str(row.path), f"not in {path}"))
+    if not kept:
+        raise ManifestError(f"{path}: none of the {len(rows)} clips is in it (run from the folder it was written in)")
+    return ModelScores(label, threshold, kept, np.array(scores), failed)
 
 
 def evaluate(
@@ -340,17 +378,24 @@ def evaluate(
     manifests: Sequence[Path],
     out_dir: Path | None = None,
     split: str | None = None,
+    without_steps: Sequence[str] = (),
+    scores_from: Path | None = None,
 ) -> list[dict]:
-    """Score the rows of ``manifests`` (optionally one split) with each detector; write reports to ``out_dir``."""
-    rows = manifest_rows(manifests, split)
+    """Score the rows of ``manifests`` (optionally one split, optionally without the clips that went
+    through ``without_steps``) with each detector, or read their scores from an earlier report's
+    ``scores.tsv`` (``scores_from``); write reports to ``out_dir``."""
+    rows = manifest_rows(manifests, split, without_steps)
     results = [
         score_manifest(detector, rows, label)
+        if scores_from is None
+        else read_scores(scores_from, label, rows, detector.threshold)
         for detector, label in zip(detectors, model_labels(detectors), strict=True)
     ]
     summaries = [summarise(result) for result in results]
     add_intervals(results, summaries)
     if out_dir is not None:
-        write_reports(results, summaries, [str(manifest) for manifest in manifests], split, Path(out_dir))
+        selection = {"without_steps": list(without_steps), "scores_from": str(scores_from) if scores_from else None}
+        write_reports(results, summaries, [str(manifest) for manifest in manifests], split, Path(out_dir), selection)
     return summaries
 
 
@@ -371,15 +416,17 @@ def write_reports(
     manifests: Sequence[str],
     split: str | None,
     out_dir: Path,
+    selection: dict | None = None,
 ) -> None:
-    """report.json, report.md, scores.tsv and (where both classes are present) the DET curve det.png
-    and the reliability diagram reliability.png.
+    """report.json (with ``selection``: how the rows were chosen beyond the split), report.md,
+    scores.tsv and (where both classes are present) the DET curve det.png and the reliability
+    diagram reliability.png.
 
     A set of one class (real traffic only, say) still gets its false-alarm or miss rate; the
     metrics it does not define are null in report.json and "–" in report.md.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = {"manifests": list(manifests), "split": split, "models": list(summaries)}
+    report = {"manifests": list(manifests), "split": split, **(selection or {}), "models": list(summaries)}
     (out_dir / "report.json").write_text(json.dumps(_json_ready(report), indent=2, allow_nan=False) + "\n")
     (out_dir / "report.md").write_text(markdown(summaries, manifests))
     write_scores(results, out_dir / "scores.tsv")
