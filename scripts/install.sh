@@ -7,7 +7,10 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 # docker-compose: the client that checks docker-compose.yml (`docker-compose config`; no engine needed).
-APT_PACKAGES=(espeak-ng flite festival festvox-kallpc16k festvox-us-slt-hts sox ffmpeg redis-server chromium chromium-driver docker-compose)
+# asterisk-core-sounds-*-g722: professional studio voices; fr/it/ru are real training speech of the
+# detector build, en (Allison) is only ever the held-out studio-prompt set (docs/detector.md).
+APT_PACKAGES=(espeak-ng flite festival festvox-kallpc16k festvox-us-slt-hts sox ffmpeg redis-server chromium chromium-driver docker-compose
+  asterisk-core-sounds-fr-g722 asterisk-core-sounds-it-g722 asterisk-core-sounds-ru-g722 asterisk-core-sounds-en-g722)
 
 missing=()
 for package in "${APT_PACKAGES[@]}"; do
