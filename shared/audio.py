@@ -37,6 +37,15 @@ AudioFile: TypeAlias = str | Path | bytes | BinaryIO
 
 MODEL_SAMPLE_RATE_HZ: Hertz = 16_000
 
+#: File suffixes that :func:`load_audio` reads from a folder: soundfile's formats, and G.722
+#: (decoded through ffmpeg, as telephony prompts ship).
+READABLE_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg", ".opus", ".g722"})
+
+
+def audio_files(root: Path) -> list[Path]:
+    """Every file under ``root`` (recursively, sorted) whose suffix :func:`load_audio` reads."""
+    return sorted(path for path in Path(root).rglob("*") if path.suffix.lower() in READABLE_SUFFIXES and path.is_file())
+
 
 def frame_levels_db(
     samples: np.ndarray, frame_len: int, hop_len: int | None = None, floor_power: float = 1e-20

@@ -8,7 +8,16 @@ import json
 import sys
 from pathlib import Path
 
-from services.detector.model_files import GRAPH_KINDS, POOLINGS, ModelSpec, check_input_floor, default_model_dir
+import numpy as np
+
+from services.detector.model_files import (
+    GRAPH_KINDS,
+    POOLINGS,
+    ModelSpec,
+    check_input_floor,
+    copy_model,
+    default_model_dir,
+)
 from services.detector.training.manifest import ManifestError
 from shared.audio import AudioError
 from shared.watermark import Watermarker, WatermarkKeyError
@@ -119,7 +128,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "eval-detector", help="EER, F1, false alarms, per-system EER and a DET curve on a manifest"
     )
     evaluate.add_argument(
-        "--manifest", required=True, type=Path, action="append", help="manifest TSV; repeat to pool several"
+        "--manifest", type=Path, action="append", default=[], help="manifest TSV; repeat to pool several"
+    )
+    evaluate.add_argument(
+        "--real-dir",
+        type=Path,
+        action="append",
+        default=[],
+        help="a folder of genuine recordings, every audio file under it scored as real; repeatable "
+        "(with or without --manifest)",
     )
     evaluate.add_argument(
         "--model", action="append", help="model name or folder; repeat to compare (default: seed-baseline and default)"
@@ -159,11 +176,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     threshold = subparsers.add_parser(
         "set-threshold",
         help="set a model's operating threshold from its scores on a manifest (never a test set)",
-        description="Write the EER point (default) or a bounded false-alarm rate on real clips into model.json.",
+        description="Write the EER point (default) or a bounded false-alarm rate on real clips into model.json. "
+        "To fit a deployment: --real-dir YOUR_GENUINE_RECORDINGS --false-alarm-rate 0.05 --out NEW_FOLDER, then "
+        "serve NEW_FOLDER (VCFAD_DETECTOR_MODEL_DIR).",
     )
     threshold.add_argument("--model", required=True, help="model folder (or shipped model name) to update")
     threshold.add_argument(
-        "--manifest", required=True, type=Path, action="append", help="manifest TSV; repeat to pool several"
+        "--manifest", type=Path, action="append", default=[], help="manifest TSV; repeat to pool several"
+    )
+    threshold.add_argument(
+        "--real-dir",
+        type=Path,
+        action="append",
+        default=[],
+        help="a folder of your own genuine recordings, every audio file under it real (use with "
+        "--false-alarm-rate to bound false alarms on your traffic); repeatable",
+    )
+    threshold.add_argument(
+        "--out",
+        type=Path,
+        help="copy the model to this new folder and set the copy's threshold (the shipped files stay as they are)",
     )
     threshold.add_argument("--split", help="use only this split of the manifest (e.g. dev)")
     threshold.add_argument(
@@ -374,8 +406,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         split=args.split,
         without_steps=args.without_step,
         scores_from=args.scores_from,
+        real_dirs=args.real_dir,
     )
-    print(markdown(summaries, [str(manifest) for manifest in args.manifest]))
+    print(markdown(summaries, [str(manifest) for manifest in args.manifest], [str(f) for f in args.real_dir]))
     if args.out:
         print(f"reports: {args.out}/report.json, report.md, det.png")
     return 0
@@ -383,12 +416,20 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _set_threshold(args: argparse.Namespace) -> int:
     # Imported when the command runs (ONNX Runtime, scikit-learn), so `vcfad --help` stays fast.
-    from services.detector.evaluation.evaluate import set_threshold
+    from services.detector.evaluation.evaluate import manifest_rows, require_classes, set_threshold
     from services.detector.inference import Detector
 
     model_dir = resolve_model(args.model)
+    # The rows are checked before a copy is made or a model is loaded: a wrong folder fails at once.
+    rows = manifest_rows(args.manifest, args.split, real_dirs=args.real_dir)
+    require_classes(np.array([row.is_fake for row in rows], dtype=int), args.false_alarm_rate)
+    if args.out is not None:
+        copy_model(model_dir, args.out)
+        model_dir = args.out
     detector = Detector.from_model_dir(model_dir, threads=args.threads)
-    old, new = set_threshold(detector, args.manifest, split=args.split, false_alarm_rate=args.false_alarm_rate)
+    old, new = set_threshold(
+        detector, args.manifest, split=args.split, false_alarm_rate=args.false_alarm_rate, real_dirs=args.real_dir
+    )
     print(f"{detector.name} ({model_dir}): threshold {old:.4f} -> {new:.4f}")
     return 0
 

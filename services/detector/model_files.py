@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -109,6 +111,25 @@ class ModelSpec:
     def write(self, model_dir: Path) -> None:
         Path(model_dir).mkdir(parents=True, exist_ok=True)
         (Path(model_dir) / "model.json").write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+
+def copy_model(model_dir: Path, out: Path) -> ModelSpec:
+    """Copy a model folder to ``out`` (which must not exist) to change its settings there, not in
+    the shipped files; the copy's ``model.json`` says where it came from. The model card stays
+    behind: its figures are the source's, at the source's threshold."""
+    out = Path(out)
+    if out.exists():
+        raise ModelFileError(f"{out}: already exists; give a new folder for the copy")
+    spec = ModelSpec.read(model_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Assembled beside the target and renamed into place, so a failed copy leaves no half folder.
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as scratch:
+        partial = Path(scratch) / out.name
+        shutil.copytree(model_dir, partial, ignore=shutil.ignore_patterns("MODEL_CARD.md"))
+        spec.training["copied_from"] = {"model": spec.name, "folder": str(model_dir), "threshold": spec.threshold}
+        spec.write(partial)
+        partial.rename(out)
+    return spec
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.detector.dataset.config import ReaderKind
+from shared.audio import READABLE_SUFFIXES, audio_files
 
 
 class CorpusError(ValueError):
@@ -149,24 +150,20 @@ def read_timit(root: Path) -> Iterator[Recording]:
         raise CorpusError(f"{root}: no TIMIT utterances (expected TRAIN|TEST/DR?/<speaker>/S[IX]*.WAV)")
 
 
-#: What the folder reader takes: the loader's formats, and G.722 (decoded through ffmpeg).
-FOLDER_AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg", ".opus", ".g722"})
-
-
 def read_folder(root: Path, speaker: str = "", include: str = "", exclude: Sequence[str] = ()) -> Iterator[Recording]:
-    """Every audio file under ``root`` (by suffix, sorted), all of ``speaker`` (default: the
-    folder's name); paths relative to ``root`` filtered by ``include`` / ``exclude`` prefixes."""
+    """Every audio file under ``root`` (:func:`shared.audio.audio_files`), all of ``speaker``
+    (default: the folder's name); paths relative to ``root`` filtered by ``include`` / ``exclude``
+    prefixes."""
     if not root.is_dir():
         raise CorpusError(f"{root}: folder not found")
     speaker = speaker or root.name
     found = False
-    for audio in sorted(root.rglob("*")):
-        relative = audio.relative_to(root).as_posix()
-        if audio.suffix.lower() in FOLDER_AUDIO_SUFFIXES and audio.is_file() and _kept(relative, include, exclude):
+    for audio in audio_files(root):
+        if _kept(audio.relative_to(root).as_posix(), include, exclude):
             found = True
             yield Recording(path=audio, speaker=speaker)
     if not found:
-        suffixes = ", ".join(sorted(FOLDER_AUDIO_SUFFIXES))
+        suffixes = ", ".join(sorted(READABLE_SUFFIXES))
         raise CorpusError(f"{root}: no audio files ({suffixes}) under the folder")
 
 

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from services.detector.inference import Detector
 from services.detector.model_files import ModelSpec
-from services.detector.training.manifest import ManifestError, ManifestRow, read_manifest
+from services.detector.training.manifest import ManifestError, ManifestRow, folder_rows, read_manifest
 from shared.audio import AudioError
 from shared.metrics import (
     binary_report,
@@ -209,9 +209,11 @@ def plot_det(results: Sequence[ModelScores], path: Path, title: str) -> None:
         axes.set_ylabel("miss rate (fake called real), %")
 
 
-def markdown(summaries: Sequence[dict], manifests: Sequence[str]) -> str:
+def markdown(summaries: Sequence[dict], manifests: Sequence[str], real_dirs: Sequence[str] = ()) -> str:
+    sources = [f"`{manifest}`" for manifest in manifests]
+    sources += [f"real recordings under `{folder}`" for folder in real_dirs]
     lines = [
-        "Manifests: " + ", ".join(f"`{manifest}`" for manifest in manifests),
+        "Manifests: " + ", ".join(sources),
         "",
         "| model | clips | EER | F1 (fake +) | accuracy | false-alarm rate | miss rate | threshold |",
         "|---|---|---|---|---|---|---|---|",
@@ -334,20 +336,29 @@ def augment_steps(row: ManifestRow) -> set[str]:
 
 
 def manifest_rows(
-    manifests: Sequence[Path], split: str | None = None, without_steps: Sequence[str] = ()
+    manifests: Sequence[Path],
+    split: str | None = None,
+    without_steps: Sequence[str] = (),
+    real_dirs: Sequence[Path] = (),
 ) -> list[ManifestRow]:
     """The rows of ``manifests`` pooled, optionally of one split only and without the clips that
-    went through any of ``without_steps`` (:func:`augment_steps`); an error if none are left."""
+    went through any of ``without_steps`` (:func:`augment_steps`), then every audio file under
+    each of ``real_dirs`` as real speech (:func:`folder_rows`; folders have no split, so ``split``
+    needs manifests); an error if no rows are left."""
+    if not manifests and not real_dirs:
+        raise ManifestError("nothing to score: give a manifest or a folder of real recordings")
+    if split and not manifests:
+        raise ManifestError(f"split {split!r} selects manifest rows, and only folders were given (they have no splits)")
     rows = [row for manifest in manifests for row in read_manifest(manifest)]
     if split:
         rows = [row for row in rows if row.split == split]
         if not rows:
             raise ManifestError(f"{', '.join(map(str, manifests))}: no rows in split {split!r}")
-    if without_steps:
+    if without_steps and manifests:
         rows = [row for row in rows if not augment_steps(row) & set(without_steps)]
         if not rows:
             raise ManifestError(f"{', '.join(map(str, manifests))}: no rows left without {', '.join(without_steps)}")
-    return rows
+    return rows + [row for folder in real_dirs for row in folder_rows(folder)]
 
 
 def read_scores(path: Path, label: str, rows: Sequence[ManifestRow], threshold: float) -> ModelScores:
@@ -380,11 +391,13 @@ def evaluate(
     split: str | None = None,
     without_steps: Sequence[str] = (),
     scores_from: Path | None = None,
+    real_dirs: Sequence[Path] = (),
 ) -> list[dict]:
     """Score the rows of ``manifests`` (optionally one split, optionally without the clips that went
-    through ``without_steps``) with each detector, or read their scores from an earlier report's
-    ``scores.tsv`` (``scores_from``); write reports to ``out_dir``."""
-    rows = manifest_rows(manifests, split, without_steps)
+    through ``without_steps``) and the real recordings under ``real_dirs`` with each detector, or
+    read their scores from an earlier report's ``scores.tsv`` (``scores_from``); write reports to
+    ``out_dir``."""
+    rows = manifest_rows(manifests, split, without_steps, real_dirs)
     results = [
         score_manifest(detector, rows, label)
         if scores_from is None
@@ -394,7 +407,11 @@ def evaluate(
     summaries = [summarise(result) for result in results]
     add_intervals(results, summaries)
     if out_dir is not None:
-        selection = {"without_steps": list(without_steps), "scores_from": str(scores_from) if scores_from else None}
+        selection = {
+            "without_steps": list(without_steps),
+            "scores_from": str(scores_from) if scores_from else None,
+            "real_dirs": [str(folder) for folder in real_dirs],
+        }
         write_reports(results, summaries, [str(manifest) for manifest in manifests], split, Path(out_dir), selection)
     return summaries
 
@@ -428,12 +445,13 @@ def write_reports(
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {"manifests": list(manifests), "split": split, **(selection or {}), "models": list(summaries)}
     (out_dir / "report.json").write_text(json.dumps(_json_ready(report), indent=2, allow_nan=False) + "\n")
-    (out_dir / "report.md").write_text(markdown(summaries, manifests))
+    (out_dir / "report.md").write_text(markdown(summaries, manifests, (selection or {}).get("real_dirs", ())))
     write_scores(results, out_dir / "scores.tsv")
     for plot in ("det.png", "reliability.png"):
         (out_dir / plot).unlink(missing_ok=True)  # an earlier run's curve must not pass for this one's
     if all(len(set(result.labels.tolist())) == 2 for result in results):
-        sets = " + ".join(Path(m).parent.name for m in manifests)
+        folders = (selection or {}).get("real_dirs", ())
+        sets = " + ".join([Path(m).parent.name for m in manifests] + [Path(f).name for f in folders])
         plot_det(results, out_dir / "det.png", title=f"DET: {sets}")
         plot_reliability(summaries, out_dir / "reliability.png", title=f"Reliability: {sets}")
 
@@ -532,7 +550,7 @@ def operating_threshold(result: ModelScores, false_alarm_rate: float | None = No
     must bound false alarms on its own real traffic.
     """
     labels = result.labels
-    _require_classes(labels, false_alarm_rate)
+    require_classes(labels, false_alarm_rate)
     if false_alarm_rate is None:
         return equal_error_rate(labels, result.scores)[1]
     real = np.sort(result.scores[labels == 0])[::-1]
@@ -543,7 +561,7 @@ def operating_threshold(result: ModelScores, false_alarm_rate: float | None = No
     return float(np.nextafter(real[allowed], np.inf))
 
 
-def _require_classes(labels: np.ndarray, false_alarm_rate: float | None) -> None:
+def require_classes(labels: np.ndarray, false_alarm_rate: float | None) -> None:
     """The EER point needs both classes; a false-alarm bound needs real clips."""
     if false_alarm_rate is None and len(set(labels.tolist())) < 2:
         raise ManifestError("the EER point needs real and fake clips; use --false-alarm-rate for real clips only")
@@ -557,13 +575,15 @@ def set_threshold(
     *,
     split: str | None = None,
     false_alarm_rate: float | None = None,
+    real_dirs: Sequence[Path] = (),
 ) -> tuple[float, float]:
-    """Score ``manifests`` (optionally one split), write the operating threshold into the model's
-    ``model.json`` with where it came from; returns ``(old, new)`` thresholds."""
+    """Score ``manifests`` (optionally one split) and the real recordings under ``real_dirs``,
+    write the operating threshold into the model's ``model.json`` with where it came from;
+    returns ``(old, new)`` thresholds."""
 
-    rows = manifest_rows(manifests, split)
+    rows = manifest_rows(manifests, split, real_dirs=real_dirs)
     # Before scoring, which takes minutes on a large manifest; checked again after failed clips drop out.
-    _require_classes(np.array([row.is_fake for row in rows], dtype=int), false_alarm_rate)
+    require_classes(np.array([row.is_fake for row in rows], dtype=int), false_alarm_rate)
     result = score_manifest(detector, rows)
     new = operating_threshold(result, false_alarm_rate)
     spec = ModelSpec.read(detector.model_dir)
@@ -575,6 +595,7 @@ def set_threshold(
             "replaced": old,
             "rule": "eer" if false_alarm_rate is None else f"false_alarm_rate<={false_alarm_rate}",
             "manifests": [str(manifest) for manifest in manifests],
+            "real_dirs": [str(folder) for folder in real_dirs],
             "split": split,
             "clips": len(result.rows),
             "date": dt.date.today().isoformat(),

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from shared.audio import READABLE_SUFFIXES, audio_files
+
 Label = Literal["bonafide", "spoof"]
 LABELS: tuple[Label, ...] = ("bonafide", "spoof")
 
@@ -70,6 +72,20 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
     if not rows:
         raise ManifestError(f"{path}: the manifest has no rows")
     return rows
+
+
+def folder_rows(root: str | Path) -> list[ManifestRow]:
+    """Every audio file under the folder ``root`` as a real (bonafide) row: a deployment's own
+    genuine recordings, to bound or measure its false alarms on. Speaker and system are the
+    folder's name; the rows have no split."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ManifestError(f"{root}: no such folder of real recordings")
+    files = audio_files(root)
+    if not files:
+        suffixes = ", ".join(sorted(READABLE_SUFFIXES))
+        raise ManifestError(f"{root}: no audio files ({suffixes}) under the folder")
+    return [ManifestRow(path=path, label="bonafide", speaker=root.name, system=root.name) for path in files]
 
 
 def select(rows: Iterable[ManifestRow], split: str) -> list[ManifestRow]:
