@@ -35,6 +35,12 @@ def resolve_model(name_or_dir: str) -> Path:
     raise FileNotFoundError(f"--model {name_or_dir!r}: neither a shipped model name nor a model folder")
 
 
+def _add_clip_sources(parser: argparse.ArgumentParser, real_dir_help: str) -> None:
+    """``--manifest`` and ``--real-dir``, both repeatable; at least one is needed (checked when the rows are read)."""
+    parser.add_argument("--manifest", type=Path, action="append", default=[], help="manifest TSV; repeatable")
+    parser.add_argument("--real-dir", type=Path, action="append", default=[], help=f"{real_dir_help}; repeatable")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     detect = subparsers.add_parser(
         "detect",
@@ -127,17 +133,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate = subparsers.add_parser(
         "eval-detector", help="EER, F1, false alarms, per-system EER and a DET curve on a manifest"
     )
-    evaluate.add_argument(
-        "--manifest", type=Path, action="append", default=[], help="manifest TSV; repeat to pool several"
-    )
-    evaluate.add_argument(
-        "--real-dir",
-        type=Path,
-        action="append",
-        default=[],
-        help="a folder of genuine recordings, every audio file under it scored as real; repeatable "
-        "(with or without --manifest)",
-    )
+    _add_clip_sources(evaluate, "a folder of genuine recordings, every audio file under it scored as real")
     evaluate.add_argument(
         "--model", action="append", help="model name or folder; repeat to compare (default: seed-baseline and default)"
     )
@@ -181,16 +177,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "serve NEW_FOLDER (VCFAD_DETECTOR_MODEL_DIR).",
     )
     threshold.add_argument("--model", required=True, help="model folder (or shipped model name) to update")
-    threshold.add_argument(
-        "--manifest", type=Path, action="append", default=[], help="manifest TSV; repeat to pool several"
-    )
-    threshold.add_argument(
-        "--real-dir",
-        type=Path,
-        action="append",
-        default=[],
-        help="a folder of your own genuine recordings, every audio file under it real (use with "
-        "--false-alarm-rate to bound false alarms on your traffic); repeatable",
+    _add_clip_sources(
+        threshold,
+        "a folder of your own genuine recordings, every audio file under it real (use with "
+        "--false-alarm-rate to bound false alarms on your traffic)",
     )
     threshold.add_argument(
         "--out",
