@@ -8,14 +8,11 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from services.detector.model_files import (
     GRAPH_KINDS,
     POOLINGS,
     ModelSpec,
     check_input_floor,
-    copy_model,
     default_model_dir,
 )
 from services.detector.training.manifest import ManifestError
@@ -406,21 +403,19 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _set_threshold(args: argparse.Namespace) -> int:
     # Imported when the command runs (ONNX Runtime, scikit-learn), so `vcfad --help` stays fast.
-    from services.detector.evaluation.evaluate import manifest_rows, require_classes, set_threshold
+    from services.detector.evaluation.evaluate import set_threshold
     from services.detector.inference import Detector
 
-    model_dir = resolve_model(args.model)
-    # The rows are checked before a copy is made or a model is loaded: a wrong folder fails at once.
-    rows = manifest_rows(args.manifest, args.split, real_dirs=args.real_dir)
-    require_classes(np.array([row.is_fake for row in rows], dtype=int), args.false_alarm_rate)
-    if args.out is not None:
-        copy_model(model_dir, args.out)
-        model_dir = args.out
-    detector = Detector.from_model_dir(model_dir, threads=args.threads)
+    detector = Detector.from_model_dir(resolve_model(args.model), threads=args.threads)
     old, new = set_threshold(
-        detector, args.manifest, split=args.split, false_alarm_rate=args.false_alarm_rate, real_dirs=args.real_dir
+        detector,
+        args.manifest,
+        split=args.split,
+        false_alarm_rate=args.false_alarm_rate,
+        real_dirs=args.real_dir,
+        out=args.out,
     )
-    print(f"{detector.name} ({model_dir}): threshold {old:.4f} -> {new:.4f}")
+    print(f"{detector.name} ({args.out or detector.model_dir}): threshold {old:.4f} -> {new:.4f}")
     return 0
 
 

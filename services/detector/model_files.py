@@ -121,14 +121,17 @@ def copy_model(model_dir: Path, out: Path) -> ModelSpec:
     if out.exists():
         raise ModelFileError(f"{out}: already exists; give a new folder for the copy")
     spec = ModelSpec.read(model_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Assembled beside the target and renamed into place, so a failed copy leaves no half folder.
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as scratch:
-        partial = Path(scratch) / out.name
-        shutil.copytree(model_dir, partial, ignore=shutil.ignore_patterns("MODEL_CARD.md"))
-        spec.training["copied_from"] = {"model": spec.name, "folder": str(model_dir), "threshold": spec.threshold}
-        spec.write(partial)
-        partial.rename(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # Assembled beside the target and renamed into place, so a failed copy leaves no half folder.
+        with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as scratch:
+            partial = Path(scratch) / out.name
+            shutil.copytree(model_dir, partial, ignore=shutil.ignore_patterns("MODEL_CARD.md"))
+            spec.training["copied_from"] = {"model": spec.name, "folder": str(model_dir), "threshold": spec.threshold}
+            spec.write(partial)
+            partial.rename(out)
+    except OSError as error:  # an unwritable or full disk: the user's to fix, said plainly
+        raise ModelFileError(f"{out}: cannot write the copy there ({error.strerror or error})") from None
     return spec
 
 

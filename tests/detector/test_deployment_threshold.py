@@ -53,12 +53,18 @@ def test_folder_and_copy_errors_name_what_is_wrong(
     (empty / "notes" / "readme.txt").write_text("no audio here")
     taken = tmp_path / "taken"
     taken.mkdir()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
     cases = [
         (["--real-dir", str(empty), "--false-alarm-rate", "0.1"], f"{empty}: no audio files"),
         (["--real-dir", str(tmp_path / "missing")], "no such folder of real recordings"),
         (["--false-alarm-rate", "0.1"], "nothing to score"),
         (["--real-dir", str(genuine_folder), "--split", "dev"], "only folders were given"),
         (["--real-dir", str(genuine_folder), "--false-alarm-rate", "0.1", "--out", str(taken)], "already exists"),
+        (
+            ["--real-dir", str(genuine_folder), "--false-alarm-rate", "0.1", "--out", str(a_file / "copy")],
+            "cannot write the copy there",
+        ),
     ]
     for extra, message in cases:
         assert vcfad_main(["set-threshold", "--model", "default", *extra]) == 2, extra

@@ -23,7 +23,7 @@ from scipy.stats import norm
 from tqdm import tqdm
 
 from services.detector.inference import Detector
-from services.detector.model_files import ModelSpec
+from services.detector.model_files import ModelSpec, copy_model
 from services.detector.training.manifest import ManifestError, ManifestRow, folder_rows, read_manifest
 from shared.audio import AudioError
 from shared.metrics import (
@@ -444,13 +444,13 @@ def write_reports(
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {"manifests": list(manifests), "split": split, **(selection or {}), "models": list(summaries)}
+    folders = report.get("real_dirs", ())
     (out_dir / "report.json").write_text(json.dumps(_json_ready(report), indent=2, allow_nan=False) + "\n")
-    (out_dir / "report.md").write_text(markdown(summaries, manifests, (selection or {}).get("real_dirs", ())))
+    (out_dir / "report.md").write_text(markdown(summaries, manifests, folders))
     write_scores(results, out_dir / "scores.tsv")
     for plot in ("det.png", "reliability.png"):
         (out_dir / plot).unlink(missing_ok=True)  # an earlier run's curve must not pass for this one's
     if all(len(set(result.labels.tolist())) == 2 for result in results):
-        folders = (selection or {}).get("real_dirs", ())
         sets = " + ".join([Path(m).parent.name for m in manifests] + [Path(f).name for f in folders])
         plot_det(results, out_dir / "det.png", title=f"DET: {sets}")
         plot_reliability(summaries, out_dir / "reliability.png", title=f"Reliability: {sets}")
@@ -576,17 +576,23 @@ def set_threshold(
     split: str | None = None,
     false_alarm_rate: float | None = None,
     real_dirs: Sequence[Path] = (),
+    out: Path | None = None,
 ) -> tuple[float, float]:
     """Score ``manifests`` (optionally one split) and the real recordings under ``real_dirs``,
-    write the operating threshold into the model's ``model.json`` with where it came from;
-    returns ``(old, new)`` thresholds."""
+    write the operating threshold into the model's ``model.json`` with where it came from, or
+    into a copy of the model at ``out`` (:func:`copy_model`); returns ``(old, new)`` thresholds."""
 
     rows = manifest_rows(manifests, split, real_dirs=real_dirs)
     # Before scoring, which takes minutes on a large manifest; checked again after failed clips drop out.
     require_classes(np.array([row.is_fake for row in rows], dtype=int), false_alarm_rate)
+    model_dir = detector.model_dir
+    if out is not None:  # copied before scoring, so a taken folder is refused at once
+        copy_model(model_dir, out)
+        model_dir = Path(out)
+    # The copy's graph is the source's (the threshold is not in it), so the source scores for it.
     result = score_manifest(detector, rows)
     new = operating_threshold(result, false_alarm_rate)
-    spec = ModelSpec.read(detector.model_dir)
+    spec = ModelSpec.read(model_dir)
     old = spec.threshold
     spec.threshold = new
     spec.training.setdefault("threshold_history", []).append(
@@ -601,5 +607,5 @@ def set_threshold(
             "date": dt.date.today().isoformat(),
         }
     )
-    spec.write(detector.model_dir)
+    spec.write(model_dir)
     return old, new
