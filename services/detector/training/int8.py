@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import onnx
 import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -47,20 +48,32 @@ class Int8MatMulEmulation(torch.nn.Module):
         return y if self.bias is None else y + self.bias
 
 
-def quantize_matmuls(float_path: Path, target: Path) -> None:
+def quantize_matmuls(float_path: Path, target: Path, *, per_channel: bool = False) -> None:
     """Write ``float_path``'s graph with every MatMul quantized dynamically to int8.
 
     Weights are 7-bit (``reduce_range``), one scale per tensor: without VNNI, ONNX Runtime's u8×s8
-    kernel adds pairs of products in int16, which full-range weights can overflow; its fused
-    dynamic MatMul rejects per-channel zero points on this graph's front end. Activations are
+    kernel adds pairs of products in int16, which full-range weights can overflow. Activations are
     quantized per call from their own range. Scores move (a few hundredths on real clips), so an
     int8 model gets its own threshold and goes through the rule in docs/detector.md.
+
+    ``per_channel`` (an exploration, ``bench/int8_per_channel.py``; no torch emulation of it): one
+    weight scale per output channel; a MatMul whose weight is a vector (the head's product with
+    its logistic coefficients) then stays float, as ONNX Runtime's dynamic MatMul refuses a
+    per-channel zero point there.
     """
     quantize_dynamic(
         str(float_path),
         str(target),
         op_types_to_quantize=["MatMul"],
         weight_type=QuantType.QInt8,
-        per_channel=False,
+        per_channel=per_channel,
         reduce_range=True,
+        nodes_to_exclude=_vector_weight_matmuls(float_path) if per_channel else [],
     )
+
+
+def _vector_weight_matmuls(graph_path: Path) -> list[str]:
+    """Names of the MatMul nodes of a graph whose weight (an initializer) has one dimension."""
+    model = onnx.load(str(graph_path))
+    vectors = {init.name for init in model.graph.initializer if len(init.dims) == 1}
+    return [node.name for node in model.graph.node if node.op_type == "MatMul" and vectors & set(node.input)]
