@@ -59,6 +59,7 @@ Condition = Literal[
     "broadcast",
     "far-field-noisy",
     "emotional-acted",
+    "voice-prompts",
 ]
 FAMILIES: tuple[str, ...] = get_args(Family)
 CONDITIONS: tuple[str, ...] = get_args(Condition)

@@ -28,10 +28,11 @@ from shared.offline_models import cache_dir, whisper_model_dir
 ModelKind = Literal["seed-baseline", "whisper-probe", "whisper-frames"]
 #: Kinds served through a graph assembled from ``head.npz`` and the packaged Whisper weights.
 GRAPH_KINDS: tuple[ModelKind, ...] = ("whisper-probe", "whisper-frames")
-#: ``int8-matmul``: the assembled graph's MatMuls quantized dynamically
+#: ``int8-matmul``: the assembled graph's MatMuls quantized dynamically, one weight scale per
+#: tensor; ``int8-matmul-channel``: one weight scale per output channel
 #: (:func:`services.detector.training.int8.quantize_matmuls`).
-Precision = Literal["float32", "int8-matmul"]
-PRECISIONS: tuple[Precision, ...] = ("float32", "int8-matmul")
+Precision = Literal["float32", "int8-matmul", "int8-matmul-channel"]
+PRECISIONS: tuple[Precision, ...] = ("float32", "int8-matmul", "int8-matmul-channel")
 #: How a block's hidden states (time, width) become one vector: ``mean-std`` (2·width) or
 #: ``mean-std-delta`` (3·width: also the RMS of each dimension's frame-to-frame difference;
 #: :func:`services.detector.training.features.pool_statistics`).

@@ -157,6 +157,47 @@ def test_quantized_copy_serves_int8_matmuls(detector: Detector, librispeech_clip
     assert main(["quantize-detector", "--model", "default", "--out", str(tmp_path / "m"), "--split", "dev"]) == 2
 
 
+def test_per_channel_copy_equals_its_torch_emulation(librispeech_clip: Path, tmp_path: Path) -> None:
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    from services.detector.training.graphs import probe_onnx_path
+    from services.detector.training.int8 import INT8_TOLERANCE
+    from vcfad.cli import main
+
+    out = tmp_path / "int8-channel"
+    assert main(["quantize-detector", "--model", "default", "--out", str(out), "--per-channel"]) == 0
+    spec = ModelSpec.read(out)
+    assert spec.precision == "int8-matmul-channel"
+    assert "per output channel" in (out / "MODEL_CARD.md").read_text()
+    graph = onnx.load(str(probe_onnx_path(out))).graph
+    initializers = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    # One scale per output column of each quantized weight, and only the head's vector product float.
+    weights = [initializers[n.input[1]] for n in graph.node if n.op_type == "MatMulInteger"]
+    assert weights and all(value.ndim == 2 and value.dtype == np.int8 for value in weights)
+    weight_scales = [v for k, v in initializers.items() if k.endswith("_scale") and v.ndim == 1 and v.size > 1]
+    assert weight_scales, "no per-channel weight scale in the graph"
+    float_products = [n for n in graph.node if n.op_type == "MatMul" and set(n.input) & set(initializers)]
+    assert [initializers[next(i for i in n.input if i in initializers)].ndim for n in float_products] == [1]
+    head = ProbeHead.load(out / "head.npz")
+    emulated = build_probe_network(head, spec.whisper_model, spec.precision)
+    float_network = build_probe_network(head, spec.whisper_model)
+    copy = Detector.from_model_dir(out)
+    audio = load_audio(librispeech_clip, copy.load_policy)
+    to_emulation, to_float = [], []
+    for start_s, duration_s in ((0.0, 1.0), (1.0, 3.0), (0.0, 5.0)):
+        clip = audio.crop(start_s, duration_s)
+        log_mel = torch.from_numpy(whisper_log_mel(clip.samples))[None]
+        with torch.inference_mode():
+            expected, float_score = emulated(log_mel).numpy(), float_network(log_mel).numpy()
+        got = copy.score_clips([clip])
+        to_emulation.append(float(np.max(np.abs(got - expected))))
+        to_float.append(float(np.max(np.abs(got - float_score))))
+    assert max(to_emulation) <= INT8_TOLERANCE, to_emulation
+    assert sum(to_emulation) < sum(to_float) / 5, (to_emulation, to_float)
+
+
 def test_input_floor_is_applied_before_scoring_and_repeatable(
     detector: Detector, librispeech_clip: Path, tmp_path: Path
 ) -> None:

@@ -175,6 +175,9 @@ class External(_Strict):
     exclude_copies_of: list[str] = Field(default_factory=lambda: ["external-dev"])
     #: Only these sources (names); empty: every source of the catalogue.
     only_sources: list[str] = Field(default_factory=list)
+    #: Leave these sources (names) out: a source another build of the same corpus reads (the
+    #: default build's voice prompts), so that no clip is in two builds.
+    exclude_sources: list[str] = Field(default_factory=list)
     #: Leave these fake families out (a leave-one-family-out build).
     exclude_families: list[str] = Field(default_factory=list)
     #: Go on without external clips (a warning) when no source has a snapshot here; otherwise

@@ -20,8 +20,9 @@ from shared.whisper_encoder import WhisperEncoder
 def build_probe_network(head: ProbeHead, whisper_model: str = "base", precision: Precision = "float32"):
     """The whole ``whisper-probe`` model as one torch module: log-mel (batch, 80, frames) -> P(fake).
 
-    With ``precision = "int8-matmul"`` every weight product computes what ONNX Runtime computes
-    for the graph :func:`~services.detector.training.int8.quantize_matmuls` writes: the source model
+    With an int8 ``precision`` every weight product computes what ONNX Runtime computes for the
+    graph :func:`~services.detector.training.int8.quantize_matmuls` writes (per output channel for
+    ``int8-matmul-channel``, whose head product stays float as in that graph): the source model
     that the int8 graph is checked against. Only the float network is exported.
     """
 
@@ -51,12 +52,15 @@ def build_probe_network(head: ProbeHead, whisper_model: str = "base", precision:
             return torch.sigmoid(logits)
 
     network = ProbeNetwork().eval()
-    if precision == "int8-matmul":
+    if precision != "float32":
+        per_channel = precision == "int8-matmul-channel"
         for block in network.encoder.blocks:
             for name in ("qkv", "out", "ffn_in", "ffn_out"):
                 linear = getattr(block, name)
-                setattr(block, name, Int8MatMulEmulation(linear.weight.detach().T, linear.bias.detach()))
-        network.head_product = Int8MatMulEmulation(network.coef)
+                emulation = Int8MatMulEmulation(linear.weight.detach().T, linear.bias.detach(), per_channel=per_channel)
+                setattr(block, name, emulation)
+        if not per_channel:
+            network.head_product = Int8MatMulEmulation(network.coef)
     return network
 
 

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from services.detector.model_files import ModelSpec, ProbeHead, probe_graph_path
+from services.detector.model_files import ModelSpec, Precision, ProbeHead, probe_graph_path
 from services.detector.training.export import build_probe_network, export_probe_onnx
 from services.detector.training.int8 import INT8_TOLERANCE, quantize_matmuls
 from shared.files import write_atomic
@@ -33,7 +33,7 @@ def probe_onnx_path(model_dir: Path) -> Path:
     if not quantized.exists():
 
         def quantize_and_check(partial: Path) -> None:
-            quantize_matmuls(target, partial)
+            quantize_matmuls(target, partial, per_channel=spec.precision == "int8-matmul-channel")
             head = ProbeHead.load(Path(model_dir) / "head.npz")
             worst = max_difference_to_torch(build_probe_network(head, spec.whisper_model, spec.precision), partial)
             if worst > INT8_TOLERANCE:
@@ -43,16 +43,22 @@ def probe_onnx_path(model_dir: Path) -> Path:
     return quantized
 
 
-def quantized_copy(model_dir: Path, out: Path, name: str | None = None) -> ModelSpec:
-    """Copy a float ``whisper-probe`` model folder to ``out`` with ``precision = "int8-matmul"``
-    and build its graph. The threshold is the float model's until it is set again on dev
-    (``set-threshold``). ``out`` appears only once complete.
+def quantized_copy(
+    model_dir: Path, out: Path, name: str | None = None, precision: Precision = "int8-matmul"
+) -> ModelSpec:
+    """Copy a float ``whisper-probe`` model folder to ``out`` at an int8 ``precision`` (weight
+    scales per tensor, or per output channel with ``int8-matmul-channel``) and build its graph.
+    The threshold is the float model's until it is set again on dev (``set-threshold``). ``out``
+    appears only once complete.
 
     Raises
     ------
     ValueError
-        The model is not a float ``whisper-probe`` model, or ``out`` already exists.
+        The model is not a float ``whisper-probe`` model, ``out`` already exists, or
+        ``precision`` is not an int8 one.
     """
+    if precision == "float32":
+        raise ValueError("quantized_copy makes an int8 copy; float32 is the source's precision")
     spec = ModelSpec.read(model_dir)
     if spec.kind != "whisper-probe":
         raise ValueError(f"{model_dir}: a {spec.kind} model has no Whisper graph to quantize")
@@ -63,12 +69,16 @@ def quantized_copy(model_dir: Path, out: Path, name: str | None = None) -> Model
         raise ValueError(f"--out {out}: already exists; give a new folder")
     source_name = spec.name
     spec.name = name or f"{source_name}-int8"
-    spec.precision = "int8-matmul"
+    spec.precision = precision
     spec.training["quantized_from"] = {
         "model": source_name,
         "threshold": spec.threshold,
         "date": dt.date.today().isoformat(),
     }
+    scales = {
+        "int8-matmul": "one weight scale per tensor",
+        "int8-matmul-channel": "one weight scale per output channel; the head's vector product stays float",
+    }[precision]
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as scratch:
         partial = Path(scratch) / out.name
@@ -78,8 +88,8 @@ def quantized_copy(model_dir: Path, out: Path, name: str | None = None) -> Model
         (partial / "MODEL_CARD.md").write_text(
             f"# Detector model `{spec.name}` (whisper-probe, int8 MatMuls)\n\n"
             f"`{source_name}` (its model card tells what it is and how it was trained) served with every\n"
-            "weight MatMul of its assembled ONNX graph dynamically quantized to int8 "
-            "(`vcfad quantize-detector`;\n`services/detector/training/int8.py: quantize_matmuls`). "
+            f"weight MatMul of its assembled ONNX graph dynamically quantized to int8 ({scales}; "
+            "`vcfad quantize-detector`;\n`services/detector/training/int8.py: quantize_matmuls`). "
             "Scores move by a few hundredths, so the\nthreshold in `model.json` is this graph's own "
             "once `set-threshold` has run (`training.threshold_history`).\n"
         )

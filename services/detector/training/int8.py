@@ -1,6 +1,6 @@
-"""The ``int8-matmul`` precision: the dynamic int8 quantization of a graph's MatMuls
-(:func:`quantize_matmuls`) and its torch emulation (:class:`Int8MatMulEmulation`), the source
-model that an int8 graph is checked against."""
+"""The int8 precisions (``int8-matmul``, ``int8-matmul-channel``): the dynamic int8
+quantization of a graph's MatMuls (:func:`quantize_matmuls`) and its torch emulation
+(:class:`Int8MatMulEmulation`), the source model that an int8 graph is checked against."""
 
 from __future__ import annotations
 
@@ -21,18 +21,23 @@ class Int8MatMulEmulation(torch.nn.Module):
     """``x @ weight + bias`` as ONNX Runtime computes it after
     :func:`quantize_matmuls`, in torch.
 
-    Weight: symmetric, one scale per tensor, 7-bit range (``reduce_range``): ``w_q = round(w / s_w)``
-    in [-64, 64], ``s_w = max|w| / 64``. Input, per call (DynamicQuantizeLinear, over the whole
+    Weight: symmetric, 7-bit range (``reduce_range``): ``w_q = round(w / s_w)`` in [-64, 64],
+    ``s_w = max|w| / 64`` over the whole tensor, or over each output column with ``per_channel``.
+    Input, per call (DynamicQuantizeLinear, over the whole
     tensor): ``s_x = (max(x, 0) - min(x, 0)) / 255``, zero point ``round(-min(x, 0) / s_x)``, ``x_q``
     in [0, 255]. Output: the exact integer product (float64 here) times ``s_x · s_w``, plus bias.
     Rounding is half to even on both sides, as in ONNX.
     """
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
-        """``weight``: (in, out), or (in,) for a product with a vector."""
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, *, per_channel: bool = False) -> None:
+        """``weight``: (in, out), or (in,) for a product with a vector (one scale then: a vector
+        has one output channel)."""
         super().__init__()
         weight = weight.to(torch.float32)
-        self.weight_scale = weight.abs().max() / 64.0
+        if per_channel and weight.dim() == 2:
+            self.weight_scale = weight.abs().amax(dim=0) / 64.0
+        else:
+            self.weight_scale = weight.abs().max() / 64.0
         self.weight_q = torch.clamp(torch.round(weight / self.weight_scale), -64, 64).to(torch.float64)
         self.bias = bias
 
@@ -56,10 +61,10 @@ def quantize_matmuls(float_path: Path, target: Path, *, per_channel: bool = Fals
     quantized per call from their own range. Scores move (a few hundredths on real clips), so an
     int8 model gets its own threshold and goes through the rule in docs/detector.md.
 
-    ``per_channel`` (an exploration, ``bench/int8_per_channel.py``; no torch emulation of it): one
-    weight scale per output channel; a MatMul whose weight is a vector (the head's product with
-    its logistic coefficients) then stays float, as ONNX Runtime's dynamic MatMul refuses a
-    per-channel zero point there.
+    ``per_channel`` (the ``int8-matmul-channel`` precision): one weight scale per output channel,
+    which keeps the small columns of a weight from being rounded away by its largest one; a
+    MatMul whose weight is a vector (the head's product with its logistic coefficients) then
+    stays float, as ONNX Runtime's dynamic MatMul refuses a per-channel zero point there.
     """
     quantize_dynamic(
         str(float_path),

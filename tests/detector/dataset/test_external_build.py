@@ -121,6 +121,24 @@ def test_a_family_can_be_left_out(catalogue: tuple[Path, Path], tmp_path: Path) 
     assert "Engine B" not in systems and {"Engine A", "Engine C"} <= systems
 
 
+def _pages(out: Path) -> set[str]:
+    return {row["source"].split("/")[1].split("@")[0] for row in _rows(out) if row["source"].startswith("demo/")}
+
+
+def test_sources_are_chosen_by_name_and_a_wrong_name_is_refused(catalogue: tuple[Path, Path], tmp_path: Path) -> None:
+    # The default build reads one source of the catalogue and the external build every other one:
+    # the two selections are complements, and a name the catalogue lacks stops the build.
+    only = _external_config(catalogue, tmp_path, only_sources=["page-b"])
+    assert DatasetBuilder(only, output_dir=tmp_path / "only", log=lambda _: None).run() is not None
+    rest = _external_config(catalogue, tmp_path, exclude_sources=["page-b"])
+    assert DatasetBuilder(rest, output_dir=tmp_path / "rest", log=lambda _: None).run() is not None
+    assert _pages(tmp_path / "only") == {"page-b"} and _pages(tmp_path / "rest") == {"page-a", "page-c"}
+    for key in ("only_sources", "exclude_sources"):
+        wrong = _external_config(catalogue, tmp_path, **{key: ["page-z"]})
+        with pytest.raises(BuildError, match=rf"external.{key}: not in the catalogue: page-z"):
+            DatasetBuilder(wrong, output_dir=tmp_path / key, log=lambda _: None).run()
+
+
 def test_no_snapshot_at_all_is_a_clear_error_unless_optional(catalogue: tuple[Path, Path], tmp_path: Path) -> None:
     config = _external_config(catalogue, tmp_path)
     external = config.external.model_copy(update={"snapshots": [str(tmp_path / "nothing-here")]})

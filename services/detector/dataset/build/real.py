@@ -85,11 +85,13 @@ class RealSpeech:
         of its source. Speakers are named per source (``<source>/<speaker>``): the same corpus
         speaker may appear on pages of different splits, never in one page's two splits."""
         sources = load_sources(external.catalogue_path())
-        if external.only_sources:
-            unknown = sorted(set(external.only_sources) - {source.name for source in sources})
+        for key, names in (("only_sources", external.only_sources), ("exclude_sources", external.exclude_sources)):
+            unknown = sorted(set(names) - {source.name for source in sources})
             if unknown:
-                raise BuildError(f"external.only_sources: not in the catalogue: {', '.join(unknown)}")
+                raise BuildError(f"external.{key}: not in the catalogue: {', '.join(unknown)}")
+        if external.only_sources:
             sources = [source for source in sources if source.name in external.only_sources]
+        sources = [source for source in sources if source.name not in external.exclude_sources]
         store = SnapshotStore(external.snapshot_roots(), external.cache_path())
         excluded = frozenset().union(
             *(blob_ids_under(self.config.resolve_data(folder)) for folder in external.exclude_copies_of)
