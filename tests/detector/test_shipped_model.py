@@ -37,19 +37,15 @@ def test_onnx_graph_equals_torch_on_real_speech(detector: Detector, librispeech_
         assert np.max(np.abs(detector.score_clips([clip]) - expected)) <= 1e-4
 
 
-def test_int8_graph_equals_its_torch_emulation_on_real_speech(librispeech_clip: Path) -> None:
+def _gaps_to_emulation_and_float(model_dir: Path, detector: Detector, audio) -> tuple[list[float], list[float]]:
+    """Max |difference| of an int8 model's served scores to its torch emulation and to its float
+    network, on a 1 s, a 3 s and a 5 s crop of ``audio``."""
     import torch
 
-    from services.detector.training.int8 import INT8_TOLERANCE
-
-    model_dir = default_model_dir("default-int8")
     spec = ModelSpec.read(model_dir)
-    assert spec.precision == "int8-matmul"
-    head = ProbeHead.load(model_dir / "head.npz")
+    head = ProbeHead.load(Path(model_dir) / "head.npz")
     emulated = build_probe_network(head, spec.whisper_model, spec.precision)
     float_network = build_probe_network(head, spec.whisper_model)
-    detector = Detector.from_model_dir(model_dir)
-    audio = load_audio(librispeech_clip, detector.load_policy)
     to_emulation, to_float = [], []
     for start_s, duration_s in ((0.0, 1.0), (1.0, 3.0), (0.0, 5.0)):
         clip = audio.crop(start_s, duration_s)
@@ -59,6 +55,18 @@ def test_int8_graph_equals_its_torch_emulation_on_real_speech(librispeech_clip: 
         got = detector.score_clips([clip])
         to_emulation.append(float(np.max(np.abs(got - expected))))
         to_float.append(float(np.max(np.abs(got - float_score))))
+    return to_emulation, to_float
+
+
+def test_int8_graph_equals_its_torch_emulation_on_real_speech(librispeech_clip: Path) -> None:
+
+    from services.detector.training.int8 import INT8_TOLERANCE
+
+    model_dir = default_model_dir("default-int8")
+    assert ModelSpec.read(model_dir).precision == "int8-matmul"
+    detector = Detector.from_model_dir(model_dir)
+    audio = load_audio(librispeech_clip, detector.load_policy)
+    to_emulation, to_float = _gaps_to_emulation_and_float(model_dir, detector, audio)
     assert max(to_emulation) <= INT8_TOLERANCE, to_emulation
     # The emulation is what the int8 graph computes: far closer to it than the float model is.
     assert sum(to_emulation) < sum(to_float) / 5, (to_emulation, to_float)
@@ -159,7 +167,6 @@ def test_quantized_copy_serves_int8_matmuls(detector: Detector, librispeech_clip
 
 def test_per_channel_copy_equals_its_torch_emulation(librispeech_clip: Path, tmp_path: Path) -> None:
     import onnx
-    import torch
     from onnx import numpy_helper
 
     from services.detector.training.graphs import probe_onnx_path
@@ -180,20 +187,9 @@ def test_per_channel_copy_equals_its_torch_emulation(librispeech_clip: Path, tmp
     assert weight_scales, "no per-channel weight scale in the graph"
     float_products = [n for n in graph.node if n.op_type == "MatMul" and set(n.input) & set(initializers)]
     assert [initializers[next(i for i in n.input if i in initializers)].ndim for n in float_products] == [1]
-    head = ProbeHead.load(out / "head.npz")
-    emulated = build_probe_network(head, spec.whisper_model, spec.precision)
-    float_network = build_probe_network(head, spec.whisper_model)
     copy = Detector.from_model_dir(out)
     audio = load_audio(librispeech_clip, copy.load_policy)
-    to_emulation, to_float = [], []
-    for start_s, duration_s in ((0.0, 1.0), (1.0, 3.0), (0.0, 5.0)):
-        clip = audio.crop(start_s, duration_s)
-        log_mel = torch.from_numpy(whisper_log_mel(clip.samples))[None]
-        with torch.inference_mode():
-            expected, float_score = emulated(log_mel).numpy(), float_network(log_mel).numpy()
-        got = copy.score_clips([clip])
-        to_emulation.append(float(np.max(np.abs(got - expected))))
-        to_float.append(float(np.max(np.abs(got - float_score))))
+    to_emulation, to_float = _gaps_to_emulation_and_float(out, copy, audio)
     assert max(to_emulation) <= INT8_TOLERANCE, to_emulation
     assert sum(to_emulation) < sum(to_float) / 5, (to_emulation, to_float)
 
