@@ -17,8 +17,10 @@ with the sync pattern, searched over all offsets within the period and a grid of
 (a ±10 % speed change scales time and frequency) and of tempo factors (a pitch-preserving tempo
 change scales time only). Under no watermark (or another key) the key's
 signs are independent of the audio, so each correlation is a weighted sum of random signs, whose
-tail is bounded (Hoeffding; Bentkus–Dzindzalieta) and the threshold follows from the number of
-tests, not from tuning data (docs/watermark.md).
+tail is bounded (Hoeffding; Bentkus–Dzindzalieta) and the thresholds follow from the number of
+tests, not from tuning data (docs/watermark.md): the mark is present in a recording when its best
+window passes the union bound over all the recording's windows and tests, and the windows that
+pass one window's bound are then its extent.
 
 ::
 
@@ -229,8 +231,14 @@ class WatermarkParams:
     window_hop_s: Seconds = 0.5
     #: Cell residuals are clipped at this multiple of their median magnitude in the window.
     residual_clip: float = 3.0
-    #: Family-wise false-positive bound per window that sets the presence threshold.
+    #: Family-wise false-positive bound per window (over its offsets and scales): a window of a
+    #: recording where the mark is present is reported at this threshold (its localisation).
     false_positive_rate: float = 1e-4
+    #: Family-wise false-positive bound per *recording* (over every window, offset and scale):
+    #: the mark is present when its best window passes the threshold this sets, so a recording
+    #: of any length without the mark is called marked at most this often (a per-window bound
+    #: let a 15 s recording through ~30 times as often: a CI run met one, docs/watermark.md).
+    recording_false_positive_rate: float = 1e-4
     #: Embedding STFT: window length (s) and overlap (hop = window / 4).
     embed_window_s: Seconds = 0.032
     #: Content binding of the payload (docs/watermark.md, "Copying"): each payload cell's sign is
@@ -297,6 +305,18 @@ class WatermarkParams:
         ``tests_per_window`` × the bound reaches it.
         """
         return union_threshold_z(self.false_positive_rate, self.tests_per_window())
+
+    def presence_threshold_z(self, windows: int) -> float:
+        """Threshold on a recording's best window z for the mark to be present.
+
+        The union over the ``windows`` × ``tests_per_window`` correlations of the recording bounds
+        the chance that a recording without this key's mark is called marked by
+        ``recording_false_positive_rate``, whatever its length; it is never below
+        :meth:`threshold_z` (one window). Rises slowly with length (windows every 0.5 s): 6.04
+        for 5 s of speech, 6.22 for 15 s, 6.44 for a minute, 6.78 for ten.
+        """
+        family = union_threshold_z(self.recording_false_positive_rate, self.tests_per_window() * max(windows, 1))
+        return max(family, self.threshold_z())
 
     def payload_threshold_z(self) -> float:
         """Threshold on the decoded codeword's z-score for the payload to be reported.
@@ -462,13 +482,21 @@ class WatermarkReport:
     confidence: float
     payload: int | None
     windows: list[WindowReading]
+    #: Per-window threshold: where the mark is present, the windows at or above it are its extent.
     threshold_z: float
+    #: The recording's presence threshold (:meth:`WatermarkParams.presence_threshold_z`).
+    presence_threshold_z: float
     #: z-score of the best codeword over the found windows (0 when none was found); the payload
     #: is reported when it reaches :meth:`WatermarkParams.payload_threshold_z`.
     payload_z: float = 0.0
 
+    @property
+    def found_windows(self) -> list[WindowReading]:
+        """The windows that carry the mark: none unless it is present in the recording."""
+        return [w for w in self.windows if w.z >= self.threshold_z] if self.present else []
+
     def to_result(self) -> WatermarkResult:
-        found = [w for w in self.windows if w.z >= self.threshold_z]
+        found = self.found_windows
         return WatermarkResult(
             present=self.present,
             confidence=round(self.confidence, 6),
@@ -887,8 +915,9 @@ class Watermarker:
     def detect(self, audio: Audio) -> WatermarkReport:
         """Read the watermark of ``audio`` in windows of ``window_s`` every ``window_hop_s``.
 
-        Present when a window's sync z-score passes :meth:`WatermarkParams.threshold_z`; the
-        payload is decoded from the present windows together (:meth:`decode_payload`).
+        Present when the best window's sync z-score passes the recording's
+        :meth:`WatermarkParams.presence_threshold_z`; the payload is decoded from the windows
+        that pass :meth:`WatermarkParams.threshold_z` together (:meth:`decode_payload`).
         """
         params = self.params
         frames_db = self.log_spectrogram(audio)
@@ -899,7 +928,7 @@ class Watermarker:
             products = self.payload_products(frames_db, first, count, sync)
             end_s = min(audio.duration_s, first * frame_s + params.window_s)
             windows.append(WindowReading(first * frame_s, end_s, sync.z, sync.scale[0], sync.scale[1], products))
-        return self._verdict(windows)
+        return self.verdict(windows)
 
     def window_frames(self, total: int) -> list[tuple[int, int]]:
         """(first frame, frames) of each detection window of a spectrogram of ``total`` frames."""
@@ -913,20 +942,28 @@ class Watermarker:
             starts.append(total - window_frames)  # the tail gets a full window of its own
         return [(first, window_frames) for first in starts]
 
-    def _verdict(self, windows: list[WindowReading]) -> WatermarkReport:
+    def verdict(self, windows: list[WindowReading]) -> WatermarkReport:
+        """The recording's report from its windows' readings (:meth:`detect`'s last step).
+
+        Present when the best window passes the recording's presence threshold (family-wise over
+        all its windows); the payload is then decoded from every window that passes the
+        per-window threshold, which are also the windows reported.
+        """
         params = self.params
-        threshold = self._threshold_z
-        found = [w for w in windows if w.z >= threshold]
         best_z = max((w.z for w in windows), default=0.0)
+        presence = params.presence_threshold_z(len(windows))
+        present = bool(windows) and best_z >= presence
         # 1 − the family-wise p-value bound of the best window (tests × the per-test tail bound).
         p_bound = min(1.0, params.tests_per_window() * len(windows) * rademacher_tail_bound(best_z))
+        found = [w for w in windows if w.z >= self._threshold_z] if present else []
         payload, payload_z = self.decode_payload(found)
         return WatermarkReport(
-            present=bool(found),
+            present=present,
             confidence=1.0 - p_bound,
             payload=payload,
             windows=windows,
-            threshold_z=threshold,
+            threshold_z=self._threshold_z,
+            presence_threshold_z=presence,
             payload_z=payload_z,
         )
 

@@ -23,6 +23,7 @@ from shared.watermark import (
     WatermarkKeyError,
     WatermarkParams,
     WatermarkSettings,
+    WindowReading,
     make_payload,
     rademacher_tail_bound,
 )
@@ -326,3 +327,30 @@ def test_threshold_is_the_bound_at_the_false_positive_rate() -> None:
     assert params.tests_per_window() * rademacher_tail_bound(threshold) == pytest.approx(params.false_positive_rate)
     hoeffding = np.sqrt(2.0 * np.log(params.tests_per_window() / params.false_positive_rate))
     assert 5.0 < threshold < hoeffding - 0.2
+
+
+def test_presence_is_bounded_per_recording_and_the_windows_give_its_extent(watermarker: Watermarker) -> None:
+    """A recording is called marked when its best window passes the union bound over all its
+    windows and tests (so a long unmarked recording is not called marked more often than a short
+    one); once it is, every window past one window's bound is reported. A window between the two
+    thresholds alone marks nothing (a CI run's random key met such a window on real LibriSpeech)."""
+    params = watermarker.params
+    window, presence = params.threshold_z(), params.presence_threshold_z(30)
+    assert params.presence_threshold_z(1) == window < presence < params.presence_threshold_z(120)
+    tests = params.tests_per_window() * 30
+    assert tests * rademacher_tail_bound(presence) == pytest.approx(params.recording_false_positive_rate)
+    cells = int(np.sum(watermarker.pattern.role >= 0))
+
+    def reading(start_s: float, z: float) -> WindowReading:
+        return WindowReading(start_s, start_s + 1.0, z, 1.0, 1.0, np.zeros(cells))
+
+    between = (window + presence) / 2
+    quiet = [reading(0.5 * i, 2.0) for i in range(28)]
+    lone = watermarker.verdict([*quiet, reading(14.0, between), reading(14.5, 3.0)])
+    assert not lone.present and lone.found_windows == [] and lone.payload is None
+    assert lone.presence_threshold_z == pytest.approx(presence)
+    assert lone.confidence < 1.0 - params.recording_false_positive_rate  # the same bound, as a p-value
+    marked = watermarker.verdict([*quiet, reading(14.0, between), reading(14.5, presence + 0.01)])
+    assert marked.present and [w.start_s for w in marked.found_windows] == [14.0, 14.5]
+    assert marked.confidence >= 1.0 - params.recording_false_positive_rate
+    assert [(w.start_s, w.end_s) for w in marked.to_result().windows] == [(14.0, 15.0), (14.5, 15.5)]
