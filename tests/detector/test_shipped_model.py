@@ -39,7 +39,9 @@ def test_onnx_graph_equals_torch_on_real_speech(detector: Detector, librispeech_
 
 def _gaps_to_emulation_and_float(model_dir: Path, detector: Detector, audio) -> tuple[list[float], list[float]]:
     """Max |difference| of an int8 model's served scores to its torch emulation and to its float
-    network, on a 1 s, a 3 s and a 5 s crop of ``audio``."""
+    network, on six crops of ``audio`` from 1 to 5 s. (With three crops the per-channel copy's
+    sums were 4.7× apart on one CPU and over 5× on another: one crop whose quantization moved
+    its score little decides too much.)"""
     import torch
 
     spec = ModelSpec.read(model_dir)
@@ -47,7 +49,7 @@ def _gaps_to_emulation_and_float(model_dir: Path, detector: Detector, audio) -> 
     emulated = build_probe_network(head, spec.whisper_model, spec.precision)
     float_network = build_probe_network(head, spec.whisper_model)
     to_emulation, to_float = [], []
-    for start_s, duration_s in ((0.0, 1.0), (1.0, 3.0), (0.0, 5.0)):
+    for start_s, duration_s in ((0.0, 1.0), (1.0, 3.0), (0.0, 5.0), (2.0, 2.0), (3.0, 4.0), (5.0, 1.5)):
         clip = audio.crop(start_s, duration_s)
         log_mel = torch.from_numpy(whisper_log_mel(clip.samples))[None]
         with torch.inference_mode():
