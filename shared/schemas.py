@@ -41,14 +41,19 @@ class WatermarkResult(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    present: bool = Field(description="The watermark was found in at least one 1 s window")
+    present: bool = Field(
+        description="The watermark was found: the recording's best 1 s window passes the bound on a false find "
+        "in a recording of its length (at most 1 in 10,000 recordings without it)"
+    )
     confidence: float = Field(
         ge=0.0, le=1.0, description="1 − the bound on the chance of a false find in this recording"
     )
     payload: str | None = Field(
         default=None, description="The 24-bit payload (hex: key id, then job hash) when it was read clearly enough"
     )
-    windows: list[WatermarkWindow] = Field(default_factory=list, description="Windows where it was found")
+    windows: list[WatermarkWindow] = Field(
+        default_factory=list, description="Windows where it was found (none unless present)"
+    )
 
 
 class DetectResponse(BaseModel):
