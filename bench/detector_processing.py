@@ -8,7 +8,7 @@ Professionally produced speech (prompts, broadcast, podcasts) is called fake far
 other real speech (docs/detector.md, "False alarms on one professional studio voice"). This bench
 asks which step of such production does it: a seeded sample of real recordings from catalogue
 sources (``configs/detector/sources.toml``; their snapshots under ``../.mirror`` or
-``VCFAD_SNAPSHOTS``) goes through each processing chain below (ffmpeg filters, fixed settings),
+``VCFAD_SNAPSHOTS``) goes through each processing chain below (ffmpeg filters or codecs, fixed settings),
 then the detector's own loading, and the model scores it: the share called fake at the model's
 own threshold, and the median score, per chain. The same recordings go through every chain, so
 the rows differ by the processing alone. ``--input-floor`` also scores each chain with the serving
@@ -39,26 +39,40 @@ from services.detector.inference import DETECTION_LOAD_POLICY, Detector
 from services.detector.model_files import ModelFileError
 from shared.audio import Audio, AudioError, LoadPolicy, load_audio
 
-#: Each chain's ffmpeg filter graph (None: the recording as it is). Settings are fixed, typical of
-#: voice production: broadcast loudness, a compressor and limiter, dynamic normalisation, and two
-#: noise gates (the pauses of edited speech are digital silence).
-CHAINS: dict[str, str | None] = {
+
+def _filtered(graph: str) -> tuple[list[str], str]:
+    """ffmpeg output arguments and container of a filter graph, written as 16-bit PCM."""
+    return ["-filter:a", graph, "-c:a", "pcm_s16le"], "wav"
+
+
+#: Each chain's ffmpeg output arguments and container (None: the recording as it is). Settings are
+#: fixed, typical of voice production: broadcast loudness, a compressor and limiter, dynamic
+#: normalisation, two noise gates (the pauses of edited speech are digital silence); and the codecs
+#: prompts and calls travel in: G.722 (wideband VoIP, the studio prompts' format), G.711 mu-law and
+#: GSM 06.10 (8 kHz telephony).
+CHAINS: dict[str, tuple[list[str], str] | None] = {
     "none": None,
-    "loudness normalisation (EBU R128, -16 LUFS)": "loudnorm=I=-16:TP=-1.5:LRA=11",
-    "compressor 6:1 + limiter": "acompressor=threshold=-30dB:ratio=6:attack=5:release=80:makeup=8,alimiter=limit=0.9",
-    "dynamic normalisation (dynaudnorm)": "dynaudnorm=f=150:g=15",
-    "noise gate, gentle (-46 dBFS)": "agate=threshold=0.005:ratio=9000:attack=1:release=50",
-    "noise gate, hard (-34 dBFS)": "agate=threshold=0.02:ratio=9000:attack=1:release=50",
+    "loudness normalisation (EBU R128, -16 LUFS)": _filtered("loudnorm=I=-16:TP=-1.5:LRA=11"),
+    "compressor 6:1 + limiter": _filtered(
+        "acompressor=threshold=-30dB:ratio=6:attack=5:release=80:makeup=8,alimiter=limit=0.9"
+    ),
+    "dynamic normalisation (dynaudnorm)": _filtered("dynaudnorm=f=150:g=15"),
+    "noise gate, gentle (-46 dBFS)": _filtered("agate=threshold=0.005:ratio=9000:attack=1:release=50"),
+    "noise gate, hard (-34 dBFS)": _filtered("agate=threshold=0.02:ratio=9000:attack=1:release=50"),
+    "G.722 (16 kHz, 64 kbit/s)": (["-ar", "16000", "-c:a", "g722"], "g722"),
+    "G.711 mu-law (8 kHz)": (["-ar", "8000", "-c:a", "pcm_mulaw"], "wav"),
+    "GSM 06.10 (8 kHz)": (["-ar", "8000", "-c:a", "libgsm"], "gsm"),
 }
 #: Recordings are read as they are (no trimming or levelling) before the chain; the detector's own
 #: loading follows it.
 RAW_POLICY = LoadPolicy(trim_silence=False, normalize_loudness=False, min_duration_s=0.3)
 
 
-def processed(audio: Audio, chain: str | None) -> Audio:
-    """``audio`` through the ffmpeg filter graph ``chain`` (16-bit PCM out), as the detector loads it."""
+def processed(audio: Audio, chain: tuple[list[str], str] | None) -> Audio:
+    """``audio`` through ``chain`` (ffmpeg output arguments and container) and back, as the detector loads it."""
     if chain is not None:
-        audio = ffmpeg_codec(audio, ["-filter:a", chain, "-c:a", "pcm_s16le"], "wav")
+        arguments, container = chain
+        audio = ffmpeg_codec(audio, arguments, container)
     return load_audio(audio.to_wav_bytes(), DETECTION_LOAD_POLICY)
 
 
@@ -71,6 +85,9 @@ def main() -> None:
     parser.add_argument("--model", default="default", help="model name or folder (as `vcfad detect --model`)")
     parser.add_argument(
         "--input-floor", type=float, action="append", default=[], metavar="DBFS", help="also score with this floor"
+    )
+    parser.add_argument(
+        "--chain", action="append", choices=list(CHAINS), metavar="NAME", help="only these chains (default: all)"
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path)
@@ -98,6 +115,8 @@ def main() -> None:
                 print(f"skipped: {error}", file=sys.stderr)
     rows = []
     for chain_name, chain in CHAINS.items():
+        if args.chain and chain_name not in args.chain:
+            continue
         scores: dict[float | None, list[float]] = {None: [], **{floor: [] for floor in args.input_floor}}
         refused = 0
         for _, audio in recordings:
@@ -113,7 +132,8 @@ def main() -> None:
             array = np.array(values)
             row = {
                 "chain": chain_name,
-                "filter": chain,
+                "ffmpeg": None if chain is None else chain[0],
+                "container": None if chain is None else chain[1],
                 "input_floor_dbfs": floor,
                 "scored": len(values),
                 "refused": refused,
