@@ -47,7 +47,9 @@ def _filtered(graph: str) -> tuple[list[str], str]:
 
 #: Each chain's ffmpeg output arguments and container (None: the recording as it is). Settings are
 #: fixed, typical of voice production: broadcast loudness, a compressor and limiter, dynamic
-#: normalisation, two noise gates (the pauses of edited speech are digital silence); and the codecs
+#: normalisation, two noise gates (the pauses of edited speech are digital silence), spectral
+#: noise reduction, a de-esser and a treble shelf either way (what shapes a voice's upper band);
+#: and the codecs
 #: prompts and calls travel in: G.722 (wideband VoIP, the studio prompts' format), G.711 mu-law and
 #: GSM 06.10 (8 kHz telephony).
 CHAINS: dict[str, tuple[list[str], str] | None] = {
@@ -59,6 +61,10 @@ CHAINS: dict[str, tuple[list[str], str] | None] = {
     "dynamic normalisation (dynaudnorm)": _filtered("dynaudnorm=f=150:g=15"),
     "noise gate, gentle (-46 dBFS)": _filtered("agate=threshold=0.005:ratio=9000:attack=1:release=50"),
     "noise gate, hard (-34 dBFS)": _filtered("agate=threshold=0.02:ratio=9000:attack=1:release=50"),
+    "noise reduction (afftdn, 20 dB)": _filtered("afftdn=nr=20:nf=-50"),
+    "de-esser": _filtered("deesser=i=0.6:m=0.5:f=0.5"),
+    "treble cut (-6 dB shelf at 4 kHz)": _filtered("treble=g=-6:f=4000"),
+    "treble boost (+6 dB shelf at 4 kHz)": _filtered("treble=g=6:f=4000"),
     "G.722 (16 kHz, 64 kbit/s)": (["-ar", "16000", "-c:a", "g722"], "g722"),
     "G.711 mu-law (8 kHz)": (["-ar", "8000", "-c:a", "pcm_mulaw"], "wav"),
     "GSM 06.10 (8 kHz)": (["-ar", "8000", "-c:a", "libgsm"], "gsm"),

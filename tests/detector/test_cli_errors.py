@@ -26,3 +26,17 @@ def test_bad_manifest_is_one_line(tmp_path: Path, capsys, manifest_text: str, co
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_a_manifest_whose_clips_all_fail_is_an_error_not_an_empty_report(tmp_path: Path, capsys) -> None:
+    """Relative paths are read from the manifest's folder: a manifest written with paths relative
+    to somewhere else scores nothing, and says so (it once ended in a scikit-learn traceback)."""
+    (tmp_path / "clips").mkdir()
+    manifest = tmp_path / "clips" / "manifest.tsv"
+    manifest.write_text("path\tlabel\nclips/a.wav\tbonafide\nclips/b.wav\tspoof\n")
+    argv = ["eval-detector", "--model", "default", "--manifest", str(manifest), "--out", str(tmp_path / "report")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "none of the 2 clips could be scored by default" in err and "clips/clips/a.wav" in err, err
+    assert not (tmp_path / "report").exists()

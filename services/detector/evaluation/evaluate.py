@@ -50,7 +50,14 @@ class ModelScores:
 
 
 def score_manifest(detector: Detector, rows: Sequence[ManifestRow], label: str | None = None) -> ModelScores:
-    """Score every row; ``label`` names the model in reports (default: its name)."""
+    """Score every row; ``label`` names the model in reports (default: its name).
+
+    Raises
+    ------
+    ManifestError
+        Not one row could be scored (e.g. paths that do not resolve from the manifest's folder):
+        the message says how many and why the first failed, instead of an empty report.
+    """
     label = label or detector.name
     kept, scores, failed = [], [], []
     for row in tqdm(rows, desc=f"scoring with {label}", unit="clip", leave=False):
@@ -59,6 +66,11 @@ def score_manifest(detector: Detector, rows: Sequence[ManifestRow], label: str |
             kept.append(row)
         except AudioError as error:
             failed.append((str(row.path), str(error)))
+    if rows and not kept:
+        raise ManifestError(
+            f"none of the {len(rows)} clips could be scored by {label}; the first: {failed[0][1]} "
+            "(a manifest's relative paths are read from the manifest's own folder)"
+        )
     return ModelScores(label, detector.threshold, kept, np.array(scores), failed)
 
 
