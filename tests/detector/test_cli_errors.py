@@ -40,3 +40,30 @@ def test_a_manifest_whose_clips_all_fail_is_an_error_not_an_empty_report(tmp_pat
     assert "Traceback" not in err
     assert "none of the 2 clips could be scored by default" in err and "clips/clips/a.wav" in err, err
     assert not (tmp_path / "report").exists()
+
+
+def test_set_threshold_leaves_no_copy_when_nothing_could_be_scored(tmp_path: Path, capsys) -> None:
+    manifest = tmp_path / "manifest.tsv"
+    manifest.write_text("path\tlabel\nmissing-a.wav\tbonafide\nmissing-b.wav\tspoof\n")
+    copy = tmp_path / "site-copy"
+    assert main(["set-threshold", "--model", "default", "--manifest", str(manifest), "--out", str(copy)]) == 2
+    assert "none of the 2 clips could be scored" in capsys.readouterr().err
+    assert not copy.exists()  # the copy is made before scoring; a failed run takes it away again
+
+
+@pytest.mark.parametrize(
+    ("manifest_text", "message"),
+    [
+        ("path\tlabel\tsplit\na.wav\tbonafide\ttrain\nb.wav\tspoof\ttrain\n", "no fake clip has a `family`"),
+        ("path\tlabel\tsplit\tfamily\na.wav\tspoof\ttrain\tvocoder\nb.wav\tbonafide\tdev\t\n", "needs real and fake"),
+        ("path\tlabel\tsplit\tfamily\na.wav\tspoof\ttrain\tvocoder\nb.wav\tbonafide\ttrain\t\n", "no real clips in"),
+    ],
+)
+def test_eval_families_names_what_the_manifests_lack(tmp_path: Path, capsys, manifest_text: str, message: str):
+    """Checked before any feature is computed: a manifest without families, without both classes
+    in train or without held-out real clips is one line, not a numpy traceback."""
+    manifest = tmp_path / "manifest.tsv"
+    manifest.write_text(manifest_text)
+    assert main(["eval-families", "--model", "default", "--manifest", str(manifest)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err

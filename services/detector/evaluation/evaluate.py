@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import math
 import os
+import shutil
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -602,8 +603,13 @@ def set_threshold(
         copy_model(model_dir, out)
         model_dir = Path(out)
     # The copy's graph is the source's (the threshold is not in it), so the source scores for it.
-    result = score_manifest(detector, rows)
-    new = operating_threshold(result, false_alarm_rate)
+    try:
+        result = score_manifest(detector, rows)
+        new = operating_threshold(result, false_alarm_rate)
+    except BaseException:
+        if out is not None:  # no half-made copy with the source's threshold is left behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     spec = ModelSpec.read(model_dir)
     old = spec.threshold
     spec.threshold = new

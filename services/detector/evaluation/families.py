@@ -57,6 +57,13 @@ def leave_one_family_out(
     unknown = sorted(set(chosen) - set(present))
     if unknown:
         raise ManifestError(f"no fake clips of family {', '.join(unknown)} in the manifests")
+    # Checked before any feature is computed (minutes on a built corpus), each with its own message.
+    if not chosen:
+        raise ManifestError("no fake clip has a `family` in the manifests (a built corpus has one: vcfad data build)")
+    if {row.is_fake for row in train} != {False, True}:
+        raise ManifestError("the manifests' train split needs real and fake clips to refit the recipe on")
+    if not held_out_real:
+        raise ManifestError("no real clips in the manifests' dev or test split to score the families against")
     # One extractor (one ONNX session) and one feature cache for every set scored here.
     extractor = layer_extractor(spec.whisper_model, feature_layers, pooling=pooling, onnx_features=onnx_features)
     cache = FeatureCache(extractor.cache_id)
