@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -460,7 +461,12 @@ def _quantize(args: argparse.Namespace) -> int:
     print(f"{args.out}: {spec.name}, int8 MatMuls ({spec.precision})")
     if args.manifest:
         detector = Detector.from_model_dir(args.out, threads=args.threads)
-        old, new = set_threshold(detector, args.manifest, split=args.split)
+        try:
+            old, new = set_threshold(detector, args.manifest, split=args.split)
+        except (ValueError, ManifestError) as error:
+            # The copy was asked for with its own threshold: one without it is not left behind.
+            shutil.rmtree(args.out, ignore_errors=True)
+            raise CLIError(f"{error} ({args.out} removed)") from None
         print(f"{args.out}: threshold {old:.4f} -> {new:.4f} (its EER point on {args.split or 'every split'})")
     else:
         print(f"{args.out}: threshold kept from the float model; set it with `vcfad set-threshold --split dev`")

@@ -67,3 +67,13 @@ def test_eval_families_names_what_the_manifests_lack(tmp_path: Path, capsys, man
     assert main(["eval-families", "--model", "default", "--manifest", str(manifest)]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err, err
+
+
+def test_quantize_with_a_manifest_that_scores_nothing_leaves_no_copy(tmp_path: Path, capsys) -> None:
+    manifest = tmp_path / "manifest.tsv"
+    manifest.write_text("path\tlabel\nmissing-a.wav\tbonafide\nmissing-b.wav\tspoof\n")
+    copy = tmp_path / "int8"
+    assert main(["quantize-detector", "--model", "default", "--out", str(copy), "--manifest", str(manifest)]) == 2
+    err = capsys.readouterr().err
+    assert "none of the 2 clips could be scored" in err and f"{copy} removed" in err, err
+    assert not copy.exists()
