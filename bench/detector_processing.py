@@ -11,7 +11,8 @@ sources (``configs/detector/sources.toml``; their snapshots under ``../.mirror``
 ``VCFAD_SNAPSHOTS``) goes through each processing chain below (ffmpeg filters or codecs, fixed settings),
 then the detector's own loading, and the model scores it: the share called fake at the model's
 own threshold, and the median score, per chain. The same recordings go through every chain, so
-the rows differ by the processing alone. ``--input-floor`` also scores each chain with the serving
+the rows differ by the processing alone (a recording the detector refuses after a chain, e.g.
+too little sound left by a gate, drops out of that row only). ``--input-floor`` also scores each chain with the serving
 input floor raised to that level (``input_floor_dbfs``, docs/detector.md).
 
 Nothing is tuned on it: it is a measurement of the shipped model. (The catalogue's real sets are

@@ -954,7 +954,7 @@ class Watermarker:
         presence = params.presence_threshold_z(len(windows))
         present = bool(windows) and best_z >= presence
         # 1 − the family-wise p-value bound of the best window (tests × the per-test tail bound).
-        p_bound = min(1.0, params.tests_per_window() * len(windows) * rademacher_tail_bound(best_z))
+        p_bound = min(1.0, params.tests_per_window() * len(windows) * rademacher_tail_bound(best_z)) if windows else 1.0
         found = [w for w in windows if w.z >= self._threshold_z] if present else []
         payload, payload_z = self.decode_payload(found)
         return WatermarkReport(

@@ -460,13 +460,16 @@ def _quantize(args: argparse.Namespace) -> int:
         raise CLIError(str(error)) from None
     print(f"{args.out}: {spec.name}, int8 MatMuls ({spec.precision})")
     if args.manifest:
-        detector = Detector.from_model_dir(args.out, threads=args.threads)
+        # The copy was asked for with its own threshold: one without it is not left behind.
         try:
+            detector = Detector.from_model_dir(args.out, threads=args.threads)
             old, new = set_threshold(detector, args.manifest, split=args.split)
-        except (ValueError, ManifestError) as error:
-            # The copy was asked for with its own threshold: one without it is not left behind.
+        except ValueError as error:  # ManifestError included
             shutil.rmtree(args.out, ignore_errors=True)
             raise CLIError(f"{error} ({args.out} removed)") from None
+        except BaseException:
+            shutil.rmtree(args.out, ignore_errors=True)
+            raise
         print(f"{args.out}: threshold {old:.4f} -> {new:.4f} (its EER point on {args.split or 'every split'})")
     else:
         print(f"{args.out}: threshold kept from the float model; set it with `vcfad set-threshold --split dev`")

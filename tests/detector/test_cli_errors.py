@@ -57,9 +57,14 @@ def test_set_threshold_leaves_no_copy_when_nothing_could_be_scored(tmp_path: Pat
         ("path\tlabel\tsplit\na.wav\tbonafide\ttrain\nb.wav\tspoof\ttrain\n", "no fake clip has a `family`"),
         ("path\tlabel\tsplit\tfamily\na.wav\tspoof\ttrain\tvocoder\nb.wav\tbonafide\tdev\t\n", "needs real and fake"),
         ("path\tlabel\tsplit\tfamily\na.wav\tspoof\ttrain\tvocoder\nb.wav\tbonafide\ttrain\t\n", "no real clips in"),
+        (
+            "path\tlabel\tsplit\tfamily\na.wav\tspoof\ttrain\tvocoder\nb.wav\tbonafide\ttrain\t\n"
+            "c.wav\tbonafide\tdev\t\n",
+            "every fake training clip is of family vocoder",
+        ),
     ],
 )
-def test_eval_families_names_what_the_manifests_lack(tmp_path: Path, capsys, manifest_text: str, message: str):
+def test_eval_families_names_what_the_manifests_lack(tmp_path: Path, capsys, manifest_text: str, message: str) -> None:
     """Checked before any feature is computed: a manifest without families, without both classes
     in train or without held-out real clips is one line, not a numpy traceback."""
     manifest = tmp_path / "manifest.tsv"

@@ -101,8 +101,8 @@ def test_a_spliced_clip_shows_where(watermarker: Watermarker, speech: Audio) -> 
     marked = watermarker.embed(clip, make_payload(KEY, "splice")).crop(0.5, 4.0)
     spliced = Audio(np.concatenate([unmarked.samples, marked.samples, unmarked.samples]), 16_000)
     report = watermarker.detect(spliced)
-    found = [w for w in report.windows if w.z >= report.threshold_z]
-    assert found, "the marked part was not found"
+    found = report.found_windows
+    assert report.present and found, "the marked part was not found"
     # Every window found overlaps the marked stretch (3–7 s); wholly unmarked windows never pass.
     assert all(w.end_s > 3.0 and w.start_s < 7.0 for w in found)
     inside = [w for w in report.windows if w.start_s >= 3.0 and w.end_s <= 7.0]
@@ -346,6 +346,7 @@ def test_presence_is_bounded_per_recording_and_the_windows_give_its_extent(water
 
     between = (window + presence) / 2
     quiet = [reading(0.5 * i, 2.0) for i in range(28)]
+    assert watermarker.verdict([]).confidence == 0.0 and not watermarker.verdict([]).present
     lone = watermarker.verdict([*quiet, reading(14.0, between), reading(14.5, 3.0)])
     assert not lone.present and lone.found_windows == [] and lone.payload is None
     assert lone.presence_threshold_z == pytest.approx(presence)

@@ -68,10 +68,10 @@ def score_manifest(detector: Detector, rows: Sequence[ManifestRow], label: str |
         except AudioError as error:
             failed.append((str(row.path), str(error)))
     if rows and not kept:
-        raise ManifestError(
-            f"none of the {len(rows)} clips could be scored by {label}; the first: {failed[0][1]} "
-            "(a manifest's relative paths are read from the manifest's own folder)"
-        )
+        first = failed[0][1]
+        relative = "no such file" in first
+        hint = " (a manifest's relative paths are read from the manifest's own folder)" if relative else ""
+        raise ManifestError(f"none of the {len(rows)} clips could be scored by {label}; the first: {first}{hint}")
     return ModelScores(label, detector.threshold, kept, np.array(scores), failed)
 
 
@@ -606,24 +606,24 @@ def set_threshold(
     try:
         result = score_manifest(detector, rows)
         new = operating_threshold(result, false_alarm_rate)
+        spec = ModelSpec.read(model_dir)
+        old = spec.threshold
+        spec.threshold = new
+        spec.training.setdefault("threshold_history", []).append(
+            {
+                "threshold": new,
+                "replaced": old,
+                "rule": "eer" if false_alarm_rate is None else f"false_alarm_rate<={false_alarm_rate}",
+                "manifests": [str(manifest) for manifest in manifests],
+                "real_dirs": [str(folder) for folder in real_dirs],
+                "split": split,
+                "clips": len(result.rows),
+                "date": dt.date.today().isoformat(),
+            }
+        )
+        spec.write(model_dir)
     except BaseException:
         if out is not None:  # no half-made copy with the source's threshold is left behind
             shutil.rmtree(out, ignore_errors=True)
         raise
-    spec = ModelSpec.read(model_dir)
-    old = spec.threshold
-    spec.threshold = new
-    spec.training.setdefault("threshold_history", []).append(
-        {
-            "threshold": new,
-            "replaced": old,
-            "rule": "eer" if false_alarm_rate is None else f"false_alarm_rate<={false_alarm_rate}",
-            "manifests": [str(manifest) for manifest in manifests],
-            "real_dirs": [str(folder) for folder in real_dirs],
-            "split": split,
-            "clips": len(result.rows),
-            "date": dt.date.today().isoformat(),
-        }
-    )
-    spec.write(model_dir)
     return old, new

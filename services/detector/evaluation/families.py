@@ -64,6 +64,8 @@ def leave_one_family_out(
         raise ManifestError("the manifests' train split needs real and fake clips to refit the recipe on")
     if not held_out_real:
         raise ManifestError("no real clips in the manifests' dev or test split to score the families against")
+    if alone := [f for f in chosen if all(row.family == f for row in train if row.is_fake)]:
+        raise ManifestError(f"every fake training clip is of family {alone[0]}: without it nothing is left to refit on")
     # One extractor (one ONNX session) and one feature cache for every set scored here.
     extractor = layer_extractor(spec.whisper_model, feature_layers, pooling=pooling, onnx_features=onnx_features)
     cache = FeatureCache(extractor.cache_id)
