@@ -474,6 +474,12 @@ class WindowResiduals:
     energy_spectrum: np.ndarray
 
 
+def _extent(windows: list[WindowReading], threshold_z: float, present: bool) -> list[WindowReading]:
+    """Where a mark found in a recording lies: its windows past one window's threshold (none
+    unless the mark is present in the recording)."""
+    return [w for w in windows if w.z >= threshold_z] if present else []
+
+
 @dataclass(frozen=True)
 class WatermarkReport:
     """The watermark verdict on a clip, with the per-window readings behind it."""
@@ -493,7 +499,7 @@ class WatermarkReport:
     @property
     def found_windows(self) -> list[WindowReading]:
         """The windows that carry the mark: none unless it is present in the recording."""
-        return [w for w in self.windows if w.z >= self.threshold_z] if self.present else []
+        return _extent(self.windows, self.threshold_z, self.present)
 
     def to_result(self) -> WatermarkResult:
         found = self.found_windows
@@ -955,7 +961,7 @@ class Watermarker:
         present = bool(windows) and best_z >= presence
         # 1 − the family-wise p-value bound of the best window (tests × the per-test tail bound).
         p_bound = min(1.0, params.tests_per_window() * len(windows) * rademacher_tail_bound(best_z)) if windows else 1.0
-        found = [w for w in windows if w.z >= self._threshold_z] if present else []
+        found = _extent(windows, self._threshold_z, present)
         payload, payload_z = self.decode_payload(found)
         return WatermarkReport(
             present=present,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from services.detector.model_files import (
     ModelSpec,
     check_input_floor,
     default_model_dir,
+    removed_on_failure,
 )
 from services.detector.training.manifest import ManifestError
 from shared.audio import AudioError
@@ -462,14 +462,11 @@ def _quantize(args: argparse.Namespace) -> int:
     if args.manifest:
         # The copy was asked for with its own threshold: one without it is not left behind.
         try:
-            detector = Detector.from_model_dir(args.out, threads=args.threads)
-            old, new = set_threshold(detector, args.manifest, split=args.split)
+            with removed_on_failure(args.out):
+                detector = Detector.from_model_dir(args.out, threads=args.threads)
+                old, new = set_threshold(detector, args.manifest, split=args.split)
         except ValueError as error:  # ManifestError included
-            shutil.rmtree(args.out, ignore_errors=True)
             raise CLIError(f"{error} ({args.out} removed)") from None
-        except BaseException:
-            shutil.rmtree(args.out, ignore_errors=True)
-            raise
         print(f"{args.out}: threshold {old:.4f} -> {new:.4f} (its EER point on {args.split or 'every split'})")
     else:
         print(f"{args.out}: threshold kept from the float model; set it with `vcfad set-threshold --split dev`")

@@ -17,6 +17,8 @@ import hashlib
 import json
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -134,6 +136,17 @@ def copy_model(model_dir: Path, out: Path) -> ModelSpec:
     except OSError as error:  # an unwritable or full disk: the user's to fix, said plainly
         raise ModelFileError(f"{out}: cannot write the copy there ({error.strerror or error})") from None
     return spec
+
+
+@contextmanager
+def removed_on_failure(folder: Path) -> Iterator[Path]:
+    """Remove ``folder`` (a model copy the running command has just made) if the block fails, so a
+    copy without the settings it was made for is not left behind."""
+    try:
+        yield folder
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 @dataclass(frozen=True)

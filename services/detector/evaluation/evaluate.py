@@ -11,10 +11,9 @@ import datetime as dt
 import json
 import math
 import os
-import shutil
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -24,7 +23,7 @@ from scipy.stats import norm
 from tqdm import tqdm
 
 from services.detector.inference import Detector
-from services.detector.model_files import ModelSpec, copy_model
+from services.detector.model_files import ModelSpec, copy_model, removed_on_failure
 from services.detector.training.manifest import ManifestError, ManifestRow, folder_rows, read_manifest
 from shared.audio import AudioError
 from shared.metrics import (
@@ -68,9 +67,9 @@ def score_manifest(detector: Detector, rows: Sequence[ManifestRow], label: str |
         except AudioError as error:
             failed.append((str(row.path), str(error)))
     if rows and not kept:
-        first = failed[0][1]
-        relative = "no such file" in first
-        hint = " (a manifest's relative paths are read from the manifest's own folder)" if relative else ""
+        path, first = failed[0]
+        missing = not Path(path).exists()
+        hint = " (a manifest's relative paths are read from the manifest's own folder)" if missing else ""
         raise ManifestError(f"none of the {len(rows)} clips could be scored by {label}; the first: {first}{hint}")
     return ModelScores(label, detector.threshold, kept, np.array(scores), failed)
 
@@ -603,7 +602,7 @@ def set_threshold(
         copy_model(model_dir, out)
         model_dir = Path(out)
     # The copy's graph is the source's (the threshold is not in it), so the source scores for it.
-    try:
+    with nullcontext() if out is None else removed_on_failure(model_dir):
         result = score_manifest(detector, rows)
         new = operating_threshold(result, false_alarm_rate)
         spec = ModelSpec.read(model_dir)
@@ -622,8 +621,4 @@ def set_threshold(
             }
         )
         spec.write(model_dir)
-    except BaseException:
-        if out is not None:  # no half-made copy with the source's threshold is left behind
-            shutil.rmtree(out, ignore_errors=True)
-        raise
     return old, new
