@@ -48,6 +48,16 @@ class ClonerSettings(BaseSettings):
     #: Give the clone the reference recording's channel: its long-term spectrum and room tone
     #: (shared/channel.py). Off = the synthesizer's clean studio sound.
     match_channel: bool = True
+    #: The envelope stage (services/cloner/envelope.py): learn the reference speaker's spectral
+    #: envelope phone by phone from the reference's own words spoken by the enrolled voice
+    #: (Whisper transcript + synthesis + alignment at enrollment, cached per voice).
+    envelope_fit: bool = False
+    #: Synthetic frames whose offsets are averaged for each frame of a clone.
+    envelope_neighbours: int = Field(default=8, ge=1)
+    #: Largest boost or cut of the envelope stage, in dB.
+    envelope_max_gain_db: float = Field(default=12.0, ge=0)
+    #: Most reference speech transcribed and spoken again to fit the stage, in seconds.
+    envelope_max_reference_s: float = Field(default=60.0, gt=0)
     #: Largest boost or cut of the channel EQ, in dB.
     channel_max_gain_db: float = Field(default=12.0, ge=0)
     #: Watermark every clone (shared/watermark.py; key from ``VCFAD_WATERMARK_KEY`` or var/watermark.key).

@@ -35,7 +35,7 @@ from services.cloner.backends import create_backend
 from services.cloner.config import ClonerSettings
 from services.cloner.encoder import ReferenceEncoder
 from services.cloner.judge.score import DEFAULT_JUDGE_DIR, SpeakerJudge
-from services.cloner.pipeline import Cloner
+from services.cloner.pipeline import Cloner, envelope_fitter
 from shared.asr import SpeechRecognizer, word_error_rate
 from shared.audio import load_audio
 from shared.metrics import percentile_interval
@@ -145,7 +145,10 @@ def run_evaluation(config: EvalConfig) -> dict:
         settings = base_settings.model_copy(update={"backend": backend})
         t0 = time.perf_counter()
         cloner = Cloner(
-            settings, reference_encoder, create_backend(backend, settings, reference_encoder.speaker_encoder)
+            settings,
+            reference_encoder,
+            create_backend(backend, settings, reference_encoder.speaker_encoder),
+            envelope_fitter=envelope_fitter(settings),
         )
         logger.warning("%s: loaded in %.1f s", backend, time.perf_counter() - t0)
         for (speaker, ref_kind), voice in voices.items():
@@ -154,7 +157,7 @@ def run_evaluation(config: EvalConfig) -> dict:
             enroll_s = time.perf_counter() - t0
             for text_kind, text in zip(("short-text", "long-text"), texts[speaker], strict=True):
                 t0 = time.perf_counter()
-                raw = cloner.backend.synthesize(enrolled.voice, text)
+                raw = cloner.synthesize(enrolled, text)
                 synth_s = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 variants = [(backend, backend, cloner.finish(raw, enrolled if settings.match_channel else None, text))]
@@ -215,6 +218,8 @@ def run_evaluation(config: EvalConfig) -> dict:
 
     report = summarise(items, config, speakers, real_ge2e, real_judge, disagreement)
     report["elapsed_s"] = round(time.perf_counter() - started, 1)
+    # What the cloner ran with (from the environment, VCFAD_CLONER_*): the report names its own settings.
+    report["cloner_settings"] = base_settings.model_dump(mode="json")
     write_report(report, config.output_stem)
     return report
 
@@ -292,7 +297,7 @@ def write_report(report: dict, stem: Path) -> None:
         "conditioning reference; Judge ID = share of clones nearest to their own speaker's reference under it. "
         "RTF = synthesis seconds per second of speech on this machine, during the run "
         f"(enrollment excluded; mean enrollment: {report['enroll_s_mean']} s). "
-        f"Total run time {report.get('elapsed_s')} s.",
+        f"Total run time {report.get('elapsed_s')} s.{_stage_note(report.get('cloner_settings'))}",
         "",
         "| backend | reference | text | WER | WER (2nd ASR) | GE2E | GE2E min | GE2E others | GE2E ID | Judge "
         "| Judge ID | RTF | RTVC WER |",
@@ -319,6 +324,14 @@ def write_report(report: dict, stem: Path) -> None:
         "",
     ]
     stem.with_suffix(".md").write_text("\n".join(lines), encoding="utf-8")
+
+
+def _stage_note(settings: dict | None) -> str:
+    """The cloner settings a reader needs to know which cloner the rows describe."""
+    if not settings:
+        return ""
+    envelope = "on" if settings.get("envelope_fit") else "off"
+    return f" Cloner: envelope stage {envelope}; style search {settings.get('fit_iterations', 0)} calls."
 
 
 def compare_reports(before: dict, after: dict, resamples: int = 2000, seed: int = 0) -> list[dict]:

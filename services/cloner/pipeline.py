@@ -4,7 +4,9 @@ SV2TTS in three swappable stages, each a small class with one job:
 
 1. :class:`~services.cloner.encoder.ReferenceEncoder` — reference audio → GE2E speaker embedding;
 2. a synthesis backend (:mod:`services.cloner.backends`) — enrolls the voice once (cached per
-   reference set) and speaks text in it; its vocoder is part of the backend;
+   reference set) and speaks text in it; its vocoder is part of the backend; then, when
+   ``envelope_fit`` is on, the envelope stage (:mod:`services.cloner.envelope`: the speaker's
+   envelope phone by phone, fitted once per voice);
 3. output — the reference's recording channel (:mod:`shared.channel`: long-term
    spectrum and room tone; on by default), the requested rate and loudness, then the provenance
    watermark (:mod:`shared.watermark`; on unless ``VCFAD_CLONER_WATERMARK=false``, research only).
@@ -17,7 +19,9 @@ SV2TTS in three swappable stages, each a small class with one job:
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import pickle
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,9 +30,11 @@ from typing import Any
 from services.cloner.backends import create_backend
 from services.cloner.config import ClonerSettings
 from services.cloner.encoder import NoSpeechError, ReferenceEncoder
+from services.cloner.envelope import EnvelopeCorrection, EnvelopeFitter, EnvelopeSettings
 from services.cloner.voice import ReferenceVoice, SynthesisBackend
 from shared.audio import Audio, AudioFile
 from shared.channel import ChannelMatcher, ChannelProfile
+from shared.offline_models import cache_dir
 from shared.progress import ProgressCallback
 from shared.seeds import stable_int
 from shared.text import CloneTextError, clone_text
@@ -54,6 +60,8 @@ class Enrollment:
     voice: Any
     #: The reference's recording channel (always profiled: milliseconds; applied when asked).
     channel: ChannelProfile
+    #: The envelope stage fitted to this voice (None when the stage is off or found too little speech).
+    envelope: EnvelopeCorrection | None = None
 
 
 class Cloner:
@@ -71,10 +79,13 @@ class Cloner:
         backend: SynthesisBackend,
         max_cached_voices: int = 32,
         watermarker: Watermarker | None = None,
+        envelope_fitter: EnvelopeFitter | None = None,
     ) -> None:
         self.settings = settings
         self.encoder = encoder
         self.backend = backend
+        #: Fits the envelope stage per voice; None = the stage is off.
+        self.envelope_fitter = envelope_fitter
         #: Marks every clone; None only when ``settings.watermark`` is off (research).
         self.watermarker: Watermarker | None = None
         if settings.watermark:
@@ -98,7 +109,7 @@ class Cloner:
             threads=settings.threads,
         )
         backend = create_backend(settings.backend, settings, encoder.speaker_encoder)
-        return cls(settings, encoder, backend)
+        return cls(settings, encoder, backend, envelope_fitter=envelope_fitter(settings))
 
     @property
     def backend_name(self) -> str:
@@ -126,7 +137,19 @@ class Cloner:
             self._voices.move_to_end(voice.key)
             return self._voices[voice.key]
         channel = self.channel_matcher.profile(voice.clips)
-        enrolled = Enrollment(voice.key, self.backend.enroll(voice, progress), channel)
+        share = 0.5 if self.envelope_fitter is not None else 1.0  # of the enrollment's progress
+        fitted = self.backend.enroll(voice, (lambda f, s: progress(share * f, s)) if progress else None)
+        envelope = None
+        if self.envelope_fitter is not None:
+            # The voice id names both the synthesizer's voice and the reference: either changing refits.
+            voice_id = f"{self.backend.name}|{voice.key}|{hashlib.sha256(pickle.dumps(fitted)).hexdigest()}"
+            envelope = self.envelope_fitter.fit(
+                voice.clips,
+                lambda words: self.backend.synthesize(fitted, words),
+                voice_id,
+                (lambda f, s: progress(0.5 + 0.5 * f, s)) if progress else None,
+            )
+        enrolled = Enrollment(voice.key, fitted, channel, envelope)
         self._voices[voice.key] = enrolled
         while len(self._voices) > self._max_cached_voices:
             self._voices.popitem(last=False)
@@ -171,6 +194,15 @@ class Cloner:
         report(1.0, "done")  # speak() reported "finishing" at 0.95
         return audio
 
+    def synthesize(self, enrolled: Enrollment, text: str, progress: ProgressCallback | None = None) -> Audio:
+        """Stage 2b: ``text`` in the enrolled voice (the backend, then the envelope stage when fitted),
+        before the channel, rate, loudness and watermark of :meth:`finish`."""
+        try:
+            audio = self.backend.synthesize(enrolled.voice, text, progress)
+        except TextToSpeechError as error:
+            raise CloneInputError(str(error)) from None
+        return enrolled.envelope.apply(audio) if enrolled.envelope is not None else audio
+
     def speak(
         self,
         enrolled: Enrollment,
@@ -178,11 +210,8 @@ class Cloner:
         progress: ProgressCallback | None = None,
         match_channel: bool | None = None,
     ) -> Audio:
-        """Stages 2b and 3 for an enrolled voice: synthesize ``text``, then :meth:`finish` it."""
-        try:
-            audio = self.backend.synthesize(enrolled.voice, text, progress)
-        except TextToSpeechError as error:
-            raise CloneInputError(str(error)) from None
+        """Stages 2b and 3 for an enrolled voice: :meth:`synthesize` ``text``, then :meth:`finish` it."""
+        audio = self.synthesize(enrolled, text, progress)
         if progress is not None:
             progress(1.0, "finishing")
         if match_channel is None:
@@ -200,3 +229,16 @@ class Cloner:
             return audio
         job = f"{enrolled.key if enrolled is not None else ''}\x1f{text}"
         return self.watermarker.embed(audio, make_payload(self.watermarker.key, job))
+
+
+def envelope_fitter(settings: ClonerSettings) -> EnvelopeFitter | None:
+    """The envelope stage's fitter as ``settings`` ask for it (None when ``envelope_fit`` is off)."""
+    if not settings.envelope_fit:
+        return None
+    stage = EnvelopeSettings(
+        neighbours=settings.envelope_neighbours,
+        max_gain_db=settings.envelope_max_gain_db,
+        max_reference_s=settings.envelope_max_reference_s,
+    )
+    voices = settings.voice_cache_dir or cache_dir() / "cloner" / "voices"
+    return EnvelopeFitter(stage, voices, threads=settings.threads)

@@ -1,0 +1,274 @@
+"""The envelope stage: the reference speaker's spectral envelope, phone by phone.
+
+The style search moves the whole voice; what a speaker-verification model hears beyond it is how
+each *sound* is shaped (formants of each vowel, the colour of each fricative). That detail is
+learned here from a synthetic parallel recording:
+
+1. the reference is transcribed (Whisper; pieces of at most ``segment_s``, at most
+   ``max_reference_s`` in all);
+2. the enrolled voice speaks the same words, so synthetic and real speech say the same phones;
+3. dynamic time warping on cepstra aligns them frame by frame, and each aligned pair of speech
+   frames gives a log-mel *offset* (real − synthetic) keyed by the synthetic frame's cepstra;
+4. a new clone's frame takes the mean offset of its ``neighbours`` nearest synthetic frames
+   (the match is synthetic against synthetic — the same voice and synthesizer — so it finds the same
+   phone reliably, where matching a clone against the real speaker's frames does not).
+
+The offsets have their mean removed: the stage reshapes sounds relative to each other and leaves
+the long-term spectrum (room, microphone, overall tilt) to the channel stage (:mod:`shared.channel`).
+Gains are smoothed over time, capped at ``max_gain_db``, and applied to the clone's STFT magnitude
+with its phase kept, so the synthesizer's words and pitch are untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import librosa
+import numpy as np
+import scipy.fft
+import scipy.ndimage
+from sklearn.neighbors import NearestNeighbors
+
+from shared.asr import SpeechRecognizer
+from shared.audio import Audio, Decibels, Hertz, Seconds
+from shared.files import write_atomic
+
+logger = logging.getLogger(__name__)
+
+#: Bump when the fitted correction's meaning changes (cached corrections are then refitted).
+ENVELOPE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class EnvelopeAnalysis:
+    """How speech is analysed for the envelope stage (fixed: a fitted correction is only valid for it)."""
+
+    sample_rate_hz: Hertz = 16_000
+    hop_s: Seconds = 0.010
+    window_s: Seconds = 0.025
+    fft_size: int = 512
+    bands: int = 40
+    low_hz: float = 60.0
+    high_hz: float = 7_600.0
+    #: Cepstra used to match frames (c1..c``cepstra``, mean-normalised per recording).
+    cepstra: int = 20
+    #: Frames of context on each side stacked into a frame's matching features.
+    context_frames: int = 1
+    #: Frames quieter than the loudest by more than this are pauses: no offsets learned from them.
+    speech_floor_db: Decibels = 35.0
+
+    def log_mel_db(self, audio: Audio) -> np.ndarray:
+        """(frames, bands) log-mel power in dB, frames every ``hop_s`` centred on multiples of it."""
+        samples = audio.resample(self.sample_rate_hz).samples
+        hop, window = self._samples(self.hop_s), self._samples(self.window_s)
+        power = np.abs(librosa.stft(samples, n_fft=self.fft_size, hop_length=hop, win_length=window)) ** 2
+        mel = librosa.feature.melspectrogram(
+            S=power, sr=self.sample_rate_hz, n_mels=self.bands, fmin=self.low_hz, fmax=self.high_hz
+        )
+        return (10.0 * np.log10(mel + 1e-10)).T
+
+    def matching_features(self, log_mel_db: np.ndarray) -> np.ndarray:
+        """Mean-normalised cepstra with ``context_frames`` neighbours stacked on each side."""
+        cepstra = scipy.fft.dct(log_mel_db, type=2, norm="ortho", axis=1)[:, 1 : self.cepstra + 1]
+        cepstra = cepstra - cepstra.mean(axis=0)
+        context = self.context_frames
+        padded = np.pad(cepstra, ((context, context), (0, 0)), mode="edge")
+        return np.concatenate([padded[i : i + len(cepstra)] for i in range(2 * context + 1)], axis=1)
+
+    def speech_frames(self, log_mel_db: np.ndarray) -> np.ndarray:
+        level_db = 10.0 * np.log10(np.sum(10.0 ** (log_mel_db / 10.0), axis=1) + 1e-10)
+        return level_db > level_db.max() - self.speech_floor_db
+
+    def band_centres_hz(self) -> np.ndarray:
+        return librosa.mel_frequencies(self.bands + 2, fmin=self.low_hz, fmax=self.high_hz)[1:-1]
+
+    def _samples(self, seconds: Seconds) -> int:
+        return round(seconds * self.sample_rate_hz)
+
+
+@dataclass(frozen=True)
+class EnvelopeCorrection:
+    """A fitted envelope stage: synthetic frames' matching features and their offsets to the real speaker."""
+
+    features: np.ndarray  # (pairs, matching dims) float32
+    offsets_db: np.ndarray  # (pairs, bands) float32, mean removed
+    neighbours: int
+    max_gain_db: Decibels
+    smoothing_frames: int
+    analysis: EnvelopeAnalysis = EnvelopeAnalysis()
+
+    @classmethod
+    def fit(
+        cls,
+        pairs: Sequence[tuple[Audio, Audio]],
+        neighbours: int,
+        max_gain_db: Decibels,
+        smoothing_frames: int,
+        analysis: EnvelopeAnalysis | None = None,
+    ) -> EnvelopeCorrection:
+        """Learn the offsets from (synthetic, real) recordings of the same words.
+
+        Raises
+        ------
+        ValueError
+            Fewer aligned speech frames than ``neighbours``.
+        """
+        analysis = analysis or EnvelopeAnalysis()
+        features, offsets = [], []
+        for synthetic, real in pairs:
+            synthetic_db, real_db = analysis.log_mel_db(synthetic), analysis.log_mel_db(real)
+            synthetic_features = analysis.matching_features(synthetic_db)
+            real_features = analysis.matching_features(real_db)
+            _, path = librosa.sequence.dtw(X=synthetic_features.T, Y=real_features.T, metric="euclidean")
+            both_speech = analysis.speech_frames(synthetic_db)[path[:, 0]] & analysis.speech_frames(real_db)[path[:, 1]]
+            i, j = path[both_speech, 0], path[both_speech, 1]
+            features.append(synthetic_features[i])
+            offsets.append(real_db[j] - synthetic_db[i])
+        all_features = np.concatenate(features) if features else np.zeros((0, 1))
+        if len(all_features) < neighbours:
+            raise ValueError(f"only {len(all_features)} aligned speech frames (need {neighbours})")
+        all_offsets = np.concatenate(offsets)
+        return cls(
+            features=all_features.astype(np.float32),
+            offsets_db=(all_offsets - all_offsets.mean(axis=0)).astype(np.float32),
+            neighbours=neighbours,
+            max_gain_db=max_gain_db,
+            smoothing_frames=smoothing_frames,
+            analysis=analysis,
+        )
+
+    def gains_db(self, audio: Audio) -> np.ndarray:
+        """(frames, bands) gain for each analysis frame of ``audio``."""
+        features = self.analysis.matching_features(self.analysis.log_mel_db(audio))
+        scale = self.features.std(axis=0) + 1e-6
+        index = NearestNeighbors(n_neighbors=self.neighbours).fit(self.features / scale)
+        _, nearest = index.kneighbors(features / scale)
+        gains = self.offsets_db[nearest].mean(axis=1)
+        if self.smoothing_frames > 1:
+            gains = scipy.ndimage.uniform_filter1d(gains, self.smoothing_frames, axis=0, mode="nearest")
+        return np.clip(gains, -self.max_gain_db, self.max_gain_db)
+
+    def apply(self, audio: Audio) -> Audio:
+        """``audio`` with each frame's envelope moved toward the speaker's; same rate and length."""
+        gains = self.gains_db(audio)
+        rate = audio.sample_rate_hz
+        # The same hop in seconds at the clone's own rate, so frame t of the gains is frame t here.
+        ratio = rate / self.analysis.sample_rate_hz
+        hop = round(self.analysis.hop_s * rate)
+        window = round(self.analysis.window_s * rate)
+        fft_size = round(self.analysis.fft_size * ratio)
+        spectrum = librosa.stft(audio.samples, n_fft=fft_size, hop_length=hop, win_length=window)
+        frames = min(spectrum.shape[1], len(gains))
+        frequencies = librosa.fft_frequencies(sr=rate, n_fft=fft_size)
+        centres = self.analysis.band_centres_hz()
+        linear_db = np.stack([np.interp(frequencies, centres, row) for row in gains[:frames]], axis=1)
+        spectrum[:, :frames] *= 10.0 ** (linear_db / 20.0)
+        samples = librosa.istft(spectrum, hop_length=hop, win_length=window, n_fft=fft_size, length=audio.num_samples)
+        return Audio(samples.astype(np.float32), rate)
+
+    # -- storage ----------------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            features=self.features,
+            offsets_db=self.offsets_db,
+            settings=np.array([self.neighbours, self.max_gain_db, self.smoothing_frames], np.float64),
+        )
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, analysis: EnvelopeAnalysis | None = None) -> EnvelopeCorrection:
+        with np.load(io.BytesIO(data)) as stored:
+            neighbours, max_gain_db, smoothing = stored["settings"]
+            return cls(
+                features=stored["features"],
+                offsets_db=stored["offsets_db"],
+                neighbours=int(neighbours),
+                max_gain_db=float(max_gain_db),
+                smoothing_frames=int(smoothing),
+                analysis=analysis or EnvelopeAnalysis(),
+            )
+
+
+def reference_pieces(clips: Sequence[Audio], segment_s: Seconds, max_total_s: Seconds) -> list[Audio]:
+    """The reference cut into pieces of at most ``segment_s``, ``max_total_s`` in all (in order)."""
+    pieces: list[Audio] = []
+    total_s = 0.0
+    for clip in clips:
+        start_s = 0.0
+        while start_s < clip.duration_s and total_s < max_total_s:
+            length_s = min(segment_s, clip.duration_s - start_s, max_total_s - total_s)
+            if length_s >= 1.0:  # shorter leftovers hold no word worth aligning
+                pieces.append(clip.crop(start_s, length_s))
+                total_s += length_s
+            start_s += length_s
+    return pieces
+
+
+@dataclass(frozen=True)
+class EnvelopeSettings:
+    """What a fitted correction depends on besides the voice (part of its cache key)."""
+
+    neighbours: int = 8
+    max_gain_db: Decibels = 12.0
+    smoothing_frames: int = 3
+    segment_s: Seconds = 20.0
+    max_reference_s: Seconds = 60.0
+    asr_model: str = "base"
+
+
+class EnvelopeFitter:
+    """Fits :class:`EnvelopeCorrection` for an enrolled voice (transcribe, speak, align), cached on disk."""
+
+    def __init__(self, settings: EnvelopeSettings, cache_dir: Path, threads: int = 2) -> None:
+        self.settings = settings
+        self.cache_dir = cache_dir
+        self.recognizer = SpeechRecognizer(settings.asr_model, threads=threads)
+
+    def cache_path(self, voice_id: str) -> Path:
+        digest = hashlib.sha256(
+            f"{ENVELOPE_VERSION}|{voice_id}|{sorted(asdict(self.settings).items())}|{EnvelopeAnalysis()}".encode()
+        ).hexdigest()[:24]
+        return self.cache_dir / f"envelope-{digest}.npz"
+
+    def fit(
+        self,
+        clips: Sequence[Audio],
+        speak: Callable[[str], Audio],
+        voice_id: str,
+        progress: Callable[[float, str], None] | None = None,
+    ) -> EnvelopeCorrection | None:
+        """The correction for the voice ``speak`` speaks in, toward the speaker of ``clips``.
+
+        ``voice_id`` names the enrolled voice and the reference (the cache key). None when the
+        reference holds too little recognisable speech to learn from (the clone is then left as is).
+        """
+        path = self.cache_path(voice_id)
+        if path.exists():
+            return EnvelopeCorrection.from_bytes(path.read_bytes())
+        pieces = reference_pieces(clips, self.settings.segment_s, self.settings.max_reference_s)
+        pairs = []
+        for done, piece in enumerate(pieces):
+            words = self.recognizer.transcribe(piece)
+            if any(character.isalpha() for character in words):
+                try:
+                    pairs.append((speak(words), piece))
+                except ValueError as error:  # text the synthesizer refuses (e.g. symbols only)
+                    logger.info("envelope: a reference piece's words were not spoken (%s)", error)
+            if progress:
+                progress((done + 1) / len(pieces), "fitting the voice's envelope")
+        try:
+            correction = EnvelopeCorrection.fit(
+                pairs, self.settings.neighbours, self.settings.max_gain_db, self.settings.smoothing_frames
+            )
+        except ValueError as error:
+            logger.warning("envelope stage skipped for this voice: %s", error)
+            return None
+        write_atomic(path, lambda partial: partial.write_bytes(correction.to_bytes()))
+        return correction
