@@ -201,13 +201,16 @@ def reference_pieces(clips: Sequence[Audio], segment_s: Seconds, max_total_s: Se
     pieces: list[Audio] = []
     total_s = 0.0
     for clip in clips:
-        start_s = 0.0
-        while start_s < clip.duration_s and total_s < max_total_s:
-            length_s = min(segment_s, clip.duration_s - start_s, max_total_s - total_s)
-            if length_s >= 1.0:  # shorter leftovers hold no word worth aligning
-                pieces.append(clip.crop(start_s, length_s))
-                total_s += length_s
-            start_s += length_s
+        rate = clip.sample_rate_hz
+        start = 0  # whole samples, so pieces neither overlap nor exceed their bounds
+        while start < clip.num_samples:
+            length = min(int(segment_s * rate), clip.num_samples - start, int((max_total_s - total_s) * rate))
+            if length <= 0:
+                break
+            if length >= rate:  # shorter leftovers hold no word worth aligning
+                pieces.append(Audio(clip.samples[start : start + length], rate))
+                total_s += length / rate
+            start += length
     return pieces
 
 

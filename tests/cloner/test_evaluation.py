@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from services.cloner.config import ClonerSettings
 from services.cloner.evaluation import CELLS, EvalConfig, Item, compare_reports, pick_texts, summarise, write_report
 
 
@@ -39,6 +40,12 @@ def test_report_tables(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "eval.json").read_text())["real"]["ge2e_short_vs_long_reference"] == 0.85
     markdown = (tmp_path / "eval.md").read_text()
     assert "| demo | short-ref | short-text | 0.167 |" in markdown
+    assert "Cloner:" not in markdown, "no settings recorded, none claimed"
+    # The report names the cloner it measured (run_evaluation records the settings it ran with).
+    report["cloner_settings"] = ClonerSettings(envelope_fit=True, fit_iterations=24).model_dump(mode="json")
+    write_report(report, config.output_stem)
+    markdown = (tmp_path / "eval.md").read_text()
+    assert "Cloner: envelope stage on; style search 24 calls." in markdown
 
 
 def test_compare_reports_resamples_speakers() -> None:
