@@ -7,11 +7,14 @@ learned here from a synthetic parallel recording:
 1. the reference is transcribed (Whisper; pieces of at most ``segment_s``, at most
    ``max_reference_s`` in all);
 2. the enrolled voice speaks the same words, so synthetic and real speech say the same phones;
-3. dynamic time warping on cepstra aligns them frame by frame, and each aligned pair of speech
-   frames gives a log-mel *offset* (real − synthetic) keyed by the synthetic frame's cepstra;
+3. dynamic time warping on Whisper-base hidden states (block ``alignment_layer``: what was said,
+   little of who said it) aligns them frame by frame, and each aligned pair of speech frames gives
+   a log-mel *offset* (real − synthetic) keyed by the synthetic frame's cepstra;
 4. a new clone's frame takes the mean offset of its ``neighbours`` nearest synthetic frames
    (the match is synthetic against synthetic — the same voice and synthesizer — so it finds the same
-   phone reliably, where matching a clone against the real speaker's frames does not).
+   phone reliably, where matching a clone against the real speaker's frames does not), weighted
+   down when even the nearest is far (a sound the reference never held: no offset is better than
+   another sound's).
 
 The offsets have their mean removed: the stage reshapes sounds relative to each other and leaves
 the long-term spectrum (room, microphone, overall tilt) to the channel stage (:mod:`shared.channel`).
@@ -37,11 +40,16 @@ from sklearn.neighbors import NearestNeighbors
 from shared.asr import SpeechRecognizer
 from shared.audio import Audio, Decibels, Hertz, Seconds
 from shared.files import write_atomic
+from shared.log_mel import WHISPER_MAX_FRAMES, WHISPER_SAMPLE_RATE_HZ, whisper_log_mel
+from shared.offline_models import whisper_model_dir
 
 logger = logging.getLogger(__name__)
 
 #: Bump when the fitted correction's meaning changes (cached corrections are then refitted).
-ENVELOPE_VERSION = 1
+ENVELOPE_VERSION = 2
+
+#: Features per 10 ms frame on which synthetic and real speech are aligned (None = cepstra).
+AlignmentFeatures = Callable[[Audio], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,11 @@ class EnvelopeAnalysis:
     context_frames: int = 1
     #: Frames quieter than the loudest by more than this are pauses: no offsets learned from them.
     speech_floor_db: Decibels = 35.0
+    #: Whisper-base block whose hidden states align synthetic and real speech.
+    alignment_layer: int = 4
+    #: A frame's gain is weighted by exp(−(d / (width · d₀))²), d its distance to the nearest
+    #: synthetic frame and d₀ the typical such distance within the reference's own synthetic frames.
+    confidence_width: float = 2.0
 
     def log_mel_db(self, audio: Audio) -> np.ndarray:
         """(frames, bands) log-mel power in dB, frames every ``hop_s`` centred on multiples of it."""
@@ -100,6 +113,8 @@ class EnvelopeCorrection:
     neighbours: int
     max_gain_db: Decibels
     smoothing_frames: int
+    #: Median distance (scaled features) from a synthetic frame to its nearest other one.
+    typical_distance: float
     analysis: EnvelopeAnalysis = EnvelopeAnalysis()
 
     @classmethod
@@ -109,9 +124,11 @@ class EnvelopeCorrection:
         neighbours: int,
         max_gain_db: Decibels,
         smoothing_frames: int,
+        alignment_features: AlignmentFeatures | None = None,
         analysis: EnvelopeAnalysis | None = None,
     ) -> EnvelopeCorrection:
-        """Learn the offsets from (synthetic, real) recordings of the same words.
+        """Learn the offsets from (synthetic, real) recordings of the same words, aligned on
+        ``alignment_features`` (e.g. :class:`WhisperFrames`; None = the matching cepstra).
 
         Raises
         ------
@@ -123,8 +140,12 @@ class EnvelopeCorrection:
         for synthetic, real in pairs:
             synthetic_db, real_db = analysis.log_mel_db(synthetic), analysis.log_mel_db(real)
             synthetic_features = analysis.matching_features(synthetic_db)
-            real_features = analysis.matching_features(real_db)
-            _, path = librosa.sequence.dtw(X=synthetic_features.T, Y=real_features.T, metric="euclidean")
+            if alignment_features is None:
+                aligned_x, aligned_y, metric = synthetic_features, analysis.matching_features(real_db), "euclidean"
+            else:
+                aligned_x = alignment_features(synthetic)[: len(synthetic_db)]
+                aligned_y, metric = alignment_features(real)[: len(real_db)], "cosine"
+            _, path = librosa.sequence.dtw(X=aligned_x.T, Y=aligned_y.T, metric=metric)
             both_speech = analysis.speech_frames(synthetic_db)[path[:, 0]] & analysis.speech_frames(real_db)[path[:, 1]]
             i, j = path[both_speech, 0], path[both_speech, 1]
             features.append(synthetic_features[i])
@@ -133,22 +154,27 @@ class EnvelopeCorrection:
         if len(all_features) < neighbours:
             raise ValueError(f"only {len(all_features)} aligned speech frames (need {neighbours})")
         all_offsets = np.concatenate(offsets)
+        scaled = all_features / _feature_scale(all_features)
+        distances, _ = NearestNeighbors(n_neighbors=2).fit(scaled).kneighbors(scaled)
         return cls(
             features=all_features.astype(np.float32),
             offsets_db=(all_offsets - all_offsets.mean(axis=0)).astype(np.float32),
             neighbours=neighbours,
             max_gain_db=max_gain_db,
             smoothing_frames=smoothing_frames,
+            typical_distance=max(float(np.median(distances[:, 1])), 1e-6),
             analysis=analysis,
         )
 
     def gains_db(self, audio: Audio) -> np.ndarray:
         """(frames, bands) gain for each analysis frame of ``audio``."""
         features = self.analysis.matching_features(self.analysis.log_mel_db(audio))
-        scale = self.features.std(axis=0) + 1e-6
+        scale = _feature_scale(self.features)
         index = NearestNeighbors(n_neighbors=self.neighbours).fit(self.features / scale)
-        _, nearest = index.kneighbors(features / scale)
-        gains = self.offsets_db[nearest].mean(axis=1)
+        distances, nearest = index.kneighbors(features / scale)
+        width = self.analysis.confidence_width * self.typical_distance
+        confidence = np.exp(-((distances[:, :1] / width) ** 2))
+        gains = self.offsets_db[nearest].mean(axis=1) * confidence
         if self.smoothing_frames > 1:
             gains = scipy.ndimage.uniform_filter1d(gains, self.smoothing_frames, axis=0, mode="nearest")
         return np.clip(gains, -self.max_gain_db, self.max_gain_db)
@@ -178,22 +204,51 @@ class EnvelopeCorrection:
             buffer,
             features=self.features,
             offsets_db=self.offsets_db,
-            settings=np.array([self.neighbours, self.max_gain_db, self.smoothing_frames], np.float64),
+            settings=np.array(
+                [self.neighbours, self.max_gain_db, self.smoothing_frames, self.typical_distance], np.float64
+            ),
         )
         return buffer.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes, analysis: EnvelopeAnalysis | None = None) -> EnvelopeCorrection:
         with np.load(io.BytesIO(data)) as stored:
-            neighbours, max_gain_db, smoothing = stored["settings"]
+            neighbours, max_gain_db, smoothing, typical_distance = stored["settings"]
             return cls(
                 features=stored["features"],
                 offsets_db=stored["offsets_db"],
                 neighbours=int(neighbours),
                 max_gain_db=float(max_gain_db),
                 smoothing_frames=int(smoothing),
+                typical_distance=float(typical_distance),
                 analysis=analysis or EnvelopeAnalysis(),
             )
+
+
+def _feature_scale(features: np.ndarray) -> np.ndarray:
+    return features.std(axis=0) + 1e-6
+
+
+class WhisperFrames:
+    """Whisper-base hidden states of one block, L2-normalised, one row per 10 ms frame: features
+    that say what was said far more than who said it, for aligning two voices."""
+
+    def __init__(self, layer: int, threads: int = 2) -> None:
+        # torch loads only in a process that fits the stage (the cloner's CLI and tests import this module).
+        import torch
+
+        from shared.whisper_encoder import WhisperEncoder
+
+        torch.set_num_threads(threads)
+        self._torch = torch
+        self._encoder = WhisperEncoder.from_ct2(whisper_model_dir("base"), num_layers=layer).eval()
+
+    def __call__(self, audio: Audio) -> np.ndarray:
+        log_mel = whisper_log_mel(audio.resample(WHISPER_SAMPLE_RATE_HZ).samples)[None, :, :WHISPER_MAX_FRAMES]
+        with self._torch.inference_mode():
+            hidden = self._encoder(self._torch.from_numpy(log_mel))[-1][0].numpy()
+        hidden = hidden / (np.linalg.norm(hidden, axis=1, keepdims=True) + 1e-9)
+        return np.repeat(hidden, 2, axis=0)  # the encoder's 20 ms frames as two 10 ms ones
 
 
 def reference_pieces(clips: Sequence[Audio], segment_s: Seconds, max_total_s: Seconds) -> list[Audio]:
@@ -233,6 +288,7 @@ class EnvelopeFitter:
         self.settings = settings
         self.cache_dir = cache_dir
         self.recognizer = SpeechRecognizer(settings.asr_model, threads=threads)
+        self.alignment = WhisperFrames(EnvelopeAnalysis().alignment_layer, threads=threads)
 
     def cache_path(self, voice_id: str) -> Path:
         digest = hashlib.sha256(
@@ -268,7 +324,11 @@ class EnvelopeFitter:
                 progress((done + 1) / len(pieces), "fitting the voice's envelope")
         try:
             correction = EnvelopeCorrection.fit(
-                pairs, self.settings.neighbours, self.settings.max_gain_db, self.settings.smoothing_frames
+                pairs,
+                self.settings.neighbours,
+                self.settings.max_gain_db,
+                self.settings.smoothing_frames,
+                alignment_features=self.alignment,
             )
         except ValueError as error:
             logger.warning("envelope stage skipped for this voice: %s", error)

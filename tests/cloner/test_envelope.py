@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.cloner.config import ClonerSettings
-from services.cloner.envelope import EnvelopeAnalysis, EnvelopeCorrection, reference_pieces
+from services.cloner.envelope import EnvelopeAnalysis, EnvelopeCorrection, WhisperFrames, reference_pieces
 from services.cloner.pipeline import Cloner
 from shared.asr import SpeechRecognizer, word_error_rate
 from shared.audio import Audio, load_audio
@@ -66,11 +66,30 @@ def test_zero_offsets_leave_the_audio_as_it_was(real_clip: Path) -> None:
         neighbours=4,
         max_gain_db=12.0,
         smoothing_frames=3,
+        typical_distance=1.0,
     )
     out = correction.apply(audio)
     assert out.sample_rate_hz == audio.sample_rate_hz and out.num_samples == audio.num_samples
     error = np.sqrt(np.mean((out.samples - audio.samples) ** 2)) / np.sqrt(np.mean(audio.samples**2))
     assert error < 1e-3, error
+
+
+def test_frames_far_from_every_synthetic_frame_are_left_alone(speaker_files: dict[str, list[Path]]) -> None:
+    # Offsets of +6 dB learned on one recording's frames: the same frames get them in full; when
+    # the typical distance is tiny, another speaker's frames are all "far" and get almost none.
+    speakers = sorted(speaker_files)
+    known, other = load_audio(speaker_files[speakers[0]][0]), load_audio(speaker_files[speakers[1]][0])
+    analysis = EnvelopeAnalysis()
+    features = analysis.matching_features(analysis.log_mel_db(known)).astype(np.float32)
+    offsets = np.full((len(features), analysis.bands), 6.0, np.float32)
+
+    def correction(typical_distance: float) -> EnvelopeCorrection:
+        return EnvelopeCorrection(features, offsets, neighbours=1, max_gain_db=12.0, smoothing_frames=1,
+                                  typical_distance=typical_distance)  # fmt: skip
+
+    np.testing.assert_allclose(correction(1e-3).gains_db(known), 6.0, atol=1e-3)
+    assert np.abs(correction(1e-3).gains_db(other)).max() < 0.01
+    assert np.abs(correction(1e3).gains_db(other)).min() > 5.9, "a wide confidence applies every offset"
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +104,9 @@ def test_offsets_from_a_parallel_recording_move_a_new_sentence_toward_that_voice
     # engines saying the same words are a parallel recording with a known target voice.
     kokoro, piper = two_voices
     pairs = [(kokoro.synthesize(s, voice="jf_alpha"), piper.synthesize(s)) for s in TRAINING_SENTENCES]
-    correction = EnvelopeCorrection.fit(pairs, neighbours=8, max_gain_db=12.0, smoothing_frames=3)
+    correction = EnvelopeCorrection.fit(
+        pairs, neighbours=8, max_gain_db=12.0, smoothing_frames=3, alignment_features=WhisperFrames(layer=4, threads=1)
+    )
     assert correction.features.shape[0] > 300, "most frames of three sentences are aligned speech"
     np.testing.assert_allclose(correction.offsets_db.mean(axis=0), 0.0, atol=1e-3)
 
