@@ -124,6 +124,8 @@ def main() -> int:
         # The voice search (docs/cloning.md): off by default; set through the environment.
         "fit_iterations": os.environ.get("VCFAD_CLONER_FIT_ITERATIONS", "0 (default)"),
         "fit_time_limit_s": os.environ.get("VCFAD_CLONER_FIT_TIME_LIMIT_S", "default"),
+        # The envelope stage (docs/cloning.md): off by default; set through the environment.
+        "envelope_fit": os.environ.get("VCFAD_CLONER_ENVELOPE_FIT", "false (default)"),
     }
     emit_json(result, args.json)
     return 0
