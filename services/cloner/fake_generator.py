@@ -20,10 +20,16 @@ class ClonerGenerator:
     speaking a VCTK sentence."""
 
     def __init__(self, system: Any) -> None:
+        # The system's ``options`` are cloner settings (e.g. ``{ envelope_fit = true }``): a recipe
+        # names the cloner it builds with, whatever the builder's environment says.
+        options = dict(getattr(system, "options", {}) or {})
+        unknown = sorted(set(options) - set(ClonerSettings.model_fields))
+        if unknown:
+            raise ValueError(f"system {system.name!r}: unknown cloner option(s) {unknown} (see ClonerSettings)")
         try:
             # Training fakes are never watermarked: a detector trained on marked clones would learn
             # the mark (which it reads separately) instead of what a clone sounds like.
-            settings = ClonerSettings().model_copy(update={"watermark": False})
+            settings = ClonerSettings(**{**options, "watermark": False})
             self.cloner = Cloner.from_settings(settings)
         except Exception as error:  # any failure to build the cloner makes the system unavailable
             raise RuntimeError(f"the vcfad cloner is unavailable: {error}") from None
