@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.offline_models import cache_dir
 from shared.text import MAX_CLONE_TEXT_CHARS
 
 
@@ -66,3 +67,7 @@ class ClonerSettings(BaseSettings):
     watermark: bool = True
     #: Folder with the RTVC checkpoints encoder.pt, synthesizer.pt, vocoder.pt (sv2tts backend).
     sv2tts_dir: Path | None = None
+
+    def voices_dir(self) -> Path:
+        """Where fitted voices are cached: ``voice_cache_dir`` or <vcfad cache>/cloner/voices."""
+        return self.voice_cache_dir or cache_dir() / "cloner" / "voices"

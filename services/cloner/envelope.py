@@ -46,7 +46,7 @@ from shared.offline_models import whisper_model_dir
 logger = logging.getLogger(__name__)
 
 #: Bump when the fitted correction's meaning changes (cached corrections are then refitted).
-ENVELOPE_VERSION = 2
+ENVELOPE_VERSION = 3
 
 #: Features per 10 ms frame on which synthetic and real speech are aligned (None = cepstra).
 AlignmentFeatures = Callable[[Audio], np.ndarray]
@@ -74,6 +74,12 @@ class EnvelopeAnalysis:
     #: A frame's gain is weighted by exp(−(d / (width · d₀))²), d its distance to the nearest
     #: synthetic frame and d₀ the typical such distance within the reference's own synthetic frames.
     confidence_width: float = 2.0
+    #: A pair whose synthetic and real durations differ by more than this factor is not aligned
+    #: (a misheard or repeated transcript: DTW would pair unrelated frames). Pauses and speaking
+    #: rate alone make real speech up to ~1.6× the synthetic's length.
+    max_duration_ratio: float = 2.0
+    #: Longest synthetic piece aligned: Whisper's window (its frames end there).
+    max_synthetic_s: Seconds = WHISPER_MAX_FRAMES * 0.010
 
     def log_mel_db(self, audio: Audio) -> np.ndarray:
         """(frames, bands) log-mel power in dB, frames every ``hop_s`` centred on multiples of it."""
@@ -94,10 +100,12 @@ class EnvelopeAnalysis:
         return np.concatenate([padded[i : i + len(cepstra)] for i in range(2 * context + 1)], axis=1)
 
     def speech_frames(self, log_mel_db: np.ndarray) -> np.ndarray:
+        """Boolean mask of the frames within ``speech_floor_db`` of the loudest."""
         level_db = 10.0 * np.log10(np.sum(10.0 ** (log_mel_db / 10.0), axis=1) + 1e-10)
         return level_db > level_db.max() - self.speech_floor_db
 
     def band_centres_hz(self) -> np.ndarray:
+        """Centre frequency of each mel band, in Hz."""
         return librosa.mel_frequencies(self.bands + 2, fmin=self.low_hz, fmax=self.high_hz)[1:-1]
 
     def _samples(self, seconds: Seconds) -> int:
@@ -127,8 +135,18 @@ class EnvelopeCorrection:
         alignment_features: AlignmentFeatures | None = None,
         analysis: EnvelopeAnalysis | None = None,
     ) -> EnvelopeCorrection:
-        """Learn the offsets from (synthetic, real) recordings of the same words, aligned on
-        ``alignment_features`` (e.g. :class:`WhisperFrames`; None = the matching cepstra).
+        """Learn the offsets from (synthetic, real) recordings of the same words.
+
+        Parameters
+        ----------
+        pairs
+            (synthetic, real) recordings of the same words, any sample rates.
+        neighbours, max_gain_db, smoothing_frames
+            How the correction is applied (see :meth:`gains_db`).
+        alignment_features
+            Features that align the two voices (e.g. :class:`WhisperFrames`); None = the cepstra.
+        analysis
+            The analysis settings (default :class:`EnvelopeAnalysis`).
 
         Raises
         ------
@@ -138,6 +156,11 @@ class EnvelopeCorrection:
         analysis = analysis or EnvelopeAnalysis()
         features, offsets = [], []
         for synthetic, real in pairs:
+            ratio = synthetic.duration_s / max(real.duration_s, 1e-9)
+            too_long = synthetic.duration_s > analysis.max_synthetic_s
+            if too_long or not 1 / analysis.max_duration_ratio <= ratio <= analysis.max_duration_ratio:
+                logger.info("envelope: %.1f s synthetic, %.1f× the real: not aligned", synthetic.duration_s, ratio)
+                continue
             synthetic_db, real_db = analysis.log_mel_db(synthetic), analysis.log_mel_db(real)
             synthetic_features = analysis.matching_features(synthetic_db)
             if alignment_features is None:
@@ -148,8 +171,14 @@ class EnvelopeCorrection:
             _, path = librosa.sequence.dtw(X=aligned_x.T, Y=aligned_y.T, metric=metric)
             both_speech = analysis.speech_frames(synthetic_db)[path[:, 0]] & analysis.speech_frames(real_db)[path[:, 1]]
             i, j = path[both_speech, 0], path[both_speech, 1]
-            features.append(synthetic_features[i])
-            offsets.append(real_db[j] - synthetic_db[i])
+            # Where the real speech is slower, DTW pairs one synthetic frame with several real ones:
+            # one row per synthetic frame (their mean offset), so repeated rows neither shrink the
+            # typical distance nor crowd the neighbours.
+            frames, row = np.unique(i, return_inverse=True)
+            summed = np.zeros((len(frames), analysis.bands))
+            np.add.at(summed, row, real_db[j] - synthetic_db[i])
+            features.append(synthetic_features[frames])
+            offsets.append(summed / np.bincount(row)[:, None])
         all_features = np.concatenate(features) if features else np.zeros((0, 1))
         if len(all_features) < neighbours:
             raise ValueError(f"only {len(all_features)} aligned speech frames (need {neighbours})")
@@ -183,22 +212,32 @@ class EnvelopeCorrection:
         """``audio`` with each frame's envelope moved toward the speaker's; same rate and length."""
         gains = self.gains_db(audio)
         rate = audio.sample_rate_hz
-        # The same hop in seconds at the clone's own rate, so frame t of the gains is frame t here.
-        ratio = rate / self.analysis.sample_rate_hz
-        hop = round(self.analysis.hop_s * rate)
-        window = round(self.analysis.window_s * rate)
-        fft_size = round(self.analysis.fft_size * ratio)
+        analysis = self.analysis
+        hop = round(analysis.hop_s * rate)
+        window = round(analysis.window_s * rate)
+        fft_size = round(analysis.fft_size * rate / analysis.sample_rate_hz)
         spectrum = librosa.stft(audio.samples, n_fft=fft_size, hop_length=hop, win_length=window)
-        frames = min(spectrum.shape[1], len(gains))
+        # Gains at this STFT's frame times (its hop need not be exactly the analysis hop, e.g. at
+        # 22.05 kHz), edges held.
+        position = np.clip(np.arange(spectrum.shape[1]) * hop / rate / analysis.hop_s, 0, len(gains) - 1)
+        below = np.minimum(position.astype(int), len(gains) - 1)
+        above = np.minimum(below + 1, len(gains) - 1)
+        weight = (position - below)[:, None]
+        timed = gains[below] * (1 - weight) + gains[above] * weight
+        # Bands to FFT bins; above the analysed range (high_hz .. the analysis Nyquist) the gain
+        # fades to 0 dB: nothing was measured there.
         frequencies = librosa.fft_frequencies(sr=rate, n_fft=fft_size)
-        centres = self.analysis.band_centres_hz()
-        linear_db = np.stack([np.interp(frequencies, centres, row) for row in gains[:frames]], axis=1)
-        spectrum[:, :frames] *= 10.0 ** (linear_db / 20.0)
+        nyquist_hz = analysis.sample_rate_hz / 2
+        fade = np.clip((nyquist_hz - frequencies) / (nyquist_hz - analysis.high_hz), 0.0, 1.0)
+        centres = analysis.band_centres_hz()
+        linear_db = np.stack([np.interp(frequencies, centres, row) for row in timed], axis=1) * fade[:, None]
+        spectrum *= 10.0 ** (linear_db / 20.0)
         samples = librosa.istft(spectrum, hop_length=hop, win_length=window, n_fft=fft_size, length=audio.num_samples)
         return Audio(samples.astype(np.float32), rate)
 
     # -- storage ----------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
+        """The fitted correction as ``.npz`` bytes (the analysis settings are not stored: fixed)."""
         buffer = io.BytesIO()
         np.savez(
             buffer,
@@ -212,6 +251,7 @@ class EnvelopeCorrection:
 
     @classmethod
     def from_bytes(cls, data: bytes, analysis: EnvelopeAnalysis | None = None) -> EnvelopeCorrection:
+        """The correction :meth:`to_bytes` wrote."""
         with np.load(io.BytesIO(data)) as stored:
             neighbours, max_gain_db, smoothing, typical_distance = stored["settings"]
             return cls(
@@ -233,17 +273,18 @@ class WhisperFrames:
     """Whisper-base hidden states of one block, L2-normalised, one row per 10 ms frame: features
     that say what was said far more than who said it, for aligning two voices."""
 
-    def __init__(self, layer: int, threads: int = 2) -> None:
-        # torch loads only in a process that fits the stage (the cloner's CLI and tests import this module).
+    def __init__(self, layer: int) -> None:
+        # torch loads only in a process that fits the stage (the cloner's CLI and tests import this
+        # module); its thread count is the process's (Cloner.from_settings sets it).
         import torch
 
         from shared.whisper_encoder import WhisperEncoder
 
-        torch.set_num_threads(threads)
         self._torch = torch
         self._encoder = WhisperEncoder.from_ct2(whisper_model_dir("base"), num_layers=layer).eval()
 
     def __call__(self, audio: Audio) -> np.ndarray:
+        """(frames, width) at 10 ms of the first 30 s of ``audio``."""
         log_mel = whisper_log_mel(audio.resample(WHISPER_SAMPLE_RATE_HZ).samples)[None, :, :WHISPER_MAX_FRAMES]
         with self._torch.inference_mode():
             hidden = self._encoder(self._torch.from_numpy(log_mel))[-1][0].numpy()
@@ -288,7 +329,7 @@ class EnvelopeFitter:
         self.settings = settings
         self.cache_dir = cache_dir
         self.recognizer = SpeechRecognizer(settings.asr_model, threads=threads)
-        self.alignment = WhisperFrames(EnvelopeAnalysis().alignment_layer, threads=threads)
+        self.alignment = WhisperFrames(EnvelopeAnalysis().alignment_layer)
 
     def cache_path(self, voice_id: str) -> Path:
         digest = hashlib.sha256(
@@ -305,12 +346,29 @@ class EnvelopeFitter:
     ) -> EnvelopeCorrection | None:
         """The correction for the voice ``speak`` speaks in, toward the speaker of ``clips``.
 
-        ``voice_id`` names the enrolled voice and the reference (the cache key). None when the
-        reference holds too little recognisable speech to learn from (the clone is then left as is).
+        Parameters
+        ----------
+        clips
+            The reference recordings (at most ``max_reference_s`` of them is used).
+        speak
+            Text → the enrolled voice speaking it (the backend's synthesis).
+        voice_id
+            Names the enrolled voice and the reference: the cache key.
+        progress
+            Called with (fraction, stage) per reference piece.
+
+        Returns
+        -------
+        EnvelopeCorrection or None
+            None when the reference holds too little recognisable speech to learn from (the clone
+            is then left as is; remembered, so the next process does not try again).
         """
         path = self.cache_path(voice_id)
+        nothing_learned = path.with_suffix(".none")  # a reference with too little to learn from, once
         if path.exists():
             return EnvelopeCorrection.from_bytes(path.read_bytes())
+        if nothing_learned.exists():
+            return None
         pieces = reference_pieces(clips, self.settings.segment_s, self.settings.max_reference_s)
         pairs = []
         for done, piece in enumerate(pieces):
@@ -331,7 +389,9 @@ class EnvelopeFitter:
                 alignment_features=self.alignment,
             )
         except ValueError as error:
-            logger.warning("envelope stage skipped for this voice: %s", error)
+            reason = str(error)
+            logger.warning("envelope stage skipped for this voice: %s", reason)
+            write_atomic(nothing_learned, lambda partial: partial.write_text(reason, encoding="utf-8"))
             return None
         write_atomic(path, lambda partial: partial.write_bytes(correction.to_bytes()))
         return correction

@@ -218,8 +218,9 @@ def run_evaluation(config: EvalConfig) -> dict:
 
     report = summarise(items, config, speakers, real_ge2e, real_judge, disagreement)
     report["elapsed_s"] = round(time.perf_counter() - started, 1)
-    # What the cloner ran with (from the environment, VCFAD_CLONER_*): the report names its own settings.
-    report["cloner_settings"] = base_settings.model_dump(mode="json")
+    # What the cloner ran with (from the environment, VCFAD_CLONER_*; the backend is each row's):
+    # the report names its own settings.
+    report["cloner_settings"] = base_settings.model_dump(mode="json", exclude={"backend"})
     write_report(report, config.output_stem)
     return report
 

@@ -20,8 +20,8 @@ class ClonerGenerator:
     speaking a VCTK sentence."""
 
     def __init__(self, system: Any) -> None:
-        # The system's ``options`` are cloner settings (e.g. ``{ envelope_fit = true }``): a recipe
-        # names the cloner it builds with, whatever the builder's environment says.
+        # The system's ``options`` are cloner settings (e.g. ``{ envelope_fit = true }``): what a
+        # recipe names overrides the builder's VCFAD_CLONER_* environment for those fields.
         options = dict(getattr(system, "options", {}) or {})
         unknown = sorted(set(options) - set(ClonerSettings.model_fields))
         if unknown:

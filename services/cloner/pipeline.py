@@ -34,7 +34,6 @@ from services.cloner.envelope import EnvelopeCorrection, EnvelopeFitter, Envelop
 from services.cloner.voice import ReferenceVoice, SynthesisBackend
 from shared.audio import Audio, AudioFile
 from shared.channel import ChannelMatcher, ChannelProfile
-from shared.offline_models import cache_dir
 from shared.progress import ProgressCallback
 from shared.seeds import stable_int
 from shared.text import CloneTextError, clone_text
@@ -142,7 +141,8 @@ class Cloner:
         envelope = None
         if self.envelope_fitter is not None:
             # The voice id names both the synthesizer's voice and the reference: either changing refits.
-            voice_id = f"{self.backend.name}|{voice.key}|{hashlib.sha256(pickle.dumps(fitted)).hexdigest()}"
+            fitted_id = hashlib.sha256(pickle.dumps(fitted)).hexdigest()
+            voice_id = f"{self.backend.name}|{self.settings.kokoro_graph}|{voice.key}|{fitted_id}"
             envelope = self.envelope_fitter.fit(
                 voice.clips,
                 lambda words: self.backend.synthesize(fitted, words),
@@ -240,5 +240,4 @@ def envelope_fitter(settings: ClonerSettings) -> EnvelopeFitter | None:
         max_gain_db=settings.envelope_max_gain_db,
         max_reference_s=settings.envelope_max_reference_s,
     )
-    voices = settings.voice_cache_dir or cache_dir() / "cloner" / "voices"
-    return EnvelopeFitter(stage, voices, threads=settings.threads)
+    return EnvelopeFitter(stage, settings.voices_dir(), threads=settings.threads)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import librosa
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -92,6 +93,57 @@ def test_frames_far_from_every_synthetic_frame_are_left_alone(speaker_files: dic
     assert np.abs(correction(1e3).gains_db(other)).min() > 5.9, "a wide confidence applies every offset"
 
 
+def test_a_constant_gain_reaches_every_frame_at_a_rate_whose_hop_is_not_whole(real_clip: Path) -> None:
+    # At 22.05 kHz 10 ms is 220.5 samples: the gains must still cover the clip to its end.
+    audio = load_audio(real_clip).resample(22_050)
+    analysis = EnvelopeAnalysis()
+    features = analysis.matching_features(analysis.log_mel_db(audio)).astype(np.float32)
+    offsets = np.full((len(features), analysis.bands), 6.0, np.float32)
+    correction = EnvelopeCorrection(features, offsets, neighbours=1, max_gain_db=12.0, smoothing_frames=1,
+                                    typical_distance=1e3)  # fmt: skip
+    out = correction.apply(audio)
+    # Compare below the analysed range's top, where the full gain applies (it fades above).
+    low = 7_000.0
+    spectrum_in = np.abs(librosa.stft(audio.samples, n_fft=1024))
+    spectrum_out = np.abs(librosa.stft(out.samples, n_fft=1024))
+    bins = librosa.fft_frequencies(sr=22_050, n_fft=1024) < low
+    for part in (slice(0, 50), slice(-50, None)):  # the first and the last half second
+        ratio_db = 20 * np.log10(spectrum_out[bins, part].sum() / spectrum_in[bins, part].sum())
+        assert abs(ratio_db - 6.0) < 0.5, ratio_db
+
+
+def test_a_fitted_correction_survives_storage(two_voices: tuple[KokoroTTS, PiperTTS]) -> None:
+    kokoro, piper = two_voices
+    sentence = TRAINING_SENTENCES[0]
+    correction = EnvelopeCorrection.fit(
+        [(kokoro.synthesize(sentence, voice="jf_alpha"), piper.synthesize(sentence))],
+        neighbours=4,
+        max_gain_db=9.0,
+        smoothing_frames=3,
+    )
+    again = EnvelopeCorrection.from_bytes(correction.to_bytes())
+    assert (again.neighbours, again.max_gain_db, again.smoothing_frames) == (4, 9.0, 3)
+    assert again.typical_distance == correction.typical_distance
+    np.testing.assert_array_equal(again.features, correction.features)
+    np.testing.assert_array_equal(again.offsets_db, correction.offsets_db)
+
+
+def test_slower_real_speech_still_teaches_offsets(two_voices: tuple[KokoroTTS, PiperTTS]) -> None:
+    # Real speech 1.4× slower than the synthetic: DTW pairs each synthetic frame with several real
+    # ones; they become one row each, and the stage still acts.
+    kokoro, piper = two_voices
+    pairs = []
+    for sentence in TRAINING_SENTENCES:
+        real = piper.synthesize(sentence)
+        slower = Audio(librosa.effects.time_stretch(real.samples, rate=1 / 1.4).astype(np.float32), real.sample_rate_hz)
+        pairs.append((kokoro.synthesize(sentence, voice="jf_alpha"), slower))
+    correction = EnvelopeCorrection.fit(pairs, neighbours=8, max_gain_db=12.0, smoothing_frames=3)
+    assert len(np.unique(correction.features, axis=0)) == len(correction.features), "one row per synthetic frame"
+    assert correction.typical_distance > 1e-3
+    clone = kokoro.synthesize(NEW_SENTENCE, voice="jf_alpha")
+    assert np.abs(correction.gains_db(clone)).mean() > 1.0
+
+
 @pytest.fixture(scope="module")
 def two_voices() -> tuple[KokoroTTS, PiperTTS]:
     return KokoroTTS(threads=1), PiperTTS(threads=1)
@@ -105,7 +157,7 @@ def test_offsets_from_a_parallel_recording_move_a_new_sentence_toward_that_voice
     kokoro, piper = two_voices
     pairs = [(kokoro.synthesize(s, voice="jf_alpha"), piper.synthesize(s)) for s in TRAINING_SENTENCES]
     correction = EnvelopeCorrection.fit(
-        pairs, neighbours=8, max_gain_db=12.0, smoothing_frames=3, alignment_features=WhisperFrames(layer=4, threads=1)
+        pairs, neighbours=8, max_gain_db=12.0, smoothing_frames=3, alignment_features=WhisperFrames(layer=4)
     )
     assert correction.features.shape[0] > 300, "most frames of three sentences are aligned speech"
     np.testing.assert_allclose(correction.offsets_db.mean(axis=0), 0.0, atol=1e-3)

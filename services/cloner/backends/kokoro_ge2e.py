@@ -33,7 +33,6 @@ import numpy as np
 
 from services.cloner.voice import ReferenceVoice
 from shared.audio import Audio, Hertz
-from shared.offline_models import cache_dir
 from shared.progress import ProgressCallback
 from shared.speaker import SpeakerEncoder, cosine_similarity
 from shared.tts.kokoro import KokoroTTS
@@ -262,7 +261,7 @@ class KokoroGE2EBackend:
         if bank is None:
             logger.warning("no style bank at %s: fitting starts from the five packs", DEFAULT_BANK)
         self.fitter = StyleFitter(meter, bank, settings.fit_iterations, settings.fit_seed, settings.fit_time_limit_s)
-        self.cache = settings.voice_cache_dir or cache_dir() / "cloner" / "voices"
+        self.cache = settings.voices_dir()
         # A cached voice is only valid for the bank and the graph file that made it.
         bank_id = hashlib.sha256(DEFAULT_BANK.read_bytes()).hexdigest()[:10] if bank is not None else "none"
         self._tag = (
