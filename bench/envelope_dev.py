@@ -42,7 +42,7 @@ def main() -> int:
     parser.add_argument("--texts", type=int, default=4, help="sentences per speaker")
     parser.add_argument("--channel-max-gain-db", type=float, default=12.0)
     parser.add_argument("--envelope-max-gain-db", type=float, default=None, help="default: the cloner's setting")
-    parser.add_argument("--voice-cache", type=Path, default=Path("var/envelope-dev/voices"), help="one per concurrent run")
+    parser.add_argument("--voice-cache", type=Path, default=Path("var/envelope-dev/voices"), help="one per run")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
     data_dir = default_data_dir()
@@ -59,9 +59,7 @@ def main() -> int:
         sentences = [r["transcript"] for r in csv.DictReader(stream)][1000::53]
     load_avg_start = os.getloadavg()
     stage = {} if args.envelope_max_gain_db is None else {"envelope_max_gain_db": args.envelope_max_gain_db}
-    settings = ClonerSettings(
-        watermark=False, envelope_fit=True, voice_cache_dir=args.voice_cache, **stage
-    )
+    settings = ClonerSettings(watermark=False, envelope_fit=True, voice_cache_dir=args.voice_cache, **stage)
     cloner = Cloner.from_settings(settings)
     channel = ChannelMatcher(max_gain_db=args.channel_max_gain_db)
     recognizer = SpeechRecognizer("base")
