@@ -31,8 +31,6 @@ from services.cloner.config import ClonerSettings
 from services.cloner.evaluation import default_data_dir
 from services.cloner.pipeline import Cloner
 from shared.asr import SpeechRecognizer, word_error_rate
-from shared.channel import ChannelMatcher
-from shared.seeds import stable_int
 
 
 def main() -> int:
@@ -59,9 +57,14 @@ def main() -> int:
         sentences = [r["transcript"] for r in csv.DictReader(stream)][1000::53]
     load_avg_start = os.getloadavg()
     stage = {} if args.envelope_max_gain_db is None else {"envelope_max_gain_db": args.envelope_max_gain_db}
-    settings = ClonerSettings(watermark=False, envelope_fit=True, voice_cache_dir=args.voice_cache, **stage)
+    settings = ClonerSettings(
+        watermark=False,
+        envelope_fit=True,
+        voice_cache_dir=args.voice_cache,
+        channel_max_gain_db=args.channel_max_gain_db,
+        **stage,
+    )
     cloner = Cloner.from_settings(settings)
-    channel = ChannelMatcher(max_gain_db=args.channel_max_gain_db)
     recognizer = SpeechRecognizer("base")
     encoder = cloner.encoder.speaker_encoder
     scores: dict[str, list[tuple[float, float, int]]] = {}
@@ -78,10 +81,9 @@ def main() -> int:
         for text in sentences[index * args.texts : (index + 1) * args.texts]:
             plain = cloner.backend.synthesize(enrolled.voice, text)
             for stage, audio in (("default", plain), ("envelope stage", enrolled.envelope.apply(plain))):
-                seed = stable_int(enrolled.key, text)
                 for room, finished in (
                     ("no channel stage", cloner.finish(audio)),
-                    ("channel stage", cloner.finish(channel.apply(audio, enrolled.channel, seed=seed))),
+                    ("channel stage", cloner.finish(audio, enrolled, text)),
                 ):
                     similarity = float(encoder.embed(finished) @ voice.embedding)
                     error = word_error_rate(text, recognizer.transcribe(finished))

@@ -29,6 +29,7 @@ import io
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import librosa
@@ -195,11 +196,16 @@ class EnvelopeCorrection:
             analysis=analysis,
         )
 
+    @cached_property
+    def _index(self) -> tuple[NearestNeighbors, np.ndarray]:
+        """The synthetic frames' neighbour index and feature scale, built on first use."""
+        scale = _feature_scale(self.features)
+        return NearestNeighbors(n_neighbors=self.neighbours).fit(self.features / scale), scale
+
     def gains_db(self, audio: Audio) -> np.ndarray:
         """(frames, bands) gain for each analysis frame of ``audio``."""
         features = self.analysis.matching_features(self.analysis.log_mel_db(audio))
-        scale = _feature_scale(self.features)
-        index = NearestNeighbors(n_neighbors=self.neighbours).fit(self.features / scale)
+        index, scale = self._index
         distances, nearest = index.kneighbors(features / scale)
         width = self.analysis.confidence_width * self.typical_distance
         confidence = np.exp(-((distances[:, :1] / width) ** 2))
@@ -312,13 +318,14 @@ def reference_pieces(clips: Sequence[Audio], segment_s: Seconds, max_total_s: Se
 
 @dataclass(frozen=True)
 class EnvelopeSettings:
-    """What a fitted correction depends on besides the voice (part of its cache key)."""
+    """What a fitted correction depends on besides the voice (part of its cache key). The first
+    three come from :class:`~services.cloner.config.ClonerSettings` (``envelope_*``), their one default."""
 
-    neighbours: int = 8
-    max_gain_db: Decibels = 12.0
+    neighbours: int
+    max_gain_db: Decibels
+    max_reference_s: Seconds
     smoothing_frames: int = 3
     segment_s: Seconds = 20.0
-    max_reference_s: Seconds = 60.0
     asr_model: str = "base"
 
 

@@ -142,7 +142,7 @@ class Cloner:
         if self.envelope_fitter is not None:
             # The voice id names both the synthesizer's voice and the reference: either changing refits.
             fitted_id = hashlib.sha256(pickle.dumps(fitted)).hexdigest()
-            voice_id = f"{self.backend.name}|{self.settings.kokoro_graph}|{voice.key}|{fitted_id}"
+            voice_id = f"{self.backend.synthesizer_id}|{voice.key}|{fitted_id}"
             envelope = self.envelope_fitter.fit(
                 voice.clips,
                 lambda words: self.backend.synthesize(fitted, words),

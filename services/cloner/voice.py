@@ -35,6 +35,9 @@ class SynthesisBackend(Protocol):
     """Text + enrolled voice → speech."""
 
     name: str
+    #: What makes this backend's speech (its name and model file): changes when either does, so
+    #: what was fitted against its speech (the envelope stage) is fitted again.
+    synthesizer_id: str
 
     @property
     def sample_rate_hz(self) -> Hertz: ...

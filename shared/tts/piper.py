@@ -147,6 +147,8 @@ class PiperTTS:
         from piper import PiperConfig, PiperVoice, SynthesisConfig
 
         path = Path(model_path) if model_path is not None else piper_joe_voice()
+        #: The voice file spoken with.
+        self.model_path = path
         config_path = Path(f"{path}.json")
         options = onnxruntime.SessionOptions()
         if threads:

@@ -256,6 +256,7 @@ class KokoroGE2EBackend:
 
     def __init__(self, settings: ClonerSettings, speaker_encoder: SpeakerEncoder) -> None:
         self.tts = KokoroTTS(threads=settings.threads, graph=settings.kokoro_graph)
+        self.synthesizer_id = f"{self.name}-{Path(self.tts.model_path).stem}"
         meter = StyleMeter(self.tts, speaker_encoder)
         bank = StyleBank.load(DEFAULT_BANK) if DEFAULT_BANK.exists() else None
         if bank is None:
@@ -264,10 +265,7 @@ class KokoroGE2EBackend:
         self.cache = settings.voices_dir()
         # A cached voice is only valid for the bank and the graph file that made it.
         bank_id = hashlib.sha256(DEFAULT_BANK.read_bytes()).hexdigest()[:10] if bank is not None else "none"
-        self._tag = (
-            f"kokoro-ge2e-{Path(self.tts.model_path).stem}-i{settings.fit_iterations}"
-            f"-s{settings.fit_seed}-bank{bank_id}"
-        )
+        self._tag = f"{self.synthesizer_id}-i{settings.fit_iterations}-s{settings.fit_seed}-bank{bank_id}"
 
     @property
     def sample_rate_hz(self) -> Hertz:

@@ -21,6 +21,7 @@ class PiperPlainBackend:
 
     def __init__(self, settings: ClonerSettings) -> None:
         self._tts = PiperTTS(threads=settings.threads)
+        self.synthesizer_id = f"{self.name}-{self._tts.model_path.stem}"
 
     @property
     def sample_rate_hz(self) -> Hertz:

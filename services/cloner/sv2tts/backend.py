@@ -61,7 +61,9 @@ class SV2TTSBackend:
     name = "sv2tts"
 
     def __init__(self, settings: ClonerSettings) -> None:
-        self.models = SV2TTSModels(settings.sv2tts_dir or default_checkpoint_dir(), settings.threads)
+        checkpoints = settings.sv2tts_dir or default_checkpoint_dir()
+        self.models = SV2TTSModels(checkpoints, settings.threads)
+        self.synthesizer_id = f"{self.name}-{checkpoints.resolve()}"
 
     @property
     def sample_rate_hz(self) -> Hertz:
