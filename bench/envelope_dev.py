@@ -15,7 +15,6 @@ speaker judge is deliberately not used (it must stay independent of what was cho
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 import time
@@ -28,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # The repo root is on the path only from here.
 from bench.report import emit_json, run_context
 from services.cloner.config import ClonerSettings
-from services.cloner.evaluation import default_data_dir
+from services.cloner.evaluation import default_data_dir, development_references, development_texts
 from services.cloner.pipeline import Cloner
 from shared.asr import SpeechRecognizer, word_error_rate
 
@@ -50,11 +49,8 @@ def main() -> int:
     gains = [args.channel_max_gain_db, args.envelope_max_gain_db or 0.0]
     if min(args.first, args.speakers - 1, args.texts - 1, *gains) < 0:
         parser.error("--first ≥ 0, --speakers ≥ 1, --texts ≥ 1 and the gain caps ≥ 0")
-    with manifest.open(encoding="utf-8") as stream:
-        rows = [r for r in csv.DictReader(stream, delimiter="\t") if r["path"].startswith("train-clean-100/")]
-    rows = rows[args.first : args.first + args.speakers]
-    with (data_dir / "text" / "vctk_transcripts.csv").open(encoding="utf-8") as stream:
-        sentences = [r["transcript"] for r in csv.DictReader(stream)][1000::53]
+    rows = development_references(data_dir, args.first, args.speakers)
+    sentences = development_texts(data_dir)
     load_avg_start = os.getloadavg()
     stage = {} if args.envelope_max_gain_db is None else {"envelope_max_gain_db": args.envelope_max_gain_db}
     settings = ClonerSettings(
@@ -70,13 +66,13 @@ def main() -> int:
     scores: dict[str, list[tuple[float, float, int]]] = {}
     enroll_s, skipped = [], []
     started = time.perf_counter()
-    for index, row in enumerate(rows):
+    for index, (speaker, path) in enumerate(rows):
         t0 = time.perf_counter()
-        voice = cloner.encode([data_dir / "librispeech" / row["path"]])
+        voice = cloner.encode([path])
         enrolled = cloner.enroll(voice)
         enroll_s.append(time.perf_counter() - t0)
         if enrolled.envelope is None:
-            skipped.append(row["speaker"])
+            skipped.append(speaker)
             continue
         for text in sentences[index * args.texts : (index + 1) * args.texts]:
             plain = cloner.backend.synthesize(enrolled.voice, text)
@@ -100,7 +96,7 @@ def main() -> int:
             }
         )
     report = {
-        "speakers": [row["speaker"] for row in rows],
+        "speakers": [speaker for speaker, _ in rows],
         "skipped_no_envelope": skipped,
         "texts_per_speaker": args.texts,
         "channel_max_gain_db": args.channel_max_gain_db,

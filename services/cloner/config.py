@@ -46,6 +46,16 @@ class ClonerSettings(BaseSettings):
     kokoro_graph: Literal["fast", "packaged"] = "fast"
     #: Seed of the style search (the same references always give the same voice).
     fit_seed: int = 0
+    #: Prosody fit (kokoro-ge2e): move the voice's median F0 to the reference's (a factor on
+    #: Kokoro's predicted F0 curve, fitted once per voice from one synthesis of calibration speech).
+    pitch_fit: bool = False
+    #: Largest pitch move of that fit, in semitones either way.
+    pitch_fit_max_st: float = Field(default=6.0, ge=0)
+    #: Prosody fit (kokoro-ge2e): move the voice's articulation rate (syllables per second of
+    #: phonation) to the reference's through Kokoro's speed.
+    rate_fit: bool = False
+    #: Largest speed factor of that fit either way (1.25: from 0.8× to 1.25×).
+    rate_fit_max_ratio: float = Field(default=1.25, ge=1.0)
     #: Give the clone the reference recording's channel: its long-term spectrum and room tone
     #: (shared/channel.py). Off = the synthesizer's clean studio sound.
     match_channel: bool = True

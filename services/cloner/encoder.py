@@ -10,7 +10,7 @@ import numpy as np
 from services.cloner.voice import ReferenceVoice
 from shared.audio import Audio, AudioFile, LoadPolicy, load_audio
 from shared.speaker import SpeakerEncoder
-from shared.voice_analysis import voice_activity
+from shared.voice_analysis import analyse_voice
 
 
 class NoSpeechError(ValueError):
@@ -48,15 +48,17 @@ class ReferenceEncoder:
 
     def encode(self, clips: Sequence[Audio]) -> ReferenceVoice:
         """Embed prepared clips as one speaker ("long audio" when there are several)."""
-        # Speech check and pitch from up to ~40 s of the references (harvest costs ~0.2× real time).
-        speech_s, voiced_f0, analysed_s = 0.0, [], 0.0
+        # Speech check, pitch and pace from up to ~40 s of the references (harvest costs ~0.2× real time).
+        speech_s, voiced_f0, analysed_s, syllables, phonation_s = 0.0, [], 0.0, 0, 0.0
         for clip in clips:
             if analysed_s >= 40.0:
                 break
             part = clip.crop(0.0, 20.0)
-            seconds, f0 = voice_activity(part)
-            speech_s += seconds
-            voiced_f0.append(f0)
+            analysis = analyse_voice(part)
+            speech_s += analysis.speech_s
+            voiced_f0.append(analysis.voiced_f0_hz)
+            syllables += analysis.syllables
+            phonation_s += analysis.phonation_s
             analysed_s += part.duration_s
         if speech_s < self.min_speech_s:
             raise NoSpeechError(
@@ -72,7 +74,11 @@ class ReferenceEncoder:
             clips=tuple(clips),
             embedding=embedding,
             key=digest.hexdigest()[:24],
-            stats={"median_f0_hz": float(np.median(all_f0)), "speech_s": speech_s},
+            stats={
+                "median_f0_hz": float(np.median(all_f0)),
+                "speech_s": speech_s,
+                "articulation_rate_hz": syllables / phonation_s if phonation_s > 0 else 0.0,
+            },
         )
 
     def __call__(self, references: Sequence[AudioFile]) -> ReferenceVoice:

@@ -10,7 +10,9 @@ four. Each (reference, text) cell is cloned by each backend and judged by
 * the speaker judge (:class:`~services.cloner.judge.score.SpeakerJudge`), a verification network
   trained here that no part of the cloner uses: cosine to the reference the clone was conditioned
   on, and the share of clones whose nearest reference under the judge is their own speaker's
-  (identification, 10-way).
+  (identification, 10-way);
+* prosody against the conditioning reference (:func:`shared.voice_analysis.analyse_voice`):
+  pitch error = |difference of median F0| in semitones, pace error = |articulation-rate ratio − 1|.
 
 LibriSpeech clips here carry no transcripts, so the recognisers' WER on the real recordings
 cannot be measured; the report gives the two recognisers' disagreement on them instead (a
@@ -40,6 +42,7 @@ from shared.asr import SpeechRecognizer, word_error_rate
 from shared.audio import load_audio
 from shared.metrics import percentile_interval
 from shared.speaker import cosine_similarity
+from shared.voice_analysis import analyse_voice
 
 logger = logging.getLogger(__name__)
 
@@ -92,11 +95,29 @@ class Item:
     #: The judge's cosine to the conditioning reference, and whether it picks the right speaker.
     judge: float = float("nan")
     judge_identified: bool = False
+    #: |median F0 of the clone − the reference's|, in semitones.
+    pitch_error_st: float = float("nan")
+    #: |the clone's articulation rate / the reference's − 1|.
+    rate_error: float = float("nan")
     extra: dict = field(default_factory=dict)
 
 
 def default_data_dir() -> Path:
     return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def development_references(data_dir: Path, first: int, count: int) -> list[tuple[str, Path]]:
+    """(speaker, one ~12 s utterance) of LibriSpeech **train-clean-100** speakers ``first`` to
+    ``first + count`` in manifest order: development data, never the test-other speakers above."""
+    with (data_dir / "librispeech" / "manifest.tsv").open(encoding="utf-8") as stream:
+        rows = [r for r in csv.DictReader(stream, delimiter="\t") if r["path"].startswith("train-clean-100/")]
+    return [(row["speaker"], data_dir / "librispeech" / row["path"]) for row in rows[first : first + count]]
+
+
+def development_texts(data_dir: Path) -> list[str]:
+    """VCTK sentences for development runs: a fixed stride through the file, none of :func:`pick_texts`'s."""
+    with (data_dir / "text" / "vctk_transcripts.csv").open(encoding="utf-8") as stream:
+        return [r["transcript"] for r in csv.DictReader(stream)][1000::53]
 
 
 def pick_texts(csv_path: Path, speakers: list[str], sentences: int, seed: int) -> dict[str, tuple[str, str]]:
@@ -111,6 +132,12 @@ def pick_texts(csv_path: Path, speakers: list[str], sentences: int, seed: int) -
         chunk = pool[index * (sentences + 1) : (index + 1) * (sentences + 1)]
         texts[speaker] = (chunk[0], " ".join(chunk[1:]))
     return texts
+
+
+def _measured_mean(values: list[float]) -> float:
+    """Mean of the values that were measured (NaN = not measurable, e.g. no voiced frame); NaN if none."""
+    measured = [value for value in values if not np.isnan(value)]
+    return float(np.mean(measured)) if measured else float("nan")
 
 
 def _corpus_wer(items: list[Item], attr: str = "transcript") -> float:
@@ -191,6 +218,11 @@ def run_evaluation(config: EvalConfig) -> dict:
         by_judge = {s: float(np.dot(judged, judge_references[(s, item.reference)])) for s in speakers}
         item.judge = by_judge[item.speaker]
         item.judge_identified = max(by_judge, key=by_judge.__getitem__) == item.speaker
+        spoken, reference = analyse_voice(audio), voices[(item.speaker, item.reference)].stats
+        if spoken.median_f0_hz > 0 and reference.get("median_f0_hz", 0.0) > 0:
+            item.pitch_error_st = abs(12 * float(np.log2(spoken.median_f0_hz / reference["median_f0_hz"])))
+        if spoken.articulation_rate_hz > 0 and reference.get("articulation_rate_hz", 0.0) > 0:
+            item.rate_error = abs(spoken.articulation_rate_hz / reference["articulation_rate_hz"] - 1)
     real_ge2e = [
         cosine_similarity(reference_embeddings[(s, "short-ref")], reference_embeddings[(s, "long-ref")])
         for s in speakers
@@ -257,6 +289,8 @@ def summarise(
                     "ge2e_id_accuracy": round(float(np.mean([i.ge2e_identified for i in group])), 3),
                     "judge_similarity": round(float(np.mean([i.judge for i in group])), 4),
                     "judge_id_accuracy": round(float(np.mean([i.judge_identified for i in group])), 3),
+                    "pitch_error_st": round(_measured_mean([i.pitch_error_st for i in group]), 3),
+                    "rate_error": round(_measured_mean([i.rate_error for i in group]), 3),
                     "synthesis_rtf": round(sum(i.synth_s for i in group) / audio_s, 3),
                     "rtvc_wer": rtvc,
                 }
@@ -296,13 +330,16 @@ def write_report(report: dict, stem: Path) -> None:
         "specific to the speaker shows up there. Judge = the speaker judge (`vcfad judge`, models/judge: a "
         "verification network trained here on other speakers, used by no part of the cloner): cosine to the "
         "conditioning reference; Judge ID = share of clones nearest to their own speaker's reference under it. "
+        "Pitch err = |median F0 of the clone − the reference's| in semitones; pace err = |articulation rate "
+        "(syllables per second of phonation) of the clone / the reference's − 1| (both WORLD harvest + "
+        "intensity peaks, `shared.voice_analysis`). "
         "RTF = synthesis seconds per second of speech on this machine, during the run "
         f"(enrollment excluded; mean enrollment: {report['enroll_s_mean']} s). "
         f"Total run time {report.get('elapsed_s')} s.{_stage_note(report.get('cloner_settings'))}",
         "",
         "| backend | reference | text | WER | WER (2nd ASR) | GE2E | GE2E min | GE2E others | GE2E ID | Judge "
-        "| Judge ID | RTF | RTVC WER |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| Judge ID | Pitch err (st) | Pace err | RTF | RTVC WER |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in report["cells"]:
         lines.append(
@@ -310,7 +347,7 @@ def write_report(report: dict, stem: Path) -> None:
             f"{row['wer_second_asr'] if row['wer_second_asr'] is not None else '–'} | {row['ge2e_similarity']:.3f} | "
             f"{row['ge2e_min']:.3f} | {row['ge2e_others']:.3f} | {row['ge2e_id_accuracy']:.2f} | "
             f"{row['judge_similarity']:.3f} | {row['judge_id_accuracy']:.2f} | "
-            f"{row['synthesis_rtf']:.2f} | {row['rtvc_wer']} |"
+            f"{row['pitch_error_st']:.2f} | {row['rate_error']:.3f} | {row['synthesis_rtf']:.2f} | {row['rtvc_wer']} |"
         )
     real = report["real"]
     lines += [
@@ -332,7 +369,11 @@ def _stage_note(settings: dict | None) -> str:
     if not settings:
         return ""
     envelope = "on" if settings.get("envelope_fit") else "off"
-    return f" Cloner: envelope stage {envelope}; style search {settings.get('fit_iterations', 0)} calls."
+    prosody = [name for name in ("pitch", "rate") if settings.get(f"{name}_fit")]
+    return (
+        f" Cloner: envelope stage {envelope}; style search {settings.get('fit_iterations', 0)} calls; "
+        f"prosody fit: {' and '.join(prosody) if prosody else 'off'}."
+    )
 
 
 def compare_reports(before: dict, after: dict, resamples: int = 2000, seed: int = 0) -> list[dict]:
@@ -341,24 +382,29 @@ def compare_reports(before: dict, after: dict, resamples: int = 2000, seed: int 
 
     Speakers are resampled, not clones: a speaker's four clones share a voice and move together.
     """
-    measures = ("ge2e", "judge", "wer")
     keyed = {
         name: {(i["backend"], i["speaker"], i["reference"], i["text_kind"]): i for i in report["items"]}
         for name, report in (("before", before), ("after", after))
     }
     shared_keys = sorted(set(keyed["before"]) & set(keyed["after"]))
+    # A measure is compared where every shared clone has it on both sides (reports written before the
+    # prosody measures existed compare on the three they have).
+    measures = [
+        measure
+        for measure in ("ge2e", "judge", "wer", "pitch_error_st", "rate_error")
+        if all(not np.isnan(keyed[side][key].get(measure, np.nan)) for side in keyed for key in shared_keys)
+    ]
     rng = np.random.default_rng(seed)
     rows = []
     for backend in dict.fromkeys(key[0] for key in shared_keys):
         keys = [key for key in shared_keys if key[0] == backend]
         speakers = sorted({key[1] for key in keys})
         for measure in measures:
-            change = {
-                speaker: float(
-                    np.mean([keyed["after"][k][measure] - keyed["before"][k][measure] for k in keys if k[1] == speaker])
-                )
+            differences = {
+                speaker: [keyed["after"][k][measure] - keyed["before"][k][measure] for k in keys if k[1] == speaker]
                 for speaker in speakers
             }
+            change = {speaker: float(np.mean(values)) for speaker, values in differences.items()}
             values = np.array([change[s] for s in speakers])
             draws = values[rng.integers(0, len(values), (resamples, len(values)))].mean(axis=1)
             low, high = percentile_interval(draws)

@@ -28,6 +28,7 @@ from shared.tts.kokoro_quantize import cached_fast_model, calibration_feeds
 from shared.tts.kokoro_styles import STYLE_DIM, model_feed
 
 if TYPE_CHECKING:
+    import onnx
     from piper.phonemize_espeak import EspeakPhonemizer
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,12 @@ _IPA_TO_KOKORO = (
     ("ɬ", "l"),
     ("ː", ""),
 )
+
+#: The tensor that carries the prosody predictor's F0 curve (Hz, one value per frame) to the
+#: decoder, in both the packaged and the fast graph.
+F0_CURVE_TENSOR = "/encoder/F0_proj/Conv_output_0"
+#: The input :func:`with_pitch_input` adds: the F0 curve is multiplied by it before the decoder.
+PITCH_INPUT = "f0_scale"
 
 #: Which Kokoro graph runs: see :class:`KokoroTTS`.
 KokoroGraph = Literal["fast", "packaged"]
@@ -112,6 +119,26 @@ def fast_kokoro_model_path() -> Path:
     return cached_fast_model(kokoro_model_path(), cache_dir(), make_feeds, extra)
 
 
+def with_pitch_input(model: onnx.ModelProto) -> bool:
+    """Give ``model`` (edited in place) an input :data:`PITCH_INPUT` of shape (1,) that scales the
+    predicted F0 curve before the decoder, so the voice speaks higher or lower with its own source
+    and vocoder (no resynthesis, no formant shift: the decoder's timbre input is untouched).
+
+    Returns False, leaving the graph as it was, when the graph has no :data:`F0_CURVE_TENSOR`.
+    """
+    from onnx import TensorProto, helper  # onnx is loaded with the graph, not with this module
+
+    consumers = [node for node in model.graph.node if F0_CURVE_TENSOR in node.input]
+    if not consumers or any(i.name == PITCH_INPUT for i in model.graph.input):
+        return False
+    scaled = f"{F0_CURVE_TENSOR}_scaled"
+    for node in consumers:
+        node.input[:] = [scaled if name == F0_CURVE_TENSOR else name for name in node.input]
+    model.graph.node.append(helper.make_node("Mul", [F0_CURVE_TENSOR, PITCH_INPUT], [scaled], name="vcfad/f0_scale"))
+    model.graph.input.append(helper.make_tensor_value_info(PITCH_INPUT, TensorProto.FLOAT, [1]))
+    return True
+
+
 def load_vocab() -> dict[str, int]:
     """Kokoro's phoneme symbol → token id table (the package's ``vocab.json``)."""
     return json.loads((_kokoro_package_data() / "vocab.json").read_text(encoding="utf-8"))["vocab"]
@@ -139,6 +166,9 @@ class KokoroTTS:
         (weights are normalised), or a style vector/table (see :data:`Style`).
     speed
         Speaking rate (1.0 = the model's normal rate).
+    pitch
+        Factor on the predicted F0 curve (1.0 = the style's own pitch; 2 ** (2 / 12) = two
+        semitones up); needs a graph :func:`with_pitch_input` can edit (:attr:`pitch_control`).
     sentence_pause_s
         Silence between sentences.
     threads
@@ -154,11 +184,13 @@ class KokoroTTS:
         voice: Style = "jf_alpha",
         *,
         speed: float = 1.0,
+        pitch: float = 1.0,
         sentence_pause_s: float = 0.25,
         threads: int | None = None,
         graph: KokoroGraph = "fast",
     ) -> None:
-        import onnxruntime  # heavy: loaded when a voice is built, not when the module is imported
+        import onnx  # heavy: loaded when a voice is built, not when the module is imported
+        import onnxruntime
         from piper.phonemize_espeak import EspeakPhonemizer
 
         if graph not in GRAPHS:
@@ -174,9 +206,15 @@ class KokoroTTS:
             except OSError as error:  # e.g. a read-only cache: still speak, just slower
                 logger.warning("Kokoro: fast graph unavailable (%s); running the packaged graph", error)
                 graph = "packaged"
+        model = onnx.load(str(path))
+        #: Whether ``pitch`` can move the voice (the graph had the F0 tensor to scale).
+        self.pitch_control = with_pitch_input(model)
+        if not self.pitch_control:
+            logger.warning("Kokoro: %s has no %s; pitch stays the style's own", path.name, F0_CURVE_TENSOR)
         self._session = onnxruntime.InferenceSession(
-            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"]
         )
+        del model
         self.graph = graph
         #: The ONNX file this engine runs (part of an enrolled voice's cache key).
         self.model_path = path
@@ -184,6 +222,7 @@ class KokoroTTS:
         self._phonemizer = EspeakPhonemizer()
         self.packs = load_style_packs()
         self.speed = speed
+        self.pitch = pitch
         self.sentence_pause_s = sentence_pause_s
         self.style_table = self.resolve_style(voice)
 
@@ -221,16 +260,20 @@ class KokoroTTS:
 
     # -- synthesis ----------------------------------------------------------------------------
     def synthesize_tokens(
-        self, tokens: list[int], style: Style | None = None, speed: float | None = None
+        self, tokens: list[int], style: Style | None = None, speed: float | None = None, pitch: float | None = None
     ) -> np.ndarray:
         """Raw model call: token ids (≤ :data:`MAX_TOKENS`) → 24 kHz samples."""
         table = self.style_table if style is None else self.resolve_style(style)
         feed = model_feed(tokens[:MAX_TOKENS], table, self.speed if speed is None else speed)
+        if self.pitch_control:
+            feed[PITCH_INPUT] = np.array([self.pitch if pitch is None else pitch], dtype=np.float32)
         audio = self._session.run(None, feed)[0]
         return np.asarray(audio, dtype=np.float32).ravel()
 
-    def synthesize(self, text: str, *, voice: Style | None = None, speed: float | None = None) -> Audio:
-        """Speak English ``text``; ``voice``/``speed`` override the constructor's for this call.
+    def synthesize(
+        self, text: str, *, voice: Style | None = None, speed: float | None = None, pitch: float | None = None
+    ) -> Audio:
+        """Speak English ``text``; ``voice``/``speed``/``pitch`` override the constructor's for this call.
 
         Raises
         ------
@@ -247,7 +290,7 @@ class KokoroTTS:
                     continue
                 if parts:
                     parts.append(gap)
-                parts.append(_trim(self.synthesize_tokens(tokens, style, speed)))
+                parts.append(_trim(self.synthesize_tokens(tokens, style, speed, pitch)))
         if not parts:
             raise TextToSpeechError(f"nothing pronounceable in the text {text.strip()[:60]!r}")
         samples = np.concatenate(parts)

@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 from services.cloner.config import ClonerSettings
 from services.cloner.evaluation import CELLS, EvalConfig, Item, compare_reports, pick_texts, summarise, write_report
 
@@ -28,7 +30,8 @@ def test_report_tables(tmp_path: Path) -> None:
         for speaker, (hyp, hyp2) in {"a": ("one two three", "one two three"), "b": ("one too three", "one")}.items():
             items.append(
                 Item("demo", speaker, ref, text_kind, "one two three", "x.wav", 2.0, 1.0, 3.0,
-                     transcript=hyp, transcript_2=hyp2, ge2e=0.7, judge=0.2, judge_identified=speaker == "a")
+                     transcript=hyp, transcript_2=hyp2, ge2e=0.7, judge=0.2, judge_identified=speaker == "a",
+                     pitch_error_st=1.0 if speaker == "a" else 2.0)
             )  # fmt: skip
     config = EvalConfig(backends=("demo",), speakers=2, output_stem=tmp_path / "eval")
     report = summarise(items, config, ["a", "b"], [0.9, 0.8], [0.3, 0.2], 0.05)
@@ -36,6 +39,7 @@ def test_report_tables(tmp_path: Path) -> None:
     row = report["cells"][0]
     assert row["wer"] == round(1 / 6, 4) and row["wer_second_asr"] == round(2 / 6, 4)
     assert row["judge_id_accuracy"] == 0.5 and row["synthesis_rtf"] == 0.5
+    assert row["pitch_error_st"] == 1.5 and np.isnan(row["rate_error"])  # no rate measured: none claimed
     write_report(report, config.output_stem)
     assert json.loads((tmp_path / "eval.json").read_text())["real"]["ge2e_short_vs_long_reference"] == 0.85
     markdown = (tmp_path / "eval.md").read_text()
@@ -45,7 +49,10 @@ def test_report_tables(tmp_path: Path) -> None:
     report["cloner_settings"] = ClonerSettings(envelope_fit=True, fit_iterations=24).model_dump(mode="json")
     write_report(report, config.output_stem)
     markdown = (tmp_path / "eval.md").read_text()
-    assert "Cloner: envelope stage on; style search 24 calls." in markdown
+    assert "Cloner: envelope stage on; style search 24 calls; prosody fit: off." in markdown
+    report["cloner_settings"] = ClonerSettings(pitch_fit=True, rate_fit=True).model_dump(mode="json")
+    write_report(report, config.output_stem)
+    assert "prosody fit: pitch and rate." in (tmp_path / "eval.md").read_text()
 
 
 def test_compare_reports_resamples_speakers() -> None:
@@ -63,4 +70,5 @@ def test_compare_reports_resamples_speakers() -> None:
     assert judge["speakers"] == 3 and judge["clones"] == 12
     assert judge["change"] == 0.1 and judge["interval_95"][0] >= 0.0 and judge["interval_95"][1] <= 0.2 + 1e-9
     assert rows["ge2e"]["change"] == 0.0 and rows["ge2e"]["interval_95"] == [0.0, 0.0]
+    assert "pitch_error_st" not in rows, "a measure no clone has is not compared"
     assert compare_reports(before, {"items": []}) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from services.cloner.backends.kokoro_ge2e import StyleParams, sample_params
 from services.cloner.config import ClonerSettings
 from services.cloner.pipeline import Cloner
 from shared.audio import load_audio
+from shared.voice_analysis import analyse_voice
 
 
 def test_style_params_round_trip_and_sampling() -> None:
@@ -49,3 +51,53 @@ def test_fitted_voice_is_closer_than_the_packs(tmp_path: Path, speaker_files: di
     again = cloner.backend.enroll(voice)
     np.testing.assert_array_equal(again.table, enrolled.voice.table)
     assert load_audio(clone.to_wav_bytes()).duration_s > 2
+
+
+@pytest.mark.slow
+def test_prosody_fit_moves_pitch_and_pace_to_the_reference(
+    tmp_path: Path, speaker_files: dict[str, list[Path]]
+) -> None:
+    settings = ClonerSettings(
+        threads=1, voice_cache_dir=tmp_path, match_channel=False, watermark=False, pitch_fit=True, rate_fit=True
+    )
+    cloner = Cloner.from_settings(settings)
+    backend = cloner.backend
+    voice = cloner.encode([str(speaker_files[sorted(speaker_files)[1]][0])])
+    plain = backend.fitter.fit(voice)
+    own = analyse_voice(backend.meter.speak_table(plain.table))
+    # A reference three semitones above the style and 15 % slower than it: the fit must follow.
+    target = dataclasses.replace(
+        voice,
+        key=voice.key + "-moved",
+        stats={
+            **voice.stats,
+            "median_f0_hz": own.median_f0_hz * 2 ** (3 / 12),
+            "articulation_rate_hz": own.articulation_rate_hz * 0.85,
+        },
+    )
+    enrolled = cloner.enroll(target)
+    # The bank may pick another style for the higher voice: the fit is measured against that one's own speech.
+    unfitted = dataclasses.replace(enrolled.voice, pitch=1.0, speed=1.0)
+    chosen = analyse_voice(backend.meter.speak_table(unfitted.table))
+    wanted = target.stats["median_f0_hz"] / chosen.median_f0_hz
+    assert enrolled.voice.pitch == pytest.approx(wanted, rel=1e-3) and enrolled.voice.pitch > 1.02
+    assert enrolled.voice.speed == pytest.approx(
+        np.clip(target.stats["articulation_rate_hz"] / chosen.articulation_rate_hz, 0.8, 1.25), rel=1e-3
+    )
+    text = "Please bring the blue folder to the meeting tomorrow morning, and lock the door."
+    fitted_f0 = analyse_voice(cloner.speak(enrolled, text)).median_f0_hz
+    unfitted_f0 = analyse_voice(backend.synthesize(unfitted, text)).median_f0_hz
+    error_st = {
+        name: abs(12 * np.log2(f0 / target.stats["median_f0_hz"]))
+        for name, f0 in (("fitted", fitted_f0), ("unfitted", unfitted_f0))
+    }
+    assert error_st["fitted"] < 1.0 and error_st["fitted"] < error_st["unfitted"] - 0.2, error_st
+    # Far beyond the caps: the fit stops at them.
+    far = dataclasses.replace(
+        target, key=voice.key + "-far", stats={**voice.stats, "median_f0_hz": own.median_f0_hz * 4}
+    )
+    capped = cloner.enroll(far).voice
+    assert capped.pitch == pytest.approx(2 ** (settings.pitch_fit_max_st / 12), rel=1e-3)
+    # The fitted prosody is part of the cached voice.
+    again = backend.enroll(target)
+    assert (again.pitch, again.speed) == (enrolled.voice.pitch, enrolled.voice.speed)

@@ -111,3 +111,29 @@ def test_whisper_transcribes_piper(piper) -> None:
     text = "Please bring the blue folder to the meeting tomorrow."
     hypothesis = SpeechRecognizer("tiny.en", threads=1).transcribe(piper.synthesize(text))
     assert word_error_rate(text, hypothesis) <= 0.2, hypothesis
+
+
+def test_kokoro_pitch_moves_the_voice_and_nothing_else(kokoro) -> None:
+    import onnxruntime
+
+    from shared.tts.kokoro import PITCH_INPUT, kokoro_model_path, model_feed
+    from shared.voice_analysis import analyse_voice
+
+    text = "She asked me to call her brother after dinner on Thursday."
+    assert kokoro.pitch_control and PITCH_INPUT in [i.name for i in kokoro._session.get_inputs()]
+    plain = kokoro.synthesize(text, voice="jm_kumo")
+    higher = kokoro.synthesize(text, voice="jm_kumo", pitch=2 ** (4 / 12))
+    lower = kokoro.synthesize(text, voice="jm_kumo", pitch=2 ** (-4 / 12))
+    shift = {
+        name: 12 * np.log2(analyse_voice(a).median_f0_hz / analyse_voice(plain).median_f0_hz)
+        for name, a in (("higher", higher), ("lower", lower))
+    }
+    assert 2.5 < shift["higher"] < 5.0 and -5.0 < shift["lower"] < -2.5, shift
+    assert higher.duration_s == plain.duration_s  # the pace is the speed's, not the pitch's
+    # At 1.0 the edited graph is the packaged one, sample for sample.
+    packaged = kokoro.__class__(threads=1, graph="packaged")
+    tokens = packaged.tokens(packaged.phonemes(text)[0])
+    table = packaged.resolve_style("jm_kumo")
+    session = onnxruntime.InferenceSession(str(kokoro_model_path()), providers=["CPUExecutionProvider"])
+    original = session.run(None, model_feed(tokens, table))[0].ravel()
+    np.testing.assert_array_equal(packaged.synthesize_tokens(tokens, table), original)

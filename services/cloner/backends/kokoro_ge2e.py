@@ -13,7 +13,12 @@ plus a free offset. Enrollment:
 2. **refinement** (``fit_iterations`` > 0, off by default) — first the average of the three
    nearest entries, then a (1+1) evolution strategy on the style, each candidate scored by the
    GE2E cosine of its calibration speech to the reference (one synthesis call each);
-3. the fitted style table is cached on disk per reference set.
+3. **prosody** (``pitch_fit`` / ``rate_fit``, off by default) — the fitted voice speaks the
+   calibration sentences once; its median F0 and articulation rate against the reference's
+   (:func:`shared.voice_analysis.analyse_voice`, the same measure on both) give a factor on
+   Kokoro's predicted F0 curve (:func:`shared.tts.kokoro.with_pitch_input`) and its speed,
+   each within a cap;
+4. the fitted voice (style table, pitch, speed) is cached on disk per reference set.
 
 Only the synthesizer's conditioning changes: the phonetic content is Kokoro's own, so
 intelligibility stays near plain Kokoro's.
@@ -21,6 +26,7 @@ intelligibility stays near plain Kokoro's.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -37,7 +43,7 @@ from shared.progress import ProgressCallback
 from shared.speaker import SpeakerEncoder, cosine_similarity
 from shared.tts.kokoro import KokoroTTS
 from shared.tts.kokoro_styles import stacked_packs, style_spread
-from shared.voice_analysis import median_f0_hz
+from shared.voice_analysis import analyse_voice, median_f0_hz
 
 if TYPE_CHECKING:
     from services.cloner.config import ClonerSettings
@@ -81,6 +87,34 @@ class FittedVoice:
     table: np.ndarray  # (510, 256)
     similarity: float  # GE2E cosine of calibration speech to the reference
     f0_hz: float
+    #: Factor on Kokoro's F0 curve (1.0 = the style's own pitch), fitted to the reference's pitch.
+    pitch: float = 1.0
+    #: Kokoro's speed (1.0 = the style's own pace), fitted to the reference's articulation rate.
+    speed: float = 1.0
+
+
+@dataclass(frozen=True)
+class ProsodyFit:
+    """What of the reference's prosody an enrolled voice takes, and how far it may move."""
+
+    #: Move the voice's median F0 to the reference's.
+    pitch: bool = False
+    #: Move the voice's articulation rate (syllables per second, pauses excluded) to the reference's.
+    rate: bool = False
+    #: Largest pitch move, in semitones either way.
+    max_pitch_shift_st: float = 6.0
+    #: Largest speed factor either way (1.25: from 0.8× to 1.25× the style's pace).
+    max_speed_ratio: float = 1.25
+
+    @property
+    def active(self) -> bool:
+        return self.pitch or self.rate
+
+    def tag(self) -> str:
+        """Part of a cached voice's name: a voice fitted under other prosody settings is refitted."""
+        if not self.active:
+            return ""
+        return f"-prosody{int(self.pitch)}{int(self.rate)}-{self.max_pitch_shift_st:g}st-{self.max_speed_ratio:g}x"
 
 
 class StyleMeter:
@@ -94,11 +128,14 @@ class StyleMeter:
         self.spread = style_spread(self.packs)
 
     def speak(self, params: StyleParams) -> Audio:
-        table = params.table(self.packs)
+        return self.speak_table(params.table(self.packs))
+
+    def speak_table(self, table: np.ndarray) -> Audio:
+        """The calibration sentences in the style ``table``, at the style's own pitch and pace."""
         gap = np.zeros(int(0.2 * 24_000), np.float32)
         parts = []
         for tokens in self._tokens:
-            parts += [self.tts.synthesize_tokens(tokens, style=table), gap]
+            parts += [self.tts.synthesize_tokens(tokens, style=table, speed=1.0, pitch=1.0), gap]
         return Audio(np.concatenate(parts[:-1]), self.tts.sample_rate_hz)
 
     def measure(self, params: StyleParams) -> tuple[np.ndarray, float]:
@@ -249,6 +286,24 @@ class StyleFitter:
         return FittedVoice(table=best_params.table(self.meter.packs), similarity=best_sim, f0_hz=best_f0)
 
 
+def fit_prosody(meter: StyleMeter, fitted: FittedVoice, voice: ReferenceVoice, fit: ProsodyFit) -> FittedVoice:
+    """``fitted`` with the pitch and speed that bring its calibration speech to the reference's
+    median F0 and articulation rate (each as ``fit`` allows; one synthesis call)."""
+    if not fit.active:
+        return fitted
+    spoken = analyse_voice(meter.speak_table(fitted.table))
+    pitch = speed = 1.0
+    reference_f0, own_f0 = voice.stats.get("median_f0_hz", 0.0), spoken.median_f0_hz
+    if fit.pitch and meter.tts.pitch_control and reference_f0 > 0 and own_f0 > 0:
+        limit = 2.0 ** (fit.max_pitch_shift_st / 12)
+        pitch = float(np.clip(reference_f0 / own_f0, 1 / limit, limit))
+    reference_rate, own_rate = voice.stats.get("articulation_rate_hz", 0.0), spoken.articulation_rate_hz
+    if fit.rate and reference_rate > 0 and own_rate > 0:
+        speed = float(np.clip(reference_rate / own_rate, 1 / fit.max_speed_ratio, fit.max_speed_ratio))
+    logger.info("prosody fit: pitch ×%.3f (F0 %.0f → %.0f Hz), speed ×%.3f", pitch, own_f0, reference_f0, speed)
+    return dataclasses.replace(fitted, pitch=pitch, speed=speed)
+
+
 class KokoroGE2EBackend:
     """Kokoro speaking in a style fitted to the reference through the GE2E embedding."""
 
@@ -258,6 +313,13 @@ class KokoroGE2EBackend:
         self.tts = KokoroTTS(threads=settings.threads, graph=settings.kokoro_graph)
         self.synthesizer_id = f"{self.name}-{Path(self.tts.model_path).stem}"
         meter = StyleMeter(self.tts, speaker_encoder)
+        self.meter = meter
+        self.prosody = ProsodyFit(
+            pitch=settings.pitch_fit,
+            rate=settings.rate_fit,
+            max_pitch_shift_st=settings.pitch_fit_max_st,
+            max_speed_ratio=settings.rate_fit_max_ratio,
+        )
         bank = StyleBank.load(DEFAULT_BANK) if DEFAULT_BANK.exists() else None
         if bank is None:
             logger.warning("no style bank at %s: fitting starts from the five packs", DEFAULT_BANK)
@@ -265,7 +327,9 @@ class KokoroGE2EBackend:
         self.cache = settings.voices_dir()
         # A cached voice is only valid for the bank and the graph file that made it.
         bank_id = hashlib.sha256(DEFAULT_BANK.read_bytes()).hexdigest()[:10] if bank is not None else "none"
-        self._tag = f"{self.synthesizer_id}-i{settings.fit_iterations}-s{settings.fit_seed}-bank{bank_id}"
+        self._tag = (
+            f"{self.synthesizer_id}-i{settings.fit_iterations}-s{settings.fit_seed}-bank{bank_id}{self.prosody.tag()}"
+        )
 
     @property
     def sample_rate_hz(self) -> Hertz:
@@ -275,13 +339,21 @@ class KokoroGE2EBackend:
         path = self.cache / f"{self._tag}-{voice.key}.npz"
         if path.exists():
             with np.load(path) as cached:
-                return FittedVoice(cached["table"], float(cached["similarity"]), float(cached["f0_hz"]))
-        fitted = self.fitter.fit(voice, progress)
+                prosody = {name: float(cached[name]) for name in ("pitch", "speed") if name in cached.files}
+                return FittedVoice(cached["table"], float(cached["similarity"]), float(cached["f0_hz"]), **prosody)
+        fitted = fit_prosody(self.meter, self.fitter.fit(voice, progress), voice, self.prosody)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, table=fitted.table, similarity=fitted.similarity, f0_hz=fitted.f0_hz)
+        np.savez(
+            tmp,
+            table=fitted.table,
+            similarity=fitted.similarity,
+            f0_hz=fitted.f0_hz,
+            pitch=fitted.pitch,
+            speed=fitted.speed,
+        )
         tmp.replace(path)
         return fitted
 
     def synthesize(self, enrolled: FittedVoice, text: str, progress: ProgressCallback | None = None) -> Audio:
-        return self.tts.synthesize(text, voice=enrolled.table)
+        return self.tts.synthesize(text, voice=enrolled.table, speed=enrolled.speed, pitch=enrolled.pitch)
