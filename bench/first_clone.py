@@ -126,6 +126,9 @@ def main() -> int:
         "fit_time_limit_s": os.environ.get("VCFAD_CLONER_FIT_TIME_LIMIT_S", "default"),
         # The envelope stage (docs/cloning.md): off by default; set through the environment.
         "envelope_fit": os.environ.get("VCFAD_CLONER_ENVELOPE_FIT", "false (default)"),
+        # The prosody fit (docs/cloning.md): likewise.
+        "pitch_fit": os.environ.get("VCFAD_CLONER_PITCH_FIT", "default"),
+        "rate_fit": os.environ.get("VCFAD_CLONER_RATE_FIT", "default"),
     }
     emit_json(result, args.json)
     return 0

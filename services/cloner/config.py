@@ -48,11 +48,13 @@ class ClonerSettings(BaseSettings):
     fit_seed: int = 0
     #: Prosody fit (kokoro-ge2e): move the voice's median F0 to the reference's (a factor on
     #: Kokoro's predicted F0 curve, fitted once per voice from one synthesis of calibration speech).
-    pitch_fit: bool = False
+    #: On by default since 2026-12-08 (its rule and run: docs/cloning.md, "The prosody fit").
+    pitch_fit: bool = True
     #: Largest pitch move of that fit, in semitones either way.
     pitch_fit_max_st: float = Field(default=6.0, ge=0)
     #: Prosody fit (kokoro-ge2e): move the voice's articulation rate (syllables per second of
-    #: phonation) to the reference's through Kokoro's speed.
+    #: phonation) to the reference's through Kokoro's speed. Off: its rate measure is noisy on
+    #: short or noisy references (docs/cloning.md, "The prosody fit").
     rate_fit: bool = False
     #: Largest speed factor of that fit either way (1.25: from 0.8× to 1.25×).
     rate_fit_max_ratio: float = Field(default=1.25, ge=1.0)

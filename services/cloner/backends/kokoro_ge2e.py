@@ -13,7 +13,7 @@ plus a free offset. Enrollment:
 2. **refinement** (``fit_iterations`` > 0, off by default) — first the average of the three
    nearest entries, then a (1+1) evolution strategy on the style, each candidate scored by the
    GE2E cosine of its calibration speech to the reference (one synthesis call each);
-3. **prosody** (``pitch_fit`` / ``rate_fit``, off by default) — the fitted voice speaks the
+3. **prosody** (``pitch_fit`` on, ``rate_fit`` off by default) — the fitted voice speaks the
    calibration sentences once; its median F0 and articulation rate against the reference's
    (:func:`shared.voice_analysis.analyse_voice`, the same measure on both) give a factor on
    Kokoro's predicted F0 curve (:func:`shared.tts.kokoro.with_pitch_input`) and its speed,
