@@ -9,7 +9,8 @@ Each speaker is enrolled once by the default ``kokoro-ge2e`` backend; the same s
 each VCTK sentence three ways: as enrolled (no prosody fit), with the pitch fit, with the pitch and
 rate fit (:func:`services.cloner.backends.kokoro_ge2e.fit_prosody`, the settings' caps), each
 without and with the channel stage. Scores against the reference: pitch error (|median F0
-difference| in semitones), pace error (|articulation-rate ratio − 1|), GE2E cosine (resemblyzer)
+difference| in semitones), pace error (|articulation-rate ratio − 1|: syllables of the words, the
+clone's text or Whisper-base's transcript of the reference, per second of phonation), GE2E cosine (resemblyzer)
 and corpus WER by Whisper base (faster-whisper). The speaker judge is deliberately not used.
 """
 
@@ -52,7 +53,8 @@ def main() -> int:
     rows = development_references(data_dir, args.first, args.speakers)
     sentences = development_texts(data_dir)
     load_avg_start = os.getloadavg()
-    settings = ClonerSettings(watermark=False, voice_cache_dir=args.voice_cache)
+    # Enrolled without any prosody fit (whatever the defaults are): the bench adds each fit itself.
+    settings = ClonerSettings(watermark=False, voice_cache_dir=args.voice_cache, pitch_fit=False, rate_fit=False)
     cloner = Cloner.from_settings(settings)
     backend = cloner.backend
     if not isinstance(backend, KokoroGE2EBackend):
@@ -68,7 +70,8 @@ def main() -> int:
         voice = cloner.encode([path])
         enrolled = cloner.enroll(voice)
         reference = voice.stats
-        with_pitch_and_rate = fit_prosody(backend.meter, enrolled.voice, voice, both)
+        reference_rate = backend.reference_rate_hz(voice)
+        with_pitch_and_rate = fit_prosody(backend.meter, enrolled.voice, voice, both, reference_rate)
         factors = {"pitch": with_pitch_and_rate.pitch, "speed": with_pitch_and_rate.speed}
         fitted_factors.append({"speaker": speaker, **factors})
         fitted = {
@@ -81,7 +84,7 @@ def main() -> int:
                 audio = backend.synthesize(style, text)
                 spoken = analyse_voice(audio)
                 pitch_error = abs(12 * np.log2(spoken.median_f0_hz / reference["median_f0_hz"]))
-                pace_error = abs(spoken.articulation_rate_hz / reference["articulation_rate_hz"] - 1)
+                pace_error = abs(spoken.articulation_rate_hz(backend.tts.syllables(text)) / reference_rate - 1)
                 for room, finished in (
                     ("no channel stage", cloner.finish(audio)),
                     ("channel stage", cloner.finish(audio, enrolled, text)),

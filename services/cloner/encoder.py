@@ -48,8 +48,8 @@ class ReferenceEncoder:
 
     def encode(self, clips: Sequence[Audio]) -> ReferenceVoice:
         """Embed prepared clips as one speaker ("long audio" when there are several)."""
-        # Speech check, pitch and pace from up to ~40 s of the references (harvest costs ~0.2× real time).
-        speech_s, voiced_f0, analysed_s, syllables, phonation_s = 0.0, [], 0.0, 0, 0.0
+        # Speech check and pitch from up to ~40 s of the references (harvest costs ~0.2× real time).
+        speech_s, voiced_f0, analysed_s = 0.0, [], 0.0
         for clip in clips:
             if analysed_s >= 40.0:
                 break
@@ -57,8 +57,6 @@ class ReferenceEncoder:
             analysis = analyse_voice(part)
             speech_s += analysis.speech_s
             voiced_f0.append(analysis.voiced_f0_hz)
-            syllables += analysis.syllables
-            phonation_s += analysis.phonation_s
             analysed_s += part.duration_s
         if speech_s < self.min_speech_s:
             raise NoSpeechError(
@@ -74,11 +72,7 @@ class ReferenceEncoder:
             clips=tuple(clips),
             embedding=embedding,
             key=digest.hexdigest()[:24],
-            stats={
-                "median_f0_hz": float(np.median(all_f0)),
-                "speech_s": speech_s,
-                "articulation_rate_hz": syllables / phonation_s if phonation_s > 0 else 0.0,
-            },
+            stats={"median_f0_hz": float(np.median(all_f0)), "speech_s": speech_s},
         )
 
     def __call__(self, references: Sequence[AudioFile]) -> ReferenceVoice:

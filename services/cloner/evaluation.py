@@ -11,8 +11,10 @@ four. Each (reference, text) cell is cloned by each backend and judged by
   trained here that no part of the cloner uses: cosine to the reference the clone was conditioned
   on, and the share of clones whose nearest reference under the judge is their own speaker's
   (identification, 10-way);
-* prosody against the conditioning reference (:func:`shared.voice_analysis.analyse_voice`):
-  pitch error = |difference of median F0| in semitones, pace error = |articulation-rate ratio − 1|.
+* prosody against the conditioning reference: pitch error = |difference of median F0| in
+  semitones (:func:`shared.voice_analysis.analyse_voice`); pace error = |articulation-rate ratio
+  − 1|, each rate = syllables of the words (the clone's text; Whisper's transcript of the
+  reference's first ≤ 20 s) per second of phonation (:func:`shared.voice_analysis.spoken_rate_hz`).
 
 LibriSpeech clips here carry no transcripts, so the recognisers' WER on the real recordings
 cannot be measured; the report gives the two recognisers' disagreement on them instead (a
@@ -42,7 +44,8 @@ from shared.asr import SpeechRecognizer, word_error_rate
 from shared.audio import load_audio
 from shared.metrics import percentile_interval
 from shared.speaker import cosine_similarity
-from shared.voice_analysis import analyse_voice
+from shared.tts.kokoro import text_syllables
+from shared.voice_analysis import analyse_voice, spoken_rate_hz
 
 logger = logging.getLogger(__name__)
 
@@ -207,6 +210,7 @@ def run_evaluation(config: EvalConfig) -> dict:
     real_clips = {s: {kind: list(voices[(s, kind)].clips) for kind in ("short-ref", "long-ref")} for s in speakers}
     judge = SpeakerJudge(config.judge_dir, threads=base_settings.threads)
     judge_references = {key: judge.embed(list(voice.clips)) for key, voice in voices.items()}
+    clone_rates: dict[str, float] = {}  # syllables of the text per second of the clone's phonation
     for item in items:
         audio = load_audio(item.path)
         embedding = encoder.embed(audio)
@@ -221,8 +225,7 @@ def run_evaluation(config: EvalConfig) -> dict:
         spoken, reference = analyse_voice(audio), voices[(item.speaker, item.reference)].stats
         if spoken.median_f0_hz > 0 and reference.get("median_f0_hz", 0.0) > 0:
             item.pitch_error_st = abs(12 * float(np.log2(spoken.median_f0_hz / reference["median_f0_hz"])))
-        if spoken.articulation_rate_hz > 0 and reference.get("articulation_rate_hz", 0.0) > 0:
-            item.rate_error = abs(spoken.articulation_rate_hz / reference["articulation_rate_hz"] - 1)
+        clone_rates[item.path] = spoken.articulation_rate_hz(text_syllables(item.text))
     real_ge2e = [
         cosine_similarity(reference_embeddings[(s, "short-ref")], reference_embeddings[(s, "long-ref")])
         for s in speakers
@@ -243,6 +246,14 @@ def run_evaluation(config: EvalConfig) -> dict:
             setattr(item, text_attr, hypothesis)
             setattr(item, wer_attr, word_error_rate(item.text, hypothesis))
         real_transcripts[model_name] = [asr.transcribe(real_clips[s]["short-ref"][0]) for s in speakers]
+        if model_name == config.asr_model:
+            # The reference's pace: the recogniser's words in its first ≤ 20 s (the rate fit's own measure).
+            pieces = {key: voice.clips[0].crop(0.0, 20.0) for key, voice in voices.items()}
+            reference_rates = {key: spoken_rate_hz(piece, asr.transcribe(piece)) for key, piece in pieces.items()}
+            for item in items:
+                clone, real = clone_rates[item.path], reference_rates[(item.speaker, item.reference)]
+                if clone > 0 and real > 0:
+                    item.rate_error = abs(clone / real - 1)
         del asr
     disagreement = None
     if config.second_asr_model:
@@ -330,9 +341,10 @@ def write_report(report: dict, stem: Path) -> None:
         "specific to the speaker shows up there. Judge = the speaker judge (`vcfad judge`, models/judge: a "
         "verification network trained here on other speakers, used by no part of the cloner): cosine to the "
         "conditioning reference; Judge ID = share of clones nearest to their own speaker's reference under it. "
-        "Pitch err = |median F0 of the clone − the reference's| in semitones; pace err = |articulation rate "
-        "(syllables per second of phonation) of the clone / the reference's − 1| (both WORLD harvest + "
-        "intensity peaks, `shared.voice_analysis`). "
+        "Pitch err = |median F0 of the clone − the reference's| in semitones (WORLD harvest); pace err = "
+        "|articulation rate of the clone / the reference's − 1|, a rate being the syllables of the words (the "
+        "clone's text; the recogniser's transcript of the reference's first 20 s) per second of phonation "
+        "(webrtcvad, pauses of 0.3 s and more left out; `shared.voice_analysis`). "
         "RTF = synthesis seconds per second of speech on this machine, during the run "
         f"(enrollment excluded; mean enrollment: {report['enroll_s_mean']} s). "
         f"Total run time {report.get('elapsed_s')} s.{_stage_note(report.get('cloner_settings'))}",

@@ -59,6 +59,11 @@ _IPA_TO_KOKORO = (
     ("ː", ""),
 )
 
+#: Kokoro's vowel symbols (monophthongs, and the one-letter diphthongs I W A O Y): each run of
+#: them in a phoneme string is one syllable nucleus.
+_VOWELS = "aeiouæɑɒɔəɛɜɪʊʌᵊAIOWY"
+_NUCLEUS = re.compile(f"[{_VOWELS}]+")
+
 #: The tensor that carries the prosody predictor's F0 curve (Hz, one value per frame) to the
 #: decoder, in both the packaged and the fast graph.
 F0_CURVE_TENSOR = "/encoder/F0_proj/Conv_output_0"
@@ -117,6 +122,24 @@ def fast_kokoro_model_path() -> Path:
     data = _kokoro_package_data()
     extra = tuple(path for path in (data / "model.sha256", data / "voices_ja.npz") if path.exists())
     return cached_fast_model(kokoro_model_path(), cache_dir(), make_feeds, extra)
+
+
+def syllable_count(phonemes: str) -> int:
+    """Syllables in a Kokoro phoneme string (runs of vowel symbols)."""
+    return len(_NUCLEUS.findall(phonemes))
+
+
+def text_syllables(text: str, phonemizer: EspeakPhonemizer | None = None) -> int:
+    """Syllables of English ``text`` as espeak-ng (en-us) pronounces it: what an articulation rate counts."""
+    phonemes = to_kokoro_phonemes(phonemizer or _shared_phonemizer(), text)
+    return sum(syllable_count(sentence) for sentence in phonemes)
+
+
+@functools.cache
+def _shared_phonemizer() -> EspeakPhonemizer:
+    from piper.phonemize_espeak import EspeakPhonemizer  # piper pulls onnxruntime: load on use
+
+    return EspeakPhonemizer()
 
 
 def with_pitch_input(model: onnx.ModelProto) -> bool:
@@ -254,6 +277,10 @@ class KokoroTTS:
     def phonemes(self, text: str) -> list[str]:
         """Kokoro phoneme strings, one per sentence."""
         return to_kokoro_phonemes(self._phonemizer, text)
+
+    def syllables(self, text: str) -> int:
+        """Syllables of ``text`` as this engine pronounces it (:func:`text_syllables`)."""
+        return text_syllables(text, self._phonemizer)
 
     def tokens(self, phonemes: str) -> list[int]:
         return to_tokens(self._vocab, phonemes)

@@ -49,10 +49,11 @@ def test_report_tables(tmp_path: Path) -> None:
     report["cloner_settings"] = ClonerSettings(envelope_fit=True, fit_iterations=24).model_dump(mode="json")
     write_report(report, config.output_stem)
     markdown = (tmp_path / "eval.md").read_text()
-    assert "Cloner: envelope stage on; style search 24 calls; prosody fit: off." in markdown
-    report["cloner_settings"] = ClonerSettings(pitch_fit=True, rate_fit=True).model_dump(mode="json")
-    write_report(report, config.output_stem)
-    assert "prosody fit: pitch and rate." in (tmp_path / "eval.md").read_text()
+    assert "Cloner: envelope stage on; style search 24 calls; prosody fit: pitch." in markdown
+    for fits, named in (({"pitch_fit": False}, "off"), ({"rate_fit": True}, "pitch and rate")):
+        report["cloner_settings"] = ClonerSettings(**fits).model_dump(mode="json")
+        write_report(report, config.output_stem)
+        assert f"prosody fit: {named}." in (tmp_path / "eval.md").read_text()
 
 
 def test_compare_reports_resamples_speakers() -> None:

@@ -129,7 +129,7 @@ def test_kokoro_pitch_moves_the_voice_and_nothing_else(kokoro) -> None:
         for name, a in (("higher", higher), ("lower", lower))
     }
     assert 2.5 < shift["higher"] < 5.0 and -5.0 < shift["lower"] < -2.5, shift
-    assert higher.duration_s == plain.duration_s  # the pace is the speed's, not the pitch's
+    assert higher.duration_s == pytest.approx(plain.duration_s, abs=0.02)  # the pace is the speed's, not the pitch's
     # At 1.0 the edited graph is the packaged one, sample for sample.
     packaged = kokoro.__class__(threads=1, graph="packaged")
     tokens = packaged.tokens(packaged.phonemes(text)[0])

@@ -15,9 +15,9 @@ plus a free offset. Enrollment:
    GE2E cosine of its calibration speech to the reference (one synthesis call each);
 3. **prosody** (``pitch_fit`` on, ``rate_fit`` off by default) — the fitted voice speaks the
    calibration sentences once; its median F0 and articulation rate against the reference's
-   (:func:`shared.voice_analysis.analyse_voice`, the same measure on both) give a factor on
-   Kokoro's predicted F0 curve (:func:`shared.tts.kokoro.with_pitch_input`) and its speed,
-   each within a cap;
+   (:func:`shared.voice_analysis.analyse_voice`, :func:`~shared.voice_analysis.spoken_rate_hz`:
+   the same measures on both) give a factor on Kokoro's predicted F0 curve
+   (:func:`shared.tts.kokoro.with_pitch_input`) and its speed, each within a cap;
 4. the fitted voice (style table, pitch, speed) is cached on disk per reference set.
 
 Only the synthesizer's conditioning changes: the phonetic content is Kokoro's own, so
@@ -38,12 +38,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from services.cloner.voice import ReferenceVoice
+from shared.asr import SpeechRecognizer
 from shared.audio import Audio, Hertz
 from shared.progress import ProgressCallback
 from shared.speaker import SpeakerEncoder, cosine_similarity
 from shared.tts.kokoro import KokoroTTS
 from shared.tts.kokoro_styles import stacked_packs, style_spread
-from shared.voice_analysis import analyse_voice, median_f0_hz
+from shared.voice_analysis import analyse_voice, median_f0_hz, spoken_rate_hz
 
 if TYPE_CHECKING:
     from services.cloner.config import ClonerSettings
@@ -57,6 +58,9 @@ CALIBRATION_SENTENCES = (
     "The old man walked slowly along the river, looking for a place to rest.",
     "She asked me to call her brother after dinner on Thursday.",
 )
+#: Bump when the prosody fit's measures change: cached voices fitted by the old ones are refitted.
+#: 2: the rate counts the words' syllables (Whisper on the reference), not intensity peaks.
+PROSODY_VERSION = 2
 #: Weight of the F0 mismatch (in octaves) against the GE2E cosine when ranking styles.
 F0_WEIGHT = 0.15
 
@@ -114,7 +118,8 @@ class ProsodyFit:
         """Part of a cached voice's name: a voice fitted under other prosody settings is refitted."""
         if not self.active:
             return ""
-        return f"-prosody{int(self.pitch)}{int(self.rate)}-{self.max_pitch_shift_st:g}st-{self.max_speed_ratio:g}x"
+        caps = f"{self.max_pitch_shift_st:g}st-{self.max_speed_ratio:g}x"
+        return f"-prosody{PROSODY_VERSION}-{int(self.pitch)}{int(self.rate)}-{caps}"
 
 
 class StyleMeter:
@@ -125,6 +130,8 @@ class StyleMeter:
         self.encoder = encoder
         self.packs = stacked_packs(tts.packs)
         self._tokens = [tts.tokens(tts.phonemes(s)[0]) for s in CALIBRATION_SENTENCES]
+        #: Syllables of the calibration sentences (the articulation rate of their speech counts them).
+        self.syllables = sum(tts.syllables(s) for s in CALIBRATION_SENTENCES)
         self.spread = style_spread(self.packs)
 
     def speak(self, params: StyleParams) -> Audio:
@@ -286,9 +293,12 @@ class StyleFitter:
         return FittedVoice(table=best_params.table(self.meter.packs), similarity=best_sim, f0_hz=best_f0)
 
 
-def fit_prosody(meter: StyleMeter, fitted: FittedVoice, voice: ReferenceVoice, fit: ProsodyFit) -> FittedVoice:
+def fit_prosody(
+    meter: StyleMeter, fitted: FittedVoice, voice: ReferenceVoice, fit: ProsodyFit, reference_rate_hz: float = 0.0
+) -> FittedVoice:
     """``fitted`` with the pitch and speed that bring its calibration speech to the reference's
-    median F0 and articulation rate (each as ``fit`` allows; one synthesis call)."""
+    median F0 and articulation rate (``reference_rate_hz``, :func:`shared.voice_analysis.spoken_rate_hz`
+    of the reference; 0 = unknown), each as ``fit`` allows; one synthesis call."""
     if not fit.active:
         return fitted
     spoken = analyse_voice(meter.speak_table(fitted.table))
@@ -297,9 +307,9 @@ def fit_prosody(meter: StyleMeter, fitted: FittedVoice, voice: ReferenceVoice, f
     if fit.pitch and meter.tts.pitch_control and reference_f0 > 0 and own_f0 > 0:
         limit = 2.0 ** (fit.max_pitch_shift_st / 12)
         pitch = float(np.clip(reference_f0 / own_f0, 1 / limit, limit))
-    reference_rate, own_rate = voice.stats.get("articulation_rate_hz", 0.0), spoken.articulation_rate_hz
-    if fit.rate and reference_rate > 0 and own_rate > 0:
-        speed = float(np.clip(reference_rate / own_rate, 1 / fit.max_speed_ratio, fit.max_speed_ratio))
+    own_rate = spoken.articulation_rate_hz(meter.syllables)
+    if fit.rate and reference_rate_hz > 0 and own_rate > 0:
+        speed = float(np.clip(reference_rate_hz / own_rate, 1 / fit.max_speed_ratio, fit.max_speed_ratio))
     logger.info("prosody fit: pitch ×%.3f (F0 %.0f → %.0f Hz), speed ×%.3f", pitch, own_f0, reference_f0, speed)
     return dataclasses.replace(fitted, pitch=pitch, speed=speed)
 
@@ -314,6 +324,8 @@ class KokoroGE2EBackend:
         self.synthesizer_id = f"{self.name}-{Path(self.tts.model_path).stem}"
         meter = StyleMeter(self.tts, speaker_encoder)
         self.meter = meter
+        self.threads = settings.threads
+        self._recognizer: SpeechRecognizer | None = None
         self.prosody = ProsodyFit(
             pitch=settings.pitch_fit,
             rate=settings.rate_fit,
@@ -341,7 +353,8 @@ class KokoroGE2EBackend:
             with np.load(path) as cached:
                 prosody = {name: float(cached[name]) for name in ("pitch", "speed") if name in cached.files}
                 return FittedVoice(cached["table"], float(cached["similarity"]), float(cached["f0_hz"]), **prosody)
-        fitted = fit_prosody(self.meter, self.fitter.fit(voice, progress), voice, self.prosody)
+        rate = self.reference_rate_hz(voice) if self.prosody.rate else 0.0
+        fitted = fit_prosody(self.meter, self.fitter.fit(voice, progress), voice, self.prosody, rate)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
         np.savez(
@@ -354,6 +367,14 @@ class KokoroGE2EBackend:
         )
         tmp.replace(path)
         return fitted
+
+    def reference_rate_hz(self, voice: ReferenceVoice) -> float:
+        """The reference's articulation rate: Whisper-base's words in its first ≤ 20 s, per second
+        of phonation (the recogniser loads on first use: only the rate fit needs it)."""
+        if self._recognizer is None:
+            self._recognizer = SpeechRecognizer("base", threads=self.threads)
+        piece = voice.clips[0].crop(0.0, 20.0)
+        return spoken_rate_hz(piece, self._recognizer.transcribe(piece))
 
     def synthesize(self, enrolled: FittedVoice, text: str, progress: ProgressCallback | None = None) -> Audio:
         return self.tts.synthesize(text, voice=enrolled.table, speed=enrolled.speed, pitch=enrolled.pitch)
