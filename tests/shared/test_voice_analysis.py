@@ -6,10 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.audio import Audio, load_audio
-from shared.tts.kokoro import text_syllables
-from shared.voice_analysis import analyse_voice, spoken_rate_hz, voice_activity
+from shared.tts.kokoro import syllable_count, text_syllables
+from shared.voice_analysis import _bridged, analyse_voice, spoken_rate_hz, voice_activity
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +53,22 @@ def test_no_voice_means_no_rate() -> None:
     tone = analyse_voice(Audio(0.3 * np.sin(2 * np.pi * 150 * np.arange(32_000) / 16_000).astype(np.float32), 16_000))
     for analysis in (noise, tone):
         assert analysis.speech_s == 0 and analysis.articulation_rate_hz(10) == 0.0 and analysis.median_f0_hz == 0.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.booleans(), max_size=200), st.integers(min_value=1, max_value=20))
+def test_phonation_fills_short_gaps_only(frames: list[bool], max_gap: int) -> None:
+    active = np.array(frames, bool)
+    phonation = _bridged(active, max_gap)
+    assert phonation >= int(active.sum())
+    if active.any():
+        first, last = np.flatnonzero(active)[[0, -1]]
+        assert phonation <= last - first + 1  # never the silence before the first or after the last sound
+    # A pause as long as max_gap or longer adds nothing; silence around the clip adds nothing.
+    padded = np.concatenate([np.zeros(max_gap, bool), active, np.zeros(max_gap, bool), active])
+    assert _bridged(padded, max_gap) == 2 * phonation
+
+
+def test_syllables_are_runs_of_vowels() -> None:
+    assert syllable_count("ðə ɹˈɑki hˈɑɹbəɹ") == 5 and syllable_count("") == 0
+    assert syllable_count("ˈOld") == 1  # a one-letter diphthong is one nucleus
