@@ -66,11 +66,12 @@ class CloneScorer:
         )
 
     def rows(self) -> list[dict]:
-        """Per row: clones, the mean of each measure (GE2E and the extras) and the corpus WER."""
+        """Per row: clones, the mean of each measure over the clones it was measured on (GE2E and
+        the extras; NaN = not measurable) and the corpus WER."""
         out = []
         for row, scores in self._scores.items():
             means = {
-                name: round(float(np.mean([score[name] for score in scores])), 4)
+                name: round(float(np.nanmean([score[name] for score in scores])), 4)
                 for name in scores[0]
                 if name not in ("errors", "words")
             }

@@ -68,8 +68,14 @@ def main() -> int:
             for name, style in fitted.items():
                 audio = backend.synthesize(style, text)
                 spoken = analyse_voice(audio)
-                pitch_error = abs(12 * np.log2(spoken.median_f0_hz / reference["median_f0_hz"]))
-                pace_error = abs(spoken.articulation_rate_hz(backend.tts.syllables(text)) / reference_rate - 1)
+                rate = spoken.articulation_rate_hz(backend.tts.syllables(text))
+                # Not measurable (no voiced frame, no words heard in the reference): NaN, left out of the means.
+                pitch_error = (
+                    abs(12 * np.log2(spoken.median_f0_hz / reference["median_f0_hz"]))
+                    if spoken.median_f0_hz > 0
+                    else np.nan
+                )
+                pace_error = abs(rate / reference_rate - 1) if rate > 0 and reference_rate > 0 else np.nan
                 for room, finished in (
                     ("no channel stage", cloner.finish(audio)),
                     ("channel stage", cloner.finish(audio, enrolled, text)),

@@ -15,7 +15,6 @@ import numpy as np
 import webrtcvad
 
 from shared.audio import Audio
-from shared.tts.kokoro import text_syllables
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # pyworld imports pkg_resources, which warns on import
@@ -39,7 +38,9 @@ class VoiceAnalysis:
         return float(np.median(self.voiced_f0_hz)) if self.voiced_f0_hz.size else 0.0
 
     def articulation_rate_hz(self, syllables: int) -> float:
-        """``syllables`` (of what the clip says) per second of phonation, 0.0 without speech."""
+        """``syllables`` (of what the clip says: e.g. :func:`shared.tts.kokoro.text_syllables` of its
+        words, which noise and reverberation do not blur as they blur intensity peaks) per second of
+        phonation; 0.0 without words or speech."""
         return syllables / self.phonation_s if syllables > 0 and self.phonation_s > 0 else 0.0
 
 
@@ -62,29 +63,21 @@ def analyse_voice(audio: Audio, aggressiveness: int = 3, frame_ms: int = 30) -> 
     voiced_f0 = f0[f0 > 0]
     if voiced_f0.size < 10 or float(np.std(np.log(voiced_f0))) < 0.01:
         return _NO_SPEECH
-    vad = webrtcvad.Vad(aggressiveness)
+    # Two detectors: webrtcvad adapts to what it has heard, so the speech check's detector hears
+    # only the voiced frames (as it always has) and the phonation's hears every frame.
+    speech_vad, phonation_vad = webrtcvad.Vad(aggressiveness), webrtcvad.Vad(aggressiveness)
     pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
     frame = 16_000 * frame_ms // 1000
     step = frame_ms // 10
     talking, speech = [], 0
     for index, start in enumerate(range(0, len(pcm) - frame + 1, frame)):
-        talking.append(vad.is_speech(pcm[start : start + frame].tobytes(), 16_000))
+        chunk = pcm[start : start + frame].tobytes()
+        talking.append(phonation_vad.is_speech(chunk, 16_000))
         periodic = np.mean(f0[index * step : (index + 1) * step] > 0) >= 0.5
-        speech += int(periodic and talking[-1])
+        if periodic and speech_vad.is_speech(chunk, 16_000):
+            speech += 1
     phonation = _bridged(np.array(talking, bool), round(_MAX_INNER_PAUSE_S * 1000 / frame_ms))
     return VoiceAnalysis(speech * frame_ms / 1000, voiced_f0, phonation * frame_ms / 1000)
-
-
-def spoken_rate_hz(audio: Audio, transcript: str) -> float:
-    """Articulation rate of a clip that says ``transcript``: its syllables (as espeak-ng pronounces
-    the words) per second of phonation (:attr:`VoiceAnalysis.phonation_s`); 0.0 without words or speech.
-
-    Syllables come from the words, not from the sound, so noise and reverberation (which blur the
-    intensity peaks an acoustic syllable count relies on) do not change the count.
-    """
-    if not transcript.strip():
-        return 0.0
-    return analyse_voice(audio).articulation_rate_hz(text_syllables(transcript))
 
 
 def voice_activity(audio: Audio) -> tuple[float, np.ndarray]:

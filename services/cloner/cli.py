@@ -20,7 +20,7 @@ from services.cloner.config import ClonerSettings
 from services.cloner.evaluation import EvalConfig, compare_reports, run_evaluation
 from services.cloner.pipeline import CloneInputError, Cloner
 from services.cloner.sv2tts.download import download_sv2tts
-from shared.tts.kokoro import fast_kokoro_model_path
+from shared.tts.kokoro import fast_kokoro_model_path, pitch_graph_path
 from vcfad.cli_common import CLIError, positive_int
 
 
@@ -82,7 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     download.set_defaults(handler=_models_download)
     graph = models_sub.add_parser(
         "build-kokoro-graph",
-        help="build Kokoro's fast (static int8) graph into the cache now (an install step; 1–2 min)",
+        help="build Kokoro's fast (static int8) graph and its pitch-input copy into the cache now (an install step)",
     )
     graph.set_defaults(handler=_models_build_kokoro_graph)
     bank = models_sub.add_parser(
@@ -219,7 +219,9 @@ def _models_download(args: argparse.Namespace) -> int:
 
 def _models_build_kokoro_graph(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    print(fast_kokoro_model_path())
+    fast = fast_kokoro_model_path()
+    print(fast)
+    print(pitch_graph_path(fast))  # its copy with the pitch input, which the engines open
     return 0
 
 

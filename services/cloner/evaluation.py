@@ -14,7 +14,7 @@ four. Each (reference, text) cell is cloned by each backend and judged by
 * prosody against the conditioning reference: pitch error = |difference of median F0| in
   semitones (:func:`shared.voice_analysis.analyse_voice`); pace error = |articulation-rate ratio
   − 1|, each rate = syllables of the words (the clone's text; Whisper's transcript of the
-  reference's first ≤ 20 s) per second of phonation (:func:`shared.voice_analysis.spoken_rate_hz`).
+  reference's first ≤ 20 s) per second of phonation (:class:`shared.voice_analysis.VoiceAnalysis`).
 
 LibriSpeech clips here carry no transcripts, so the recognisers' WER on the real recordings
 cannot be measured; the report gives the two recognisers' disagreement on them instead (a
@@ -45,7 +45,7 @@ from shared.audio import load_audio
 from shared.metrics import percentile_interval
 from shared.speaker import cosine_similarity
 from shared.tts.kokoro import text_syllables
-from shared.voice_analysis import analyse_voice, spoken_rate_hz
+from shared.voice_analysis import analyse_voice
 
 logger = logging.getLogger(__name__)
 
@@ -249,7 +249,10 @@ def run_evaluation(config: EvalConfig) -> dict:
         if model_name == config.asr_model:
             # The reference's pace: the recogniser's words in its first ≤ 20 s (the rate fit's own measure).
             pieces = {key: voice.clips[0].crop(0.0, 20.0) for key, voice in voices.items()}
-            reference_rates = {key: spoken_rate_hz(piece, asr.transcribe(piece)) for key, piece in pieces.items()}
+            reference_rates = {
+                key: analyse_voice(piece).articulation_rate_hz(text_syllables(asr.transcribe(piece)))
+                for key, piece in pieces.items()
+            }
             for item in items:
                 clone, real = clone_rates[item.path], reference_rates[(item.speaker, item.reference)]
                 if clone > 0 and real > 0:
@@ -399,19 +402,22 @@ def compare_reports(before: dict, after: dict, resamples: int = 2000, seed: int 
         for name, report in (("before", before), ("after", after))
     }
     shared_keys = sorted(set(keyed["before"]) & set(keyed["after"]))
-    # A measure is compared where every shared clone has it on both sides (reports written before the
-    # prosody measures existed compare on the three they have).
-    measures = [
-        measure
-        for measure in ("ge2e", "judge", "wer", "pitch_error_st", "rate_error")
-        if all(not np.isnan(keyed[side][key].get(measure, np.nan)) for side in keyed for key in shared_keys)
-    ]
+    measures = ("ge2e", "judge", "wer", "pitch_error_st", "rate_error")
     rng = np.random.default_rng(seed)
     rows = []
     for backend in dict.fromkeys(key[0] for key in shared_keys):
-        keys = [key for key in shared_keys if key[0] == backend]
-        speakers = sorted({key[1] for key in keys})
         for measure in measures:
+            # The clones measured on both sides: a clone without a voiced frame, or a report written
+            # before the prosody measures existed, leaves that measure out (the row counts its clones).
+            keys = [
+                key
+                for key in shared_keys
+                if key[0] == backend
+                and all(not np.isnan(keyed[side][key].get(measure, np.nan)) for side in ("before", "after"))
+            ]
+            speakers = sorted({key[1] for key in keys})
+            if not keys:
+                continue
             differences = {
                 speaker: [keyed["after"][k][measure] - keyed["before"][k][measure] for k in keys if k[1] == speaker]
                 for speaker in speakers

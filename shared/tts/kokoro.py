@@ -14,6 +14,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -59,16 +61,17 @@ _IPA_TO_KOKORO = (
     ("ː", ""),
 )
 
-#: Kokoro's vowel symbols (monophthongs, and the one-letter diphthongs I W A O Y): each run of
-#: them in a phoneme string is one syllable nucleus.
-_VOWELS = "aeiouæɑɒɔəɛɜɪʊʌᵊAIOWY"
-_NUCLEUS = re.compile(f"[{_VOWELS}]+")
+#: Kokoro's vowel symbols (monophthongs, and the one-letter diphthongs I W A O Y): each is one
+#: syllable nucleus ("going" ɡˈOɪŋ has two, "idea" Idˈiə three).
+_VOWELS = frozenset("aeiouæɑɒɔəɛɜɪʊʌᵊAIOWY")
 
 #: The tensor that carries the prosody predictor's F0 curve (Hz, one value per frame) to the
 #: decoder, in both the packaged and the fast graph.
 F0_CURVE_TENSOR = "/encoder/F0_proj/Conv_output_0"
 #: The input :func:`with_pitch_input` adds: the F0 curve is multiplied by it before the decoder.
 PITCH_INPUT = "f0_scale"
+#: Bump when :func:`with_pitch_input` changes: the cached copy's name carries it.
+PITCH_EDIT_VERSION = 1
 
 #: Which Kokoro graph runs: see :class:`KokoroTTS`.
 KokoroGraph = Literal["fast", "packaged"]
@@ -125,8 +128,8 @@ def fast_kokoro_model_path() -> Path:
 
 
 def syllable_count(phonemes: str) -> int:
-    """Syllables in a Kokoro phoneme string (runs of vowel symbols)."""
-    return len(_NUCLEUS.findall(phonemes))
+    """Syllables in a Kokoro phoneme string (its vowel symbols)."""
+    return sum(symbol in _VOWELS for symbol in phonemes)
 
 
 def text_syllables(text: str, phonemizer: EspeakPhonemizer | None = None) -> int:
@@ -147,12 +150,15 @@ def with_pitch_input(model: onnx.ModelProto) -> bool:
     predicted F0 curve before the decoder, so the voice speaks higher or lower with its own source
     and vocoder (no resynthesis, no formant shift: the decoder's timbre input is untouched).
 
-    Returns False, leaving the graph as it was, when the graph has no :data:`F0_CURVE_TENSOR`.
+    Returns False, leaving the graph as it was, when the graph has no :data:`F0_CURVE_TENSOR`
+    (True, unchanged, when it has the input already).
     """
     from onnx import TensorProto, helper  # onnx is loaded with the graph, not with this module
 
+    if any(i.name == PITCH_INPUT for i in model.graph.input):
+        return True  # edited already
     consumers = [node for node in model.graph.node if F0_CURVE_TENSOR in node.input]
-    if not consumers or any(i.name == PITCH_INPUT for i in model.graph.input):
+    if not consumers:
         return False
     scaled = f"{F0_CURVE_TENSOR}_scaled"
     for node in consumers:
@@ -160,6 +166,35 @@ def with_pitch_input(model: onnx.ModelProto) -> bool:
     model.graph.node.append(helper.make_node("Mul", [F0_CURVE_TENSOR, PITCH_INPUT], [scaled], name="vcfad/f0_scale"))
     model.graph.input.append(helper.make_tensor_value_info(PITCH_INPUT, TensorProto.FLOAT, [1]))
     return True
+
+
+def pitch_graph_path(source: Path) -> Path:
+    """``source`` with the pitch input (:func:`with_pitch_input`), written once into vcfad's cache.
+
+    A file, not an in-memory edit, so that every engine opens it from disk: building the session
+    from serialized bytes held the graph in memory twice over (≈ 0.4 GB more per engine).
+
+    Raises
+    ------
+    ValueError
+        The graph has no :data:`F0_CURVE_TENSOR` to scale.
+    OSError
+        The cache cannot be written.
+    """
+    import onnx  # heavy: loaded only when the copy is made
+
+    stat = source.stat()
+    out = cache_dir() / f"{source.stem}-pitch{PITCH_EDIT_VERSION}-{stat.st_size}-{stat.st_mtime_ns}.onnx"
+    if out.exists():
+        return out
+    model = onnx.load(str(source))
+    if not with_pitch_input(model):
+        raise ValueError(f"{source.name} has no {F0_CURVE_TENSOR}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_suffix(f".{os.getpid()}.part")
+    onnx.save(model, str(partial))
+    partial.replace(out)  # atomic: a second process writing the same copy at once is harmless
+    return out
 
 
 def load_vocab() -> dict[str, int]:
@@ -212,8 +247,7 @@ class KokoroTTS:
         threads: int | None = None,
         graph: KokoroGraph = "fast",
     ) -> None:
-        import onnx  # heavy: loaded when a voice is built, not when the module is imported
-        import onnxruntime
+        import onnxruntime  # heavy: loaded when a voice is built, not when the module is imported
         from piper.phonemize_espeak import EspeakPhonemizer
 
         if graph not in GRAPHS:
@@ -229,17 +263,18 @@ class KokoroTTS:
             except OSError as error:  # e.g. a read-only cache: still speak, just slower
                 logger.warning("Kokoro: fast graph unavailable (%s); running the packaged graph", error)
                 graph = "packaged"
-        model = onnx.load(str(path))
-        #: Whether ``pitch`` can move the voice (the graph had the F0 tensor to scale).
-        self.pitch_control = with_pitch_input(model)
-        if not self.pitch_control:
-            logger.warning("Kokoro: %s has no %s; pitch stays the style's own", path.name, F0_CURVE_TENSOR)
+        #: Whether ``pitch`` can move the voice (the graph's copy with the pitch input is in the cache).
+        self.pitch_control = True
+        try:
+            runs = pitch_graph_path(path)
+        except (OSError, ValueError) as error:  # a read-only cache, or a graph without the F0 tensor
+            logger.warning("Kokoro: no pitch input (%s); pitch stays the style's own", error)
+            runs, self.pitch_control = path, False
         self._session = onnxruntime.InferenceSession(
-            model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"]
+            str(runs), sess_options=options, providers=["CPUExecutionProvider"]
         )
-        del model
         self.graph = graph
-        #: The ONNX file this engine runs (part of an enrolled voice's cache key).
+        #: The ONNX file this engine runs, before its pitch input (part of an enrolled voice's cache key).
         self.model_path = path
         self._vocab = load_vocab()
         self._phonemizer = EspeakPhonemizer()
@@ -292,8 +327,13 @@ class KokoroTTS:
         """Raw model call: token ids (≤ :data:`MAX_TOKENS`) → 24 kHz samples."""
         table = self.style_table if style is None else self.resolve_style(style)
         feed = model_feed(tokens[:MAX_TOKENS], table, self.speed if speed is None else speed)
+        factor = self.pitch if pitch is None else pitch
+        if not (math.isfinite(factor) and factor > 0):
+            raise ValueError(f"pitch is a positive factor on the F0 curve; got {factor}")
         if self.pitch_control:
-            feed[PITCH_INPUT] = np.array([self.pitch if pitch is None else pitch], dtype=np.float32)
+            feed[PITCH_INPUT] = np.array([factor], dtype=np.float32)
+        elif factor != 1.0:
+            raise ValueError("this Kokoro graph has no pitch input: pitch must stay 1.0")
         audio = self._session.run(None, feed)[0]
         return np.asarray(audio, dtype=np.float32).ravel()
 

@@ -12,7 +12,8 @@ from services.cloner.backends.kokoro_ge2e import StyleParams, sample_params
 from services.cloner.config import ClonerSettings
 from services.cloner.pipeline import Cloner
 from shared.audio import load_audio
-from shared.voice_analysis import analyse_voice, spoken_rate_hz
+from shared.tts.kokoro import text_syllables
+from shared.voice_analysis import analyse_voice
 
 
 def test_style_params_round_trip_and_sampling() -> None:
@@ -57,9 +58,7 @@ def test_fitted_voice_is_closer_than_the_packs(tmp_path: Path, speaker_files: di
 def test_prosody_fit_moves_pitch_and_pace_to_the_reference(
     tmp_path: Path, speaker_files: dict[str, list[Path]]
 ) -> None:
-    settings = ClonerSettings(
-        threads=1, voice_cache_dir=tmp_path, match_channel=False, watermark=False, pitch_fit=True, rate_fit=True
-    )
+    settings = ClonerSettings(threads=1, voice_cache_dir=tmp_path, match_channel=False, watermark=False, pitch_fit=True)
     cloner = Cloner.from_settings(settings)
     backend = cloner.backend
     voice = cloner.encode([str(speaker_files[sorted(speaker_files)[1]][0])])
@@ -110,9 +109,11 @@ def test_rate_fit_follows_a_slow_speaker(tmp_path: Path) -> None:
     assert 0.7 < enrolled.voice.speed < 0.95, enrolled.voice.speed
     assert enrolled.voice.pitch == 1.0  # the pitch fit is off
     text = "Please bring the blue folder to the meeting tomorrow morning."
-    reference_rate = spoken_rate_hz(slow, words)
-    fitted_rate = spoken_rate_hz(cloner.synthesize(enrolled, text), text)
-    plain_rate = spoken_rate_hz(tts.synthesize(text, voice=enrolled.voice.table), text)
+    reference_rate = analyse_voice(slow).articulation_rate_hz(text_syllables(words))
+    fitted_rate = analyse_voice(cloner.synthesize(enrolled, text)).articulation_rate_hz(text_syllables(text))
+    plain_rate = analyse_voice(tts.synthesize(text, voice=enrolled.voice.table)).articulation_rate_hz(
+        text_syllables(text)
+    )
     assert abs(fitted_rate / reference_rate - 1) < abs(plain_rate / reference_rate - 1), (
         fitted_rate,
         plain_rate,

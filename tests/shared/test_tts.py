@@ -116,7 +116,7 @@ def test_whisper_transcribes_piper(piper) -> None:
 def test_kokoro_pitch_moves_the_voice_and_nothing_else(kokoro) -> None:
     import onnxruntime
 
-    from shared.tts.kokoro import PITCH_INPUT, kokoro_model_path, model_feed
+    from shared.tts.kokoro import PITCH_INPUT, fast_kokoro_model_path, kokoro_model_path, model_feed
     from shared.voice_analysis import analyse_voice
 
     text = "She asked me to call her brother after dinner on Thursday."
@@ -130,10 +130,14 @@ def test_kokoro_pitch_moves_the_voice_and_nothing_else(kokoro) -> None:
     }
     assert 2.5 < shift["higher"] < 5.0 and -5.0 < shift["lower"] < -2.5, shift
     assert higher.duration_s == pytest.approx(plain.duration_s, abs=0.02)  # the pace is the speed's, not the pitch's
-    # At 1.0 the edited graph is the packaged one, sample for sample.
+    # At 1.0 each edited graph is its unedited file, sample for sample.
     packaged = kokoro.__class__(threads=1, graph="packaged")
     tokens = packaged.tokens(packaged.phonemes(text)[0])
     table = packaged.resolve_style("jm_kumo")
-    session = onnxruntime.InferenceSession(str(kokoro_model_path()), providers=["CPUExecutionProvider"])
-    original = session.run(None, model_feed(tokens, table))[0].ravel()
-    np.testing.assert_array_equal(packaged.synthesize_tokens(tokens, table), original)
+    for engine, source in ((packaged, kokoro_model_path()), (kokoro, fast_kokoro_model_path())):
+        assert engine.pitch_control and engine.model_path == source
+        session = onnxruntime.InferenceSession(str(source), providers=["CPUExecutionProvider"])
+        original = session.run(None, model_feed(tokens, table))[0].ravel()
+        np.testing.assert_array_equal(engine.synthesize_tokens(tokens, table), original)
+    with pytest.raises(ValueError, match="positive factor"):
+        kokoro.synthesize(text, pitch=float("nan"))

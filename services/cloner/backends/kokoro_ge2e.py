@@ -15,8 +15,8 @@ plus a free offset. Enrollment:
    GE2E cosine of its calibration speech to the reference (one synthesis call each);
 3. **prosody** (``pitch_fit`` on, ``rate_fit`` off by default) — the fitted voice speaks the
    calibration sentences once; its median F0 and articulation rate against the reference's
-   (:func:`shared.voice_analysis.analyse_voice`, :func:`~shared.voice_analysis.spoken_rate_hz`:
-   the same measures on both) give a factor on Kokoro's predicted F0 curve
+   (:func:`shared.voice_analysis.analyse_voice`: the same measures on both; a rate counts the
+   syllables of the words) give a factor on Kokoro's predicted F0 curve
    (:func:`shared.tts.kokoro.with_pitch_input`) and its speed, each within a cap;
 4. the fitted voice (style table, pitch, speed) is cached on disk per reference set.
 
@@ -44,7 +44,7 @@ from shared.progress import ProgressCallback
 from shared.speaker import SpeakerEncoder, cosine_similarity
 from shared.tts.kokoro import KokoroTTS
 from shared.tts.kokoro_styles import stacked_packs, style_spread
-from shared.voice_analysis import analyse_voice, median_f0_hz, spoken_rate_hz
+from shared.voice_analysis import analyse_voice, median_f0_hz
 
 if TYPE_CHECKING:
     from services.cloner.config import ClonerSettings
@@ -59,8 +59,9 @@ CALIBRATION_SENTENCES = (
     "She asked me to call her brother after dinner on Thursday.",
 )
 #: Bump when the prosody fit's measures change: cached voices fitted by the old ones are refitted.
-#: 2: the rate counts the words' syllables (Whisper on the reference), not intensity peaks.
-PROSODY_VERSION = 2
+#: 2: the rate counts the words' syllables (Whisper on the reference), not intensity peaks;
+#: 3: each vowel symbol is a syllable (a run of them was one).
+PROSODY_VERSION = 3
 #: Weight of the F0 mismatch (in octaves) against the GE2E cosine when ranking styles.
 F0_WEIGHT = 0.15
 
@@ -297,8 +298,8 @@ def fit_prosody(
     meter: StyleMeter, fitted: FittedVoice, voice: ReferenceVoice, fit: ProsodyFit, reference_rate_hz: float = 0.0
 ) -> FittedVoice:
     """``fitted`` with the pitch and speed that bring its calibration speech to the reference's
-    median F0 and articulation rate (``reference_rate_hz``, :func:`shared.voice_analysis.spoken_rate_hz`
-    of the reference; 0 = unknown), each as ``fit`` allows; one synthesis call."""
+    median F0 and articulation rate (``reference_rate_hz``: :meth:`KokoroGE2EBackend.reference_rate_hz`;
+    0 = unknown), each as ``fit`` allows; one synthesis call."""
     if not fit.active:
         return fitted
     spoken = analyse_voice(meter.speak_table(fitted.table))
@@ -374,7 +375,7 @@ class KokoroGE2EBackend:
         if self._recognizer is None:
             self._recognizer = SpeechRecognizer("base", threads=self.threads)
         piece = voice.clips[0].crop(0.0, 20.0)
-        return spoken_rate_hz(piece, self._recognizer.transcribe(piece))
+        return analyse_voice(piece).articulation_rate_hz(self.tts.syllables(self._recognizer.transcribe(piece)))
 
     def synthesize(self, enrolled: FittedVoice, text: str, progress: ProgressCallback | None = None) -> Audio:
         return self.tts.synthesize(text, voice=enrolled.table, speed=enrolled.speed, pitch=enrolled.pitch)
