@@ -80,12 +80,6 @@ def analyse_voice(audio: Audio, aggressiveness: int = 3, frame_ms: int = 30) -> 
     return VoiceAnalysis(speech * frame_ms / 1000, voiced_f0, phonation * frame_ms / 1000)
 
 
-def voice_activity(audio: Audio) -> tuple[float, np.ndarray]:
-    """(seconds of speech, F0 of the voiced 10 ms frames in Hz) of a clip: :func:`analyse_voice`."""
-    analysis = analyse_voice(audio)
-    return analysis.speech_s, analysis.voiced_f0_hz
-
-
 def _bridged(active: np.ndarray, max_gap: int) -> int:
     """Active frames, counting the gaps of fewer than ``max_gap`` frames between active runs."""
     edges = np.flatnonzero(np.diff(np.concatenate([[0], active.astype(np.int8), [0]])))

@@ -53,8 +53,8 @@ class ClonerSettings(BaseSettings):
     #: Largest pitch move of that fit, in semitones either way.
     pitch_fit_max_st: float = Field(default=6.0, ge=0)
     #: Prosody fit (kokoro-ge2e): move the voice's articulation rate (syllables per second of
-    #: phonation) to the reference's through Kokoro's speed. Off: its rate measure is noisy on
-    #: short or noisy references (docs/cloning.md, "The prosody fit").
+    #: phonation) to the reference's through Kokoro's speed. Off: its eval-clone run raised the
+    #: judge but missed the WER bound of its rule (docs/cloning.md, "The prosody fit").
     rate_fit: bool = False
     #: Largest speed factor of that fit either way (1.25: from 0.8× to 1.25×).
     rate_fit_max_ratio: float = Field(default=1.25, ge=1.0)

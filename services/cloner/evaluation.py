@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from services.cloner.backends import create_backend
+from services.cloner.backends.kokoro_ge2e import reference_rate_hz
 from services.cloner.config import ClonerSettings
 from services.cloner.encoder import ReferenceEncoder
 from services.cloner.judge.score import DEFAULT_JUDGE_DIR, SpeakerJudge
@@ -247,12 +248,8 @@ def run_evaluation(config: EvalConfig) -> dict:
             setattr(item, wer_attr, word_error_rate(item.text, hypothesis))
         real_transcripts[model_name] = [asr.transcribe(real_clips[s]["short-ref"][0]) for s in speakers]
         if model_name == config.asr_model:
-            # The reference's pace: the recogniser's words in its first ≤ 20 s (the rate fit's own measure).
-            pieces = {key: voice.clips[0].crop(0.0, 20.0) for key, voice in voices.items()}
-            reference_rates = {
-                key: analyse_voice(piece).articulation_rate_hz(text_syllables(asr.transcribe(piece)))
-                for key, piece in pieces.items()
-            }
+            # The reference's pace, by the rate fit's own measure.
+            reference_rates = {key: reference_rate_hz(voice, asr) for key, voice in voices.items()}
             for item in items:
                 clone, real = clone_rates[item.path], reference_rates[(item.speaker, item.reference)]
                 if clone > 0 and real > 0:

@@ -42,7 +42,7 @@ from shared.asr import SpeechRecognizer
 from shared.audio import Audio, Hertz
 from shared.progress import ProgressCallback
 from shared.speaker import SpeakerEncoder, cosine_similarity
-from shared.tts.kokoro import KokoroTTS
+from shared.tts.kokoro import KokoroTTS, text_syllables
 from shared.tts.kokoro_styles import stacked_packs, style_spread
 from shared.voice_analysis import analyse_voice, median_f0_hz
 
@@ -62,6 +62,8 @@ CALIBRATION_SENTENCES = (
 #: 2: the rate counts the words' syllables (Whisper on the reference), not intensity peaks;
 #: 3: each vowel symbol is a syllable (a run of them was one).
 PROSODY_VERSION = 3
+#: How much of a reference's start its articulation rate is measured on, in seconds.
+RATE_REFERENCE_S = 20.0
 #: Weight of the F0 mismatch (in octaves) against the GE2E cosine when ranking styles.
 F0_WEIGHT = 0.15
 
@@ -315,6 +317,14 @@ def fit_prosody(
     return dataclasses.replace(fitted, pitch=pitch, speed=speed)
 
 
+def reference_rate_hz(voice: ReferenceVoice, recognizer: SpeechRecognizer) -> float:
+    """The reference's articulation rate: the syllables of ``recognizer``'s words in its first
+    ≤ :data:`RATE_REFERENCE_S` seconds per second of their phonation (0.0 without words or speech).
+    The rate fit's measure, and eval-clone's for the pace error."""
+    piece = voice.clips[0].crop(0.0, RATE_REFERENCE_S)
+    return analyse_voice(piece).articulation_rate_hz(text_syllables(recognizer.transcribe(piece)))
+
+
 class KokoroGE2EBackend:
     """Kokoro speaking in a style fitted to the reference through the GE2E embedding."""
 
@@ -370,12 +380,10 @@ class KokoroGE2EBackend:
         return fitted
 
     def reference_rate_hz(self, voice: ReferenceVoice) -> float:
-        """The reference's articulation rate: Whisper-base's words in its first ≤ 20 s, per second
-        of phonation (the recogniser loads on first use: only the rate fit needs it)."""
+        """:func:`reference_rate_hz` with Whisper base (loaded on first use: only the rate fit needs it)."""
         if self._recognizer is None:
             self._recognizer = SpeechRecognizer("base", threads=self.threads)
-        piece = voice.clips[0].crop(0.0, 20.0)
-        return analyse_voice(piece).articulation_rate_hz(self.tts.syllables(self._recognizer.transcribe(piece)))
+        return reference_rate_hz(voice, self._recognizer)
 
     def synthesize(self, enrolled: FittedVoice, text: str, progress: ProgressCallback | None = None) -> Audio:
         return self.tts.synthesize(text, voice=enrolled.table, speed=enrolled.speed, pitch=enrolled.pitch)
